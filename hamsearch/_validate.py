@@ -1,0 +1,144 @@
+"""Input checks shared by every public call.
+
+Each check raises ``TypeError`` (wrong kind of object or dtype) or
+``ValueError`` (right kind, wrong value) with a message of the form
+"<name>: expected ..., got ..." and, where one helps, a hint.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import numpy as np
+
+MAX_NBITS = 1 << 20
+
+
+def words(nbits: int) -> int:
+    """Number of uint64 words in a code of ``nbits`` bits."""
+    return (nbits + 63) // 64
+
+
+def pad_mask(nbits: int) -> int:
+    """Mask of the valid bits of the last word of a code."""
+    rem = nbits % 64
+    return (1 << 64) - 1 if rem == 0 else (1 << rem) - 1
+
+
+def as_int(value: Any, name: str) -> int:
+    """``value`` as a Python int; bools and non-integers are a ``TypeError``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected an int, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}") from None
+
+
+def check_nbits(nbits: Any) -> int:
+    nbits = as_int(nbits, "nbits")
+    if not 1 <= nbits <= MAX_NBITS:
+        raise ValueError(f"nbits: expected 1 <= nbits <= {MAX_NBITS}, got {nbits}")
+    return nbits
+
+
+def check_k(k: Any) -> int:
+    k = as_int(k, "k")
+    if k < 1:
+        raise ValueError(f"k: expected k >= 1, got {k}")
+    return k
+
+
+def check_radius(r: Any) -> int:
+    r = as_int(r, "r")
+    if r < 0:
+        raise ValueError(f"r: expected r >= 0, got {r}")
+    return r
+
+
+def check_threads(threads: Any, default: int) -> int:
+    if threads is None:
+        return default
+    threads = as_int(threads, "threads")
+    if threads < 1:
+        raise ValueError(f"threads: expected None or an int >= 1, got {threads}")
+    return threads
+
+
+def to_numpy(x: Any, name: str) -> np.ndarray:
+    """A numpy view of ``x`` through the array protocol (numpy arrays, torch
+    tensors, anything with ``__array__``), without importing torch."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy"):
+        # A torch tensor: leave autograd and the device behind first.
+        x = x.detach().cpu()
+    if not (hasattr(x, "__array__") or hasattr(x, "__array_interface__") or hasattr(x, "__dlpack__")):
+        raise TypeError(
+            f"{name}: expected a numpy array or an object with the array protocol "
+            f"(torch tensor), got {type(x).__name__}"
+        )
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # conversion failures of foreign objects vary
+        raise TypeError(f"{name}: could not convert {type(x).__name__} to a numpy array: {exc}") from exc
+
+
+def check_codes(codes: Any, nbits: int, name: str = "codes") -> np.ndarray:
+    """Packed codes: C-contiguous uint64 of shape ``(n, ceil(nbits/64))`` with
+    the pad bits above ``nbits`` zero. Returned as given (no copy)."""
+    arr = to_numpy(codes, name)
+    w = words(nbits)
+    if arr.dtype != np.uint64:
+        if arr.dtype == np.uint8:
+            hint = f"; byte-packed codes come in through hamsearch.from_bytes(codes, {nbits})"
+        elif arr.dtype == np.bool_ or arr.dtype.kind in "iuf":
+            hint = "; unpacked bits or real values come in through hamsearch.pack(x)"
+        else:
+            hint = ""
+        raise TypeError(f"{name}: expected dtype uint64 (packed codes), got {arr.dtype}{hint}")
+    if arr.dtype.byteorder == ">":
+        raise TypeError(f"{name}: expected native-endian uint64, got big-endian; use codes.astype(np.uint64)")
+    if arr.ndim != 2:
+        hint = "; for one code use codes[None, :]" if arr.ndim == 1 else ""
+        raise ValueError(f"{name}: expected a 2-D array of shape (n, {w}), got {arr.ndim}-D shape {arr.shape}{hint}")
+    if arr.shape[1] != w:
+        raise ValueError(
+            f"{name}: expected shape (n, {w}) for nbits={nbits} ({w} uint64 words per code), "
+            f"got shape {arr.shape}"
+        )
+    if not arr.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a C-contiguous array, got a strided view; use np.ascontiguousarray({name})")
+    mask = pad_mask(nbits)
+    if arr.shape[0] and mask != (1 << 64) - 1:
+        bad = np.flatnonzero(arr[:, -1] & np.uint64(~mask & ((1 << 64) - 1)))
+        if bad.size:
+            raise ValueError(
+                f"{name}: expected the pad bits above nbits={nbits} to be zero, "
+                f"got set pad bits in row {int(bad[0])} ({bad.size} rows in all); "
+                "was the code packed for a wider nbits?"
+            )
+    return arr
+
+
+def check_ids(ids: Any, n: int) -> np.ndarray:
+    """Custom ids: ``n`` unique non-negative integers, as a C-contiguous int64 copy."""
+    arr = to_numpy(ids, "ids")
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        raise TypeError(f"ids: expected an integer array, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"ids: expected a 1-D array of length {n}, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"ids: expected {n} ids (one per code), got {arr.shape[0]}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"ids: expected values below 2**63, got {int(arr.max())}")
+    out = np.ascontiguousarray(arr, dtype=np.int64).copy()
+    if out.size and int(out.min()) < 0:
+        raise ValueError(f"ids: expected non-negative ids, got {int(out.min())}")
+    if out.size > 1:
+        s = np.sort(out)
+        dup = s[1:][s[1:] == s[:-1]]
+        if dup.size:
+            raise ValueError(f"ids: expected unique ids, got {int(dup[0])} more than once")
+    return out
+
