@@ -1,0 +1,187 @@
+"""The benchmark grid: which cases run, with what batch sizes and rounds.
+
+Kept apart from the tests so that ``conftest.py`` (options, ordering) and
+``bench_flat.py`` (the measurements) read the same definitions.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+# (library, backend): the searchers the suite knows. "hamsearch" is the
+# engine under test; the others are peers.
+HAMSEARCH_NATIVE = ("hamsearch", "native")
+HAMSEARCH_NUMBA = ("hamsearch", "numba")
+FAISS = ("faiss", "IndexBinaryFlat")
+USEARCH = ("usearch", "exact")
+NUMPY = ("numpy", "scan")
+SEARCHERS: Tuple[Tuple[str, str], ...] = (HAMSEARCH_NATIVE, HAMSEARCH_NUMBA, FAISS, USEARCH, NUMPY)
+
+# Batch sizes. Fast searchers get a fixed batch; slow ones a budget of
+# query x code pairs per round, so that one round stays within a few seconds.
+# The batch size of every case is recorded in extra_info["nq"].
+FULL_NQ = 1000
+QUICK_NQ = 100
+PAIR_BUDGET: Dict[Tuple[str, str], float] = {
+    # measured on the 2-core Zen 3 reference machine: about 3e7 pairs/s per thread
+    USEARCH: 5e7,
+    # about 5e7 pairs/s at 64 bits, 1.5e7 at 256 bits, plus argpartition
+    NUMPY: 2e7,
+}
+MIN_SLOW_NQ = 5
+QUICK_SLOW_NQ = 10
+
+# Rounds per case: a median of 3 batch rounds; more for the one-query cases,
+# whose rounds take milliseconds.
+BATCH_ROUNDS = 3
+SINGLE_ROUNDS = 30
+
+SINGLE_QUERY_K = 10
+LARGE_K = 1000
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def quick_from_env() -> bool:
+    """``HAMSEARCH_BENCH_QUICK=1``: the smoke-test grid (n = 10^5, small batches)."""
+    return _env_flag("HAMSEARCH_BENCH_QUICK")
+
+
+def parse_ints(text: str, name: str) -> Tuple[int, ...]:
+    """``"1e6,1e7"`` or ``"64,128"`` -> a tuple of ints (scientific notation allowed)."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"{name}: expected comma-separated integers such as 1e6,1e7, got {part!r}") from None
+        if value != int(value) or value < 1:
+            raise ValueError(f"{name}: expected positive integers, got {part!r}")
+        out.append(int(value))
+    if not out:
+        raise ValueError(f"{name}: expected at least one value, got {text!r}")
+    return tuple(out)
+
+
+def n_label(n: int) -> str:
+    """10**7 -> "1e7"; other sizes as plain digits."""
+    exp = round(math.log10(n)) if n > 0 else 0
+    return f"1e{exp}" if 10**exp == n else str(n)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark: a searcher on one data set with one (k, threads, nq)."""
+
+    kind: str  # "knn" (batch), "single" (nq = 1) or "floor" (memory read)
+    library: str
+    backend: str
+    nbits: int
+    n: int
+    k: int
+    threads: int
+    nq: int
+    rounds: int
+
+    @property
+    def data_key(self) -> Tuple[int, int]:
+        return (self.nbits, self.n)
+
+    @property
+    def group(self) -> str:
+        base = f"nbits={self.nbits} n={n_label(self.n)} k={self.k}"
+        if self.kind in ("single", "floor"):
+            return f"{base} nq=1 (bandwidth floor)"
+        return base
+
+    @property
+    def id(self) -> str:
+        if self.kind == "floor":
+            return f"floor-read-b{self.nbits}-n{n_label(self.n)}-t{self.threads}"
+        return (
+            f"{self.library}-{self.backend}-b{self.nbits}-n{n_label(self.n)}"
+            f"-k{self.k}-t{self.threads}-q{self.nq}"
+        )
+
+
+@dataclass
+class BenchConfig:
+    quick: bool = False
+    ns: Tuple[int, ...] = (10**6, 10**7)
+    nbits: Tuple[int, ...] = (64, 128, 256)
+    ks: Tuple[int, ...] = (1, 10, 100)
+    threads: Tuple[int, ...] = (1, 2)
+    nq: Optional[int] = None  # batch size of the fast searchers; None: FULL_NQ / QUICK_NQ
+    seed: int = 20240601
+    searchers: Tuple[Tuple[str, str], ...] = field(default=SEARCHERS)
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        quick: bool,
+        ns: Optional[Sequence[int]] = None,
+        nbits: Optional[Sequence[int]] = None,
+        nq: Optional[int] = None,
+    ) -> "BenchConfig":
+        cfg = cls(quick=quick)
+        if quick:
+            cfg.ns = (10**5,)
+        if ns:
+            cfg.ns = tuple(sorted(set(ns)))
+        if nbits:
+            cfg.nbits = tuple(sorted(set(nbits)))
+        cfg.nq = nq
+        return cfg
+
+    @property
+    def fast_nq(self) -> int:
+        if self.nq is not None:
+            return self.nq
+        return QUICK_NQ if self.quick else FULL_NQ
+
+    def batch_nq(self, searcher: Tuple[str, str], n: int) -> int:
+        """The batch size of ``searcher`` on ``n`` codes."""
+        budget = PAIR_BUDGET.get(searcher)
+        if budget is None:
+            return self.fast_nq
+        if self.quick:
+            return min(self.fast_nq, QUICK_SLOW_NQ)
+        return int(min(self.fast_nq, max(MIN_SLOW_NQ, budget // n)))
+
+    @property
+    def max_nq(self) -> int:
+        return max(self.fast_nq, 1)
+
+    def cases(self) -> List[Case]:
+        """Every case, ordered by data set so that each is generated once."""
+        return list(self._cases())
+
+    def _cases(self) -> Iterator[Case]:
+        big_n = max(self.ns)
+        for n in self.ns:
+            for nbits in self.nbits:
+                for k in self.ks:
+                    for threads in self.threads:
+                        for searcher in self.searchers:
+                            if searcher == NUMPY and threads != 1:
+                                continue  # numpy scans on one thread only
+                            yield Case("knn", *searcher, nbits, n, k, threads,
+                                       self.batch_nq(searcher, n), BATCH_ROUNDS)
+                if n == big_n and nbits == min(self.nbits) and 1 in self.threads:
+                    # Large k: the selection, not the scan, starts to matter.
+                    for searcher in (HAMSEARCH_NATIVE, FAISS):
+                        yield Case("knn", *searcher, nbits, n, LARGE_K, 1, self.fast_nq, BATCH_ROUNDS)
+                if n == big_n:
+                    # Latency of one query on every core against the memory-read floor.
+                    t = max(self.threads)
+                    for searcher in (HAMSEARCH_NATIVE, FAISS):
+                        yield Case("single", *searcher, nbits, n, SINGLE_QUERY_K, t, 1, SINGLE_ROUNDS)
+                    yield Case("floor", "floor", "read", nbits, n, SINGLE_QUERY_K, t, 1, SINGLE_ROUNDS)

@@ -1,0 +1,154 @@
+// The one file that knows about Python: argument checks (the second line of
+// defence behind hamsearch/_validate.py), output allocation, GIL release.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "common.h"
+#include "flat_index.h"
+
+namespace py = pybind11;
+using hamsearch::FlatIndex;
+
+namespace {
+
+// noconvert(): a uint8 or int64 array must not be widened value by value into
+// uint64 codes; c_style: the kernels read rows as contiguous words.
+using Codes = py::array_t<uint64_t, py::array::c_style>;
+using Ids = py::array_t<int64_t, py::array::c_style>;
+
+size_t check_matrix(const Codes& a, size_t w, const char* what) {
+    if (a.ndim() != 2) {
+        throw std::invalid_argument(std::string(what) + ": expected a 2-D array, got " + std::to_string(a.ndim()) +
+                                    "-D");
+    }
+    if (static_cast<size_t>(a.shape(1)) != w) {
+        throw std::invalid_argument(std::string(what) + ": expected " + std::to_string(w) + " words per code, got " +
+                                    std::to_string(a.shape(1)));
+    }
+    return static_cast<size_t>(a.shape(0));
+}
+
+size_t check_threads(int64_t threads) {
+    if (threads < 1) throw std::invalid_argument("threads: expected threads >= 1, got " + std::to_string(threads));
+    return static_cast<size_t>(threads);
+}
+
+// A numpy array that owns a std::vector without copying it.
+template <class T>
+py::array_t<T> adopt(std::vector<T>&& v) {
+    auto* heap = new std::vector<T>(std::move(v));
+    py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>({static_cast<py::ssize_t>(heap->size())}, {static_cast<py::ssize_t>(sizeof(T))},
+                          heap->data(), owner);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "hamsearch native core: popcount kernels, flat scan and top-k selection";
+    m.attr("__version__") = HAMSEARCH_VERSION;
+
+    m.def("isa", [] { return std::string(hamsearch::isa_name(hamsearch::active_kernels().isa)); },
+          "The kernel level in use.");
+    m.def("detected_isa", [] { return std::string(hamsearch::isa_name(hamsearch::detect_isa())); },
+          "The highest kernel level this CPU supports.");
+    m.def("available_isas", [] {
+        std::vector<std::string> names;
+        for (auto i : hamsearch::available_isas()) names.emplace_back(hamsearch::isa_name(i));
+        return names;
+    });
+    m.def("set_isa", [](const std::string& name) { hamsearch::set_isa(hamsearch::isa_from_name(name)); },
+          py::arg("name"), "Selects the kernels of a level this CPU supports.");
+
+    m.def("_read_bandwidth",
+          [](Codes data, int64_t threads) {
+              const size_t t = check_threads(threads);
+              const uint64_t* p = data.data();
+              const size_t n = static_cast<size_t>(data.size());
+              py::gil_scoped_release release;
+              return hamsearch::read_bandwidth(p, n, t);
+          },
+          py::arg("data").noconvert(), py::arg("threads"),
+          "Sums every word of data with `threads` threads (a memory-bandwidth probe).");
+
+    py::class_<FlatIndex>(m, "FlatIndex")
+        .def(py::init<int64_t>(), py::arg("nbits"))
+        .def_property_readonly("nbits", &FlatIndex::nbits)
+        .def("size", &FlatIndex::size)
+        .def("ids", [](const FlatIndex& self) { return adopt(self.ids()); })
+        .def("codes",
+             [](const FlatIndex& self) {
+                 auto flat = adopt(self.codes());
+                 const py::ssize_t w = static_cast<py::ssize_t>(self.words());
+                 return flat.reshape({flat.size() / w, w});
+             })
+        .def(
+            "add",
+            [](FlatIndex& self, Codes codes, Ids ids) {
+                const size_t n = check_matrix(codes, self.words(), "codes");
+                if (ids.ndim() != 1 || static_cast<size_t>(ids.shape(0)) != n) {
+                    throw std::invalid_argument("ids: expected a 1-D array of " + std::to_string(n) + " ids");
+                }
+                const uint64_t* c = codes.data();
+                const int64_t* i = ids.data();
+                py::gil_scoped_release release;
+                self.add(c, i, n);
+            },
+            py::arg("codes").noconvert(), py::arg("ids").noconvert())
+        .def(
+            "knn",
+            [](const FlatIndex& self, Codes q, int64_t k, int64_t threads) {
+                const size_t nq = check_matrix(q, self.words(), "q");
+                self.check_codes(q.data(), nq, "q");
+                if (k < 1) throw std::invalid_argument("k: expected k >= 1, got " + std::to_string(k));
+                const size_t t = check_threads(threads);
+                py::array_t<int32_t> D({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
+                py::array_t<int64_t> I({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
+                const uint64_t* qp = q.data();
+                int32_t* dp = D.mutable_data();
+                int64_t* ip = I.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    self.knn(qp, nq, static_cast<size_t>(k), t, dp, ip);
+                }
+                return py::make_tuple(D, I);
+            },
+            py::arg("q").noconvert(), py::arg("k"), py::arg("threads"))
+        .def(
+            "radius",
+            [](const FlatIndex& self, Codes q, int64_t r, int64_t threads) {
+                const size_t nq = check_matrix(q, self.words(), "q");
+                self.check_codes(q.data(), nq, "q");
+                if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
+                const size_t t = check_threads(threads);
+                const uint64_t* qp = q.data();
+                hamsearch::RadiusResult res;
+                {
+                    py::gil_scoped_release release;
+                    res = self.radius(qp, nq, r, t);
+                }
+                return py::make_tuple(adopt(std::move(res.lims)), adopt(std::move(res.D)), adopt(std::move(res.I)));
+            },
+            py::arg("q").noconvert(), py::arg("r"), py::arg("threads"))
+        .def(
+            "rank",
+            [](const FlatIndex& self, Codes q, int64_t threads) {
+                const size_t nq = check_matrix(q, self.words(), "q");
+                self.check_codes(q.data(), nq, "q");
+                const size_t t = check_threads(threads);
+                const uint64_t* qp = q.data();
+                std::vector<int64_t> ranked;
+                size_t n = 0;
+                {
+                    py::gil_scoped_release release;
+                    n = self.rank(qp, nq, t, ranked);
+                }
+                return adopt(std::move(ranked)).reshape({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(n)});
+            },
+            py::arg("q").noconvert(), py::arg("threads"));
+}

@@ -1,0 +1,71 @@
+// Shared definitions of the native core: ISA levels, the kernel table, and the
+// compiler attributes that compile one function for a given instruction set.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+#define HS_X86 1
+#else
+#define HS_X86 0
+#endif
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define HS_TARGET(x)
+#define HS_INLINE __forceinline
+#define HS_LIKELY(x) (x)
+#define HS_UNLIKELY(x) (x)
+#else
+#define HS_TARGET(x) __attribute__((target(x)))
+#define HS_INLINE inline __attribute__((always_inline))
+#define HS_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#endif
+
+namespace hamsearch {
+
+/// Kernel levels, lowest first. Each level implies the ones below it.
+enum class Isa : int { scalar = 0, popcnt = 1, avx2 = 2, avx512_vpopcntdq = 3 };
+
+constexpr int kNumIsa = 4;
+
+/// Distances of one query to `n` codes of `w` words each:
+/// out[i] = popcount(q ^ codes[i]) summed over the words.
+using DistancesFn = void (*)(const uint64_t* q, const uint64_t* codes, size_t n, size_t w, int32_t* out);
+
+/// Rows i < n whose distance to `q` is <= tau, in ascending order. Writes the
+/// row numbers to rows[] and their distances to dists[] (each with room for n
+/// entries) and returns how many there are.
+using FilterFn = size_t (*)(const uint64_t* q, const uint64_t* codes, size_t n, size_t w, int32_t tau,
+                            uint32_t* rows, int32_t* dists);
+
+/// One ISA level's kernels.
+struct Kernels {
+    Isa isa;
+    DistancesFn distances;
+    FilterFn filter;
+};
+
+extern const Kernels kKernelsScalar;
+#if HS_X86
+extern const Kernels kKernelsPopcnt;
+extern const Kernels kKernelsAvx2;
+extern const Kernels kKernelsAvx512;
+#endif
+
+const char* isa_name(Isa isa);
+/// Parses a level name; throws std::invalid_argument for an unknown name.
+Isa isa_from_name(const std::string& name);
+/// The highest level this CPU and operating system support.
+Isa detect_isa();
+/// Every level this CPU supports, lowest first.
+std::vector<Isa> available_isas();
+/// The kernels in use (chosen once at start-up; see set_isa).
+const Kernels& active_kernels();
+/// Selects the kernels of `isa`; throws std::invalid_argument if the CPU lacks it.
+void set_isa(Isa isa);
+
+}  // namespace hamsearch

@@ -1,0 +1,311 @@
+#include "flat_index.h"
+
+#include <algorithm>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "parallel.h"
+#include "topk.h"
+
+namespace hamsearch {
+
+namespace {
+
+// Below this many word comparisons per thread a thread costs more than it saves.
+constexpr size_t kMinWorkPerThread = size_t{1} << 17;
+// Queries whose candidate buffers share a database block: bounds the memory
+// of the k-NN states (about 32 MiB per thread) when k is large.
+constexpr size_t kStateBytesPerThread = size_t{32} << 20;
+
+}  // namespace
+
+FlatIndex::FlatIndex(int64_t nbits) : nbits_(nbits), w_(0) {
+    if (nbits < 1 || nbits > kMaxBits) {
+        throw std::invalid_argument("nbits: expected 1 <= nbits <= " + std::to_string(kMaxBits) + ", got " +
+                                    std::to_string(nbits));
+    }
+    w_ = static_cast<size_t>((nbits + 63) / 64);
+}
+
+size_t FlatIndex::size() const {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    return ids_.size();
+}
+
+std::vector<int64_t> FlatIndex::ids() const {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    return ids_;
+}
+
+std::vector<uint64_t> FlatIndex::codes() const {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    return codes_;
+}
+
+void FlatIndex::check_codes(const uint64_t* codes, size_t n, const char* what) const {
+    const int rem = static_cast<int>(nbits_ % 64);
+    if (rem == 0) return;
+    const uint64_t pad = ~((uint64_t{1} << rem) - 1);
+    for (size_t i = 0; i < n; ++i) {
+        if (codes[i * w_ + w_ - 1] & pad) {
+            throw std::invalid_argument(std::string(what) + ": expected the pad bits above nbits=" +
+                                        std::to_string(nbits_) + " to be zero, got set pad bits in row " +
+                                        std::to_string(i));
+        }
+    }
+}
+
+void FlatIndex::add(const uint64_t* codes, const int64_t* ids, size_t n) {
+    if (n == 0) return;
+    check_codes(codes, n, "codes");
+    bool ascending = true;
+    for (size_t i = 0; i < n; ++i) {
+        if (ids[i] < 0) {
+            throw std::invalid_argument("ids: expected non-negative ids, got " + std::to_string(ids[i]));
+        }
+        if (i && ids[i] <= ids[i - 1]) ascending = false;
+    }
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    // Reserve both first: if memory runs out, nothing has changed.
+    codes_.reserve(codes_.size() + n * w_);
+    ids_.reserve(ids_.size() + n);
+    if (!ids_.empty() && ids[0] <= ids_.back()) ascending = false;
+    codes_.insert(codes_.end(), codes, codes + n * w_);
+    ids_.insert(ids_.end(), ids, ids + n);
+    ids_ascending_ = ids_ascending_ && ascending;
+    std::lock_guard<std::mutex> order_lock(order_mu_);
+    order_valid_ = false;
+    order_.clear();
+}
+
+size_t FlatIndex::block_rows() const {
+    // About 128 KiB of codes per block: stays in L2 while every query of a
+    // batch scans it. A multiple of 16 rows, the widest kernel step.
+    const size_t rows = (size_t{128} << 10) / (8 * w_);
+    return std::max<size_t>(256, rows / 16 * 16);
+}
+
+size_t FlatIndex::plan_threads(size_t requested, size_t nq) const {
+    const size_t work = nq * ids_.size() * w_;
+    const size_t by_work = std::max<size_t>(1, work / kMinWorkPerThread);
+    return std::max<size_t>(1, std::min({requested, by_work, size_t{1024}}));
+}
+
+const std::vector<size_t>& FlatIndex::id_order() const {
+    std::lock_guard<std::mutex> lock(order_mu_);
+    if (!order_valid_) {
+        order_.resize(ids_.size());
+        std::iota(order_.begin(), order_.end(), size_t{0});
+        std::sort(order_.begin(), order_.end(), [this](size_t a, size_t b) { return ids_[a] < ids_[b]; });
+        order_valid_ = true;
+    }
+    return order_;
+}
+
+void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t row_begin, size_t row_end,
+                         TopK* states) const {
+    const size_t block = block_rows();
+    std::vector<uint32_t> rows(block);
+    std::vector<int32_t> dists(block);
+    for (size_t b0 = row_begin; b0 < row_end; b0 += block) {
+        const size_t len = std::min(block, row_end - b0);
+        const uint64_t* base = codes_.data() + b0 * w_;
+        const int64_t* ids = ids_.data() + b0;
+        for (size_t j = 0; j < nq; ++j) {
+            TopK& s = states[j];
+            const size_t c = K.filter(q + j * w_, base, len, w_, s.threshold(), rows.data(), dists.data());
+            for (size_t t = 0; t < c; ++t) s.push(dists[t], ids[rows[t]]);
+        }
+    }
+}
+
+void FlatIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I) const {
+    if (k == 0) throw std::invalid_argument("k: expected k >= 1, got 0");
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    const size_t n = ids_.size();
+    if (nq == 0) return;
+    if (n == 0) {
+        std::fill(D, D + nq * k, kDistancePad);
+        std::fill(I, I + nq * k, kIdPad);
+        return;
+    }
+    const Kernels& K = active_kernels();
+    const size_t T = plan_threads(std::max<size_t>(threads, 1), nq);
+    const size_t kk = std::min(k, n);
+    if (T == 1 || nq >= 4 * T) {
+        // Split the queries; each thread streams the database once per group.
+        const size_t state_bytes = (kk + std::max<size_t>(kk, 256)) * sizeof(Candidate);
+        const size_t group = std::max<size_t>(1, kStateBytesPerThread / state_bytes);
+        parallel_tasks(T, [&](size_t t) {
+            const auto range = split_range(nq, T, t);
+            for (size_t g0 = range.first; g0 < range.second; g0 += group) {
+                const size_t g1 = std::min(range.second, g0 + group);
+                std::vector<TopK> states(g1 - g0, TopK(kk));
+                scan_knn(K, q + g0 * w_, g1 - g0, 0, n, states.data());
+                for (size_t j = g0; j < g1; ++j) states[j - g0].finish(D + j * k, I + j * k, k);
+            }
+        });
+    } else {
+        // Few queries: split the database so that one query uses every core,
+        // then merge the per-part candidates exactly.
+        std::vector<std::vector<TopK>> parts(T);
+        parallel_tasks(T, [&](size_t t) {
+            const auto range = split_range(n, T, t);
+            parts[t].assign(nq, TopK(kk));
+            scan_knn(K, q, nq, range.first, range.second, parts[t].data());
+        });
+        for (size_t j = 0; j < nq; ++j) {
+            TopK merged(kk);
+            for (size_t t = 0; t < T; ++t) {
+                for (const Candidate& c : parts[t][j].compacted()) merged.push(c.d, c.id);
+            }
+            merged.finish(D + j * k, I + j * k, k);
+        }
+    }
+}
+
+RadiusResult FlatIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const {
+    if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    const size_t n = ids_.size();
+    const int32_t tau = static_cast<int32_t>(std::min<int64_t>(r, nbits_));
+    const Kernels& K = active_kernels();
+    const size_t T = plan_threads(std::max<size_t>(threads, 1), nq);
+    const size_t block = block_rows();
+    const bool split_queries = T == 1 || nq >= 4 * T;
+    const size_t nparts = split_queries ? 1 : T;
+    // hits[part][query]: candidates in ascending row order.
+    std::vector<std::vector<std::vector<Candidate>>> hits(nparts, std::vector<std::vector<Candidate>>(nq));
+    auto scan = [&](size_t part, size_t q0, size_t q1, size_t row_begin, size_t row_end) {
+        std::vector<uint32_t> rows(block);
+        std::vector<int32_t> dists(block);
+        for (size_t b0 = row_begin; b0 < row_end; b0 += block) {
+            const size_t len = std::min(block, row_end - b0);
+            for (size_t j = q0; j < q1; ++j) {
+                const size_t c = K.filter(q + j * w_, codes_.data() + b0 * w_, len, w_, tau, rows.data(), dists.data());
+                auto& out = hits[part][j];
+                for (size_t t = 0; t < c; ++t) out.push_back({dists[t], ids_[b0 + rows[t]]});
+            }
+        }
+    };
+    if (split_queries) {
+        parallel_tasks(T, [&](size_t t) {
+            const auto range = split_range(nq, T, t);
+            scan(0, range.first, range.second, 0, n);
+        });
+    } else {
+        parallel_tasks(T, [&](size_t t) {
+            const auto range = split_range(n, T, t);
+            scan(t, 0, nq, range.first, range.second);
+        });
+    }
+    RadiusResult res;
+    res.lims.assign(nq + 1, 0);
+    for (size_t j = 0; j < nq; ++j) {
+        size_t m = 0;
+        for (size_t p = 0; p < nparts; ++p) m += hits[p][j].size();
+        res.lims[j + 1] = res.lims[j] + static_cast<int64_t>(m);
+    }
+    const size_t total = static_cast<size_t>(res.lims[nq]);
+    res.D.resize(total);
+    res.I.resize(total);
+    // Counting sort by distance, stable in row order; ties then by id where
+    // row order is not id order.
+    std::vector<size_t> offset(static_cast<size_t>(tau) + 2);
+    for (size_t j = 0; j < nq; ++j) {
+        std::fill(offset.begin(), offset.end(), 0);
+        for (size_t p = 0; p < nparts; ++p)
+            for (const Candidate& c : hits[p][j]) ++offset[static_cast<size_t>(c.d) + 1];
+        for (size_t b = 1; b < offset.size(); ++b) offset[b] += offset[b - 1];
+        const size_t base = static_cast<size_t>(res.lims[j]);
+        for (size_t p = 0; p < nparts; ++p) {
+            for (const Candidate& c : hits[p][j]) {
+                const size_t at = base + offset[static_cast<size_t>(c.d)]++;
+                res.D[at] = c.d;
+                res.I[at] = c.id;
+            }
+            std::vector<Candidate>().swap(hits[p][j]);
+        }
+        if (!ids_ascending_) {
+            size_t a = base;
+            const size_t end = static_cast<size_t>(res.lims[j + 1]);
+            while (a < end) {
+                size_t b = a;
+                while (b < end && res.D[b] == res.D[a]) ++b;
+                std::sort(res.I.begin() + static_cast<std::ptrdiff_t>(a), res.I.begin() + static_cast<std::ptrdiff_t>(b));
+                a = b;
+            }
+        }
+    }
+    return res;
+}
+
+size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, std::vector<int64_t>& ranked) const {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    const size_t n = ids_.size();
+    ranked.resize(nq * n);
+    if (n == 0 || nq == 0) return n;
+    int64_t* out = ranked.data();
+    const Kernels& K = active_kernels();
+    const size_t T = plan_threads(std::max<size_t>(threads, 1), nq);
+    const std::vector<size_t>* order = ids_ascending_ ? nullptr : &id_order();
+    const size_t nbins = static_cast<size_t>(nbits_) + 1;
+    // Counting sort by distance, visiting rows in id order so ties come out by id.
+    auto place = [&](const int32_t* dist, int64_t* row_out, std::vector<size_t>& offset) {
+        std::fill(offset.begin(), offset.end(), 0);
+        for (size_t i = 0; i < n; ++i) ++offset[static_cast<size_t>(dist[i]) + 1];
+        for (size_t b = 1; b < offset.size(); ++b) offset[b] += offset[b - 1];
+        if (order) {
+            for (size_t i : *order) row_out[offset[static_cast<size_t>(dist[i])]++] = ids_[i];
+        } else {
+            for (size_t i = 0; i < n; ++i) row_out[offset[static_cast<size_t>(dist[i])]++] = ids_[i];
+        }
+    };
+    if (T == 1 || nq >= T) {
+        parallel_tasks(T, [&](size_t t) {
+            const auto range = split_range(nq, T, t);
+            std::vector<int32_t> dist(n);
+            std::vector<size_t> offset(nbins + 1);
+            for (size_t j = range.first; j < range.second; ++j) {
+                K.distances(q + j * w_, codes_.data(), n, w_, dist.data());
+                place(dist.data(), out + j * n, offset);
+            }
+        });
+    } else {
+        std::vector<int32_t> dist(n);
+        std::vector<size_t> offset(nbins + 1);
+        for (size_t j = 0; j < nq; ++j) {
+            parallel_tasks(T, [&](size_t t) {
+                const auto range = split_range(n, T, t);
+                K.distances(q + j * w_, codes_.data() + range.first * w_, range.second - range.first, w_,
+                            dist.data() + range.first);
+            });
+            place(dist.data(), out + j * n, offset);
+        }
+    }
+    return n;
+}
+
+uint64_t read_bandwidth(const uint64_t* data, size_t n, size_t threads) {
+    threads = std::max<size_t>(1, std::min<size_t>(threads, 1024));
+    std::vector<uint64_t> sums(threads, 0);
+    parallel_tasks(threads, [&](size_t t) {
+        const auto range = split_range(n, threads, t);
+        uint64_t a = 0, b = 0, c = 0, d = 0;
+        size_t i = range.first;
+        for (; i + 4 <= range.second; i += 4) {
+            a += data[i];
+            b += data[i + 1];
+            c += data[i + 2];
+            d += data[i + 3];
+        }
+        for (; i < range.second; ++i) a += data[i];
+        sums[t] = a + b + c + d;
+    });
+    uint64_t s = 0;
+    for (uint64_t v : sums) s += v;
+    return s;
+}
+
+}  // namespace hamsearch

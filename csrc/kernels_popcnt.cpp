@@ -1,0 +1,29 @@
+// Level `popcnt`: the scalar kernels with the POPCNT instruction (SSE4.2 era,
+// every x86-64 CPU since about 2008). Relies on: POPCNT.
+#include "common.h"
+
+#if HS_X86
+#include "kernels_portable.h"
+
+namespace hamsearch {
+namespace {
+
+using portable::HardwarePop;
+
+HS_TARGET("popcnt")
+void distances_popcnt(const uint64_t* q, const uint64_t* codes, size_t n, size_t w, int32_t* out) {
+    portable::distances_any<HardwarePop>(q, codes, n, w, out);
+}
+
+HS_TARGET("popcnt")
+size_t filter_popcnt(const uint64_t* q, const uint64_t* codes, size_t n, size_t w, int32_t tau, uint32_t* rows,
+                     int32_t* dists) {
+    return portable::filter_any<HardwarePop>(q, codes, n, w, tau, rows, dists);
+}
+
+}  // namespace
+
+const Kernels kKernelsPopcnt = {Isa::popcnt, distances_popcnt, filter_popcnt};
+
+}  // namespace hamsearch
+#endif  // HS_X86

@@ -1,0 +1,103 @@
+// Exact top-k selection over (distance, id) pairs that exploits the small
+// integer range of Hamming distances.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "common.h"
+
+namespace hamsearch {
+
+constexpr int32_t kDistancePad = std::numeric_limits<int32_t>::max();
+constexpr int64_t kIdPad = -1;
+
+struct Candidate {
+    int32_t d;
+    int64_t id;
+};
+
+inline bool operator<(const Candidate& a, const Candidate& b) { return a.d < b.d || (a.d == b.d && a.id < b.id); }
+
+/// Keeps the k smallest (distance, id) pairs seen so far. Candidates collect
+/// in a buffer of about 2k; when it fills, a histogram of its distances finds
+/// the k-th distance tau, everything below tau stays, and of the candidates
+/// at tau the smallest ids stay. From then on a candidate is admitted only if
+/// it beats (tau, tau_id), so a scan needs the exact pair only for the rare
+/// codes with distance <= tau (threshold()).
+class TopK {
+   public:
+    explicit TopK(size_t k) : k_(k), cap_(k + std::max<size_t>(k, 256)) { buf_.reserve(std::min<size_t>(cap_, 4096)); }
+
+    /// Codes farther than this cannot enter; codes at it may (ties by id).
+    int32_t threshold() const { return tau_; }
+
+    void push(int32_t d, int64_t id) {
+        if (d > tau_ || (d == tau_ && id > tau_id_)) return;
+        buf_.push_back({d, id});
+        if (buf_.size() >= cap_) compact();
+    }
+
+    /// Writes the kept results in (distance, id) order into D[0, width),
+    /// I[0, width), padded with (kDistancePad, kIdPad) past the last one.
+    void finish(int32_t* D, int64_t* I, size_t width) {
+        compact();
+        std::sort(buf_.begin(), buf_.end());
+        size_t j = 0;
+        for (; j < buf_.size(); ++j) {
+            D[j] = buf_[j].d;
+            I[j] = buf_[j].id;
+        }
+        for (; j < width; ++j) {
+            D[j] = kDistancePad;
+            I[j] = kIdPad;
+        }
+    }
+
+    /// The kept candidates, unordered (after compaction at most k).
+    const std::vector<Candidate>& compacted() {
+        compact();
+        return buf_;
+    }
+
+   private:
+    void compact() {
+        if (buf_.size() <= k_) return;
+        int32_t lo = buf_[0].d, hi = buf_[0].d;
+        for (const Candidate& c : buf_) {
+            lo = std::min(lo, c.d);
+            hi = std::max(hi, c.d);
+        }
+        hist_.assign(static_cast<size_t>(hi - lo) + 1, 0);
+        for (const Candidate& c : buf_) ++hist_[static_cast<size_t>(c.d - lo)];
+        size_t below = 0;  // candidates strictly closer than tau
+        int32_t tau = lo;
+        for (size_t b = 0;; ++b) {
+            if (below + hist_[b] >= k_) {
+                tau = lo + static_cast<int32_t>(b);
+                break;
+            }
+            below += hist_[b];
+        }
+        // Order: [d < tau] [d == tau] [dropped].
+        auto mid = std::partition(buf_.begin(), buf_.end(), [tau](const Candidate& c) { return c.d < tau; });
+        auto end = std::partition(mid, buf_.end(), [tau](const Candidate& c) { return c.d == tau; });
+        const size_t need = k_ - below;
+        auto by_id = [](const Candidate& a, const Candidate& b) { return a.id < b.id; };
+        if (static_cast<size_t>(end - mid) > need) std::nth_element(mid, mid + need, end, by_id);
+        buf_.resize(k_);
+        tau_ = tau;
+        tau_id_ = std::max_element(mid, mid + need, by_id)->id;
+    }
+
+    size_t k_;
+    size_t cap_;
+    int32_t tau_ = std::numeric_limits<int32_t>::max();
+    int64_t tau_id_ = std::numeric_limits<int64_t>::max();
+    std::vector<Candidate> buf_;
+    std::vector<uint32_t> hist_;
+};
+
+}  // namespace hamsearch
