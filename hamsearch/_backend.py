@@ -31,6 +31,21 @@ except ImportError as exc:  # pragma: no cover - depends on the build
 _warned_fallback = False
 
 
+def _apply_isa_cap() -> None:
+    """Cap the kernel level by ``HAMSEARCH_ISA`` (a level above what the CPU
+    supports leaves the CPU's best; an unknown name is an error)."""
+    cap = os.environ.get("HAMSEARCH_ISA", "").strip().lower()
+    if not cap or _native is None:
+        return
+    if cap not in ISA_LEVELS:
+        raise ValueError(f"HAMSEARCH_ISA: expected one of {', '.join(ISA_LEVELS)}, got {cap!r}")
+    allowed = [level for level in _native.available_isas() if ISA_LEVELS.index(level) <= ISA_LEVELS.index(cap)]
+    _native.set_isa(allowed[-1])
+
+
+_apply_isa_cap()
+
+
 def _env_implementation() -> str:
     value = os.environ.get("HAMSEARCH_IMPLEMENTATION", "auto").strip().lower() or "auto"
     if value not in BACKENDS:
