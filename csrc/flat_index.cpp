@@ -112,6 +112,20 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
         const size_t len = std::min(block, row_end - b0);
         const uint64_t* base = codes_.data() + b0 * w_;
         const int64_t* ids = ids_.data() + b0;
+        if (b0 == row_begin) {
+            // First block: all distances, so that the threshold starts at the
+            // block's k-th distance instead of admitting every code.
+            for (size_t j = 0; j < nq; ++j) {
+                TopK& s = states[j];
+                K.distances(q + j * w_, base, len, w_, dists.data());
+                s.prime(dists.data(), len);
+                const int32_t tau = s.threshold();
+                for (size_t r = 0; r < len; ++r) {
+                    if (dists[r] <= tau) s.push(dists[r], ids[r]);
+                }
+            }
+            continue;
+        }
         for (size_t j = 0; j < nq; ++j) {
             TopK& s = states[j];
             const size_t c = K.filter(q + j * w_, base, len, w_, s.threshold(), rows.data(), dists.data());

@@ -40,6 +40,25 @@ class TopK {
         if (buf_.size() >= cap_) compact();
     }
 
+    /// Starts a fresh selection from the distances of a first run of codes:
+    /// tau becomes the k-th smallest of them (when there are k), so the codes
+    /// of that run worth pushing are only those with d <= threshold().
+    void prime(const int32_t* d, size_t len) {
+        if (len < k_ || !buf_.empty()) return;
+        int32_t hi = 0;
+        for (size_t i = 0; i < len; ++i) hi = std::max(hi, d[i]);
+        hist_.assign(static_cast<size_t>(hi) + 1, 0);
+        for (size_t i = 0; i < len; ++i) ++hist_[static_cast<size_t>(d[i])];
+        size_t seen = 0;
+        for (size_t b = 0; b < hist_.size(); ++b) {
+            seen += hist_[b];
+            if (seen >= k_) {
+                tau_ = static_cast<int32_t>(b);
+                return;
+            }
+        }
+    }
+
     /// Writes the kept results in (distance, id) order into D[0, width),
     /// I[0, width), padded with (kDistancePad, kIdPad) past the last one.
     void finish(int32_t* D, int64_t* I, size_t width) {

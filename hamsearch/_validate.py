@@ -67,16 +67,22 @@ def check_threads(threads: Any, default: int) -> int:
 
 def to_numpy(x: Any, name: str) -> np.ndarray:
     """A numpy view of ``x`` through the array protocol (numpy arrays, torch
-    tensors, anything with ``__array__``), without importing torch."""
+    tensors, anything with ``__array__``), or an array made from a list or
+    tuple; torch is never imported."""
     if isinstance(x, np.ndarray):
         return x
+    if isinstance(x, (list, tuple)):
+        try:
+            return np.asarray(x)
+        except ValueError as exc:  # ragged nesting
+            raise ValueError(f"{name}: expected a rectangular nested sequence: {exc}") from None
     if hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy"):
         # A torch tensor: leave autograd and the device behind first.
         x = x.detach().cpu()
     if not (hasattr(x, "__array__") or hasattr(x, "__array_interface__") or hasattr(x, "__dlpack__")):
         raise TypeError(
-            f"{name}: expected a numpy array or an object with the array protocol "
-            f"(torch tensor), got {type(x).__name__}"
+            f"{name}: expected a numpy array, a list, or an object with the array "
+            f"protocol (torch tensor), got {type(x).__name__}"
         )
     try:
         return np.asarray(x)

@@ -216,6 +216,25 @@ def test_env_isa_caps_the_level(tmp_path, cap):
     assert out["D"] == [[0, 2, 68]] and out["I"] == [[0, 2, 1]]
 
 
+@pytest.mark.parametrize("value", ["sse2", "avx-512", "fastest"])
+def test_env_isa_invalid_value_raises_value_error(tmp_path, value):
+    require_native()
+    code = """
+    import json
+    try:
+        import hamsearch as hs
+        hs.FlatIndex(64, backend="native")
+        out = {"error": None, "isa": hs.isa()}
+    except Exception as exc:
+        out = {"error": str(exc), "is_value_error": isinstance(exc, ValueError)}
+    print(json.dumps(out))
+    """
+    out = run_python(code, tmp_path, HAMSEARCH_ISA=value)
+    assert out["error"] is not None, out
+    assert out["is_value_error"], out
+    assert "HAMSEARCH_ISA" in out["error"] and "expected" in out["error"]
+
+
 def test_set_isa_switches_and_returns_previous():
     require_native()
     original = hs.isa()
