@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 # (library, backend): the searchers the suite knows. "hamsearch" is the
 # engine under test; the others are peers.
@@ -23,12 +23,14 @@ SEARCHERS: Tuple[Tuple[str, str], ...] = (HAMSEARCH_NATIVE, HAMSEARCH_NUMBA, FAI
 # query x code pairs per round, so that one round stays within a few seconds.
 # The batch size of every case is recorded in extra_info["nq"].
 FULL_NQ = 1000
-QUICK_NQ = 100
+QUICK_NQ = 50
 PAIR_BUDGET: Dict[Tuple[str, str], float] = {
     # measured on the 2-core Zen 3 reference machine: about 3e7 pairs/s per thread
     USEARCH: 5e7,
     # about 5e7 pairs/s at 64 bits, 1.5e7 at 256 bits, plus argpartition
     NUMPY: 2e7,
+    # about 4e8-8e8 pairs/s per thread: the full 1000 at 10^6, 100 at 10^7
+    HAMSEARCH_NUMBA: 1e9,
 }
 MIN_SLOW_NQ = 5
 QUICK_SLOW_NQ = 10
@@ -37,6 +39,7 @@ QUICK_SLOW_NQ = 10
 # whose rounds take milliseconds.
 BATCH_ROUNDS = 3
 SINGLE_ROUNDS = 30
+QUICK_SINGLE_ROUNDS = 10
 
 SINGLE_QUERY_K = 10
 LARGE_K = 1000
@@ -157,6 +160,10 @@ class BenchConfig:
         return int(min(self.fast_nq, max(MIN_SLOW_NQ, budget // n)))
 
     @property
+    def single_rounds(self) -> int:
+        return QUICK_SINGLE_ROUNDS if self.quick else SINGLE_ROUNDS
+
+    @property
     def max_nq(self) -> int:
         return max(self.fast_nq, 1)
 
@@ -183,5 +190,34 @@ class BenchConfig:
                     # Latency of one query on every core against the memory-read floor.
                     t = max(self.threads)
                     for searcher in (HAMSEARCH_NATIVE, FAISS):
-                        yield Case("single", *searcher, nbits, n, SINGLE_QUERY_K, t, 1, SINGLE_ROUNDS)
-                    yield Case("floor", "floor", "read", nbits, n, SINGLE_QUERY_K, t, 1, SINGLE_ROUNDS)
+                        yield Case("single", *searcher, nbits, n, SINGLE_QUERY_K, t, 1, self.single_rounds)
+                    yield Case("floor", "floor", "read", nbits, n, SINGLE_QUERY_K, t, 1, self.single_rounds)
+
+
+def _usage_error(message: str) -> Exception:
+    import pytest
+
+    return pytest.UsageError(message)
+
+
+def bench_config(config: Any) -> BenchConfig:
+    """The grid selected by the command line, built once per session."""
+    cached = getattr(config, "_hamsearch_bench_config", None)
+    if cached is None:
+        quick = bool(config.getoption("--hs-quick")) or quick_from_env()
+        ns = config.getoption("--hs-n")
+        nbits = config.getoption("--hs-nbits")
+        nq = config.getoption("--hs-nq")
+        if nq is not None and nq < 1:
+            raise _usage_error(f"--hs-nq: expected a positive batch size, got {nq}")
+        try:
+            cached = BenchConfig.make(
+                quick=quick,
+                ns=parse_ints(ns, "--hs-n") if ns else None,
+                nbits=parse_ints(nbits, "--hs-nbits") if nbits else None,
+                nq=nq,
+            )
+        except ValueError as exc:
+            raise _usage_error(str(exc)) from None
+        config._hamsearch_bench_config = cached  # type: ignore[attr-defined]
+    return cached

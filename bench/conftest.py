@@ -1,0 +1,98 @@
+"""Options, data fixture and ordering for the benchmark suite.
+
+Run from the repository root (the file is outside the default test paths)::
+
+    python -m pytest bench/bench_flat.py -p no:cacheprovider \
+        --benchmark-json=bench/results/flat.json
+    HAMSEARCH_BENCH_QUICK=1 python -m pytest bench/bench_flat.py -p no:cacheprovider
+
+Options (or environment variables):
+
+- ``--hs-quick`` / ``HAMSEARCH_BENCH_QUICK=1``: n = 10^5 and small batches, for
+  smoke runs (well under a minute);
+- ``--hs-n 1e6,1e7``: database sizes (default 10^6 and 10^7);
+- ``--hs-nbits 64,128,256``: code widths;
+- ``--hs-nq N``: batch size of the fast searchers (default 1000, quick 100).
+
+The project's pytest settings turn every warning into an error; here that
+stays so for hamsearch, while deprecation warnings raised inside the peers
+(faiss, usearch, numba) are only reported.
+"""
+from __future__ import annotations
+
+import pytest
+
+from bench.grid import bench_config
+from bench.peers import DataCache
+
+# Applied to every benchmark item: the peers' own deprecation noise must not
+# fail a measurement. Other warnings (hamsearch's included) stay errors.
+PEER_WARNING_FILTERS = (
+    "default::DeprecationWarning:faiss.*",
+    "default::DeprecationWarning:usearch.*",
+    "default::DeprecationWarning:numba.*",
+    "default::PendingDeprecationWarning:numba.*",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hamsearch-bench", "hamsearch benchmark grid")
+    group.addoption("--hs-quick", action="store_true", default=False,
+                    help="smoke-test grid: n = 10^5, small batches (also HAMSEARCH_BENCH_QUICK=1)")
+    group.addoption("--hs-n", default=None, metavar="N[,N...]",
+                    help="database sizes, e.g. 1e6,1e7 (default: 1e6,1e7; quick: 1e5)")
+    group.addoption("--hs-nbits", default=None, metavar="B[,B...]",
+                    help="code widths in bits (default: 64,128,256)")
+    group.addoption("--hs-nq", default=None, type=int, metavar="NQ",
+                    help="batch size of hamsearch and faiss (default 1000; quick 50)")
+
+
+def pytest_collect_file(file_path, parent):
+    # The suite's files are bench_*.py, outside python_files' test_*.py: collect
+    # them when pytest is pointed at the directory (a file named on the command
+    # line is collected by pytest itself).
+    if (file_path.suffix == ".py" and file_path.name.startswith("bench_")
+            and not parent.session.isinitpath(file_path)):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    import hamsearch as hs
+    from hamsearch import _backend
+
+    cfg = bench_config(config)
+    native = "native core loaded" if _backend._native is not None else f"no native core ({_backend._native_error!r})"
+    return (
+        f"hamsearch bench: {'quick' if cfg.quick else 'full'} grid, n={list(cfg.ns)}, "
+        f"nbits={list(cfg.nbits)}, fast batch={cfg.fast_nq}; isa={hs.isa()}; {native}"
+    )
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list) -> None:
+    # One data set at a time: order every item by its data set's place in the
+    # grid (stable, so test functions keep their order within a data set).
+    cfg = bench_config(config)
+    order = {}
+    for case in cfg.cases():
+        order.setdefault(case.data_key, len(order))
+
+    def key(item: pytest.Item) -> int:
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("case") if callspec is not None else None
+        return order.get(case.data_key, len(order)) if case is not None else len(order)
+
+    items.sort(key=key)
+    for item in items:
+        for flt in PEER_WARNING_FILTERS:
+            item.add_marker(pytest.mark.filterwarnings(flt))
+
+
+@pytest.fixture(scope="module")
+def bench_data(request: pytest.FixtureRequest):
+    """The data set cache for the module: one (nbits, n) data set and its
+    searchers' indexes at a time, freed when the grid moves on."""
+    cfg = bench_config(request.config)
+    cache = DataCache(seed=cfg.seed, nq=cfg.max_nq)
+    yield cache
+    cache.clear()

@@ -1,0 +1,325 @@
+"""Ratio tables from a pytest-benchmark JSON file of ``bench/bench_flat.py``.
+
+    python -m bench.ratios bench/results/flat.json [--out table.md]
+    python bench/ratios.py bench/results/flat.json
+
+Prints Markdown: for every (nbits, n, k, threads) the queries per second of
+each searcher and hamsearch's ratio to it (a ratio of the medians:
+``(nq_h / median_h) / (nq_p / median_p)``; above 1 means hamsearch is faster),
+the single-query latency against the memory-bandwidth floor, the batch sizes,
+and the memory per code. Needs only the standard library.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+# Column order and labels; "hamsearch" is the native backend.
+LABELS: Tuple[Tuple[Tuple[str, str], str], ...] = (
+    (("hamsearch", "native"), "hamsearch"),
+    (("hamsearch", "numba"), "hamsearch-numba"),
+    (("faiss", "IndexBinaryFlat"), "faiss"),
+    (("usearch", "exact"), "usearch"),
+    (("numpy", "scan"), "numpy"),
+)
+REFERENCE = "hamsearch"
+FALLBACK_REFERENCE = "hamsearch-numba"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One benchmark of the JSON file, reduced to what the tables need."""
+
+    name: str
+    label: str
+    kind: str
+    nbits: int
+    n: int
+    k: int
+    threads: int
+    nq: int
+    median: float  # seconds per round (one batch of nq queries)
+    isa: str
+    memory_per_code: Optional[float]
+    bytes_scanned: Optional[int]
+
+    @property
+    def qps(self) -> float:
+        return self.nq / self.median if self.median > 0 else math.nan
+
+
+def _label(library: str, backend: str) -> str:
+    for key, label in LABELS:
+        if key == (library, backend):
+            return label
+    return f"{library}-{backend}" if backend else library
+
+
+def entries_from_json(doc: Dict[str, Any]) -> List[Entry]:
+    """Every benchmark of a pytest-benchmark JSON document that carries the
+    suite's extra_info (others are ignored)."""
+    out = []
+    for b in doc.get("benchmarks", []):
+        info = b.get("extra_info") or {}
+        stats = b.get("stats") or {}
+        if "library" not in info or "median" not in stats:
+            continue
+        kind = str(info.get("kind", "knn"))
+        library, backend = str(info["library"]), str(info.get("backend", ""))
+        out.append(
+            Entry(
+                name=str(b.get("name", "")),
+                label="floor" if kind == "floor" else _label(library, backend),
+                kind=kind,
+                nbits=int(info["nbits"]),
+                n=int(info["n"]),
+                k=int(info["k"]),
+                threads=int(info["threads"]),
+                nq=int(info.get("nq", 1)),
+                median=float(stats["median"]),
+                isa=str(info.get("isa", "")),
+                memory_per_code=(float(info["memory_bytes_per_code"])
+                                 if info.get("memory_bytes_per_code") is not None else None),
+                bytes_scanned=int(info["bytes_scanned"]) if info.get("bytes_scanned") is not None else None,
+            )
+        )
+    return out
+
+
+def load(path: str) -> Tuple[Dict[str, Any], List[Entry]]:
+    with open(path) as fh:
+        doc = json.load(fh)
+    return doc, entries_from_json(doc)
+
+
+# -- formatting ----------------------------------------------------------------
+def fmt_n(n: int) -> str:
+    exp = round(math.log10(n)) if n > 0 else 0
+    return f"10^{exp}" if 10**exp == n else f"{n:,}"
+
+
+def fmt_qps(x: float) -> str:
+    if not math.isfinite(x):
+        return "—"
+    if x >= 100:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def fmt_ratio(x: float) -> str:
+    if not math.isfinite(x):
+        return "—"
+    return f"{x:.2f}×" if x < 10 else f"{x:.1f}×" if x < 100 else f"{x:,.0f}×"
+
+
+def fmt_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "—"
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} µs"
+    if s < 1:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s:.2f} s"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: Optional[str] = None) -> str:
+    rows = [list(r) for r in rows]
+    align = align or ("l" * len(header))
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# -- tables --------------------------------------------------------------------
+def _present_labels(entries: Sequence[Entry]) -> List[str]:
+    seen = {e.label for e in entries}
+    known = [label for _, label in LABELS if label in seen]
+    return known + sorted(seen - set(known) - {"floor"})
+
+
+def reference_label(entries: Sequence[Entry]) -> Optional[str]:
+    labels = {e.label for e in entries if e.kind == "knn"}
+    if REFERENCE in labels:
+        return REFERENCE
+    if FALLBACK_REFERENCE in labels:
+        return FALLBACK_REFERENCE
+    return None
+
+
+def ratio_rows(entries: Sequence[Entry]) -> Tuple[List[str], List[List[str]]]:
+    """Rows of the main table: (nbits, n, k, threads), queries/s per searcher,
+    and the reference's ratio to each other searcher."""
+    knn = [e for e in entries if e.kind == "knn"]
+    ref = reference_label(knn)
+    labels = _present_labels(knn)
+    by_key: Dict[Tuple[int, int, int, int], Dict[str, Entry]] = {}
+    for e in knn:
+        by_key.setdefault((e.nbits, e.n, e.k, e.threads), {})[e.label] = e
+    header = ["nbits", "n", "k", "threads"]
+    for label in labels:
+        header.append(f"{label} q/s")
+        if ref is not None and label != ref:
+            header.append(f"{ref} / {label}")
+    rows = []
+    for key in sorted(by_key, key=lambda t: (t[1], t[0], t[2], t[3])):
+        nbits, n, k, threads = key
+        cell = by_key[key]
+        r = cell.get(ref) if ref is not None else None
+        row = [str(nbits), fmt_n(n), str(k), str(threads)]
+        for label in labels:
+            e = cell.get(label)
+            row.append(fmt_qps(e.qps) if e else "—")
+            if ref is not None and label != ref:
+                row.append(fmt_ratio(r.qps / e.qps) if (e and r) else "—")
+        rows.append(row)
+    return header, rows
+
+
+def floor_rows(entries: Sequence[Entry]) -> Tuple[List[str], List[List[str]]]:
+    """One row per (nbits, n, threads) with a floor measurement: one-query
+    latency of each searcher, the time to read the codes once, and the ratio."""
+    floors = {(e.nbits, e.n, e.threads): e for e in entries if e.kind == "floor"}
+    singles: Dict[Tuple[int, int, int], Dict[str, Entry]] = {}
+    for e in entries:
+        if e.kind == "single":
+            singles.setdefault((e.nbits, e.n, e.threads), {})[e.label] = e
+    labels = _present_labels([e for d in singles.values() for e in d.values()])
+    header = ["nbits", "n", "threads", "bytes scanned", "floor (read once)", "bandwidth"]
+    for label in labels:
+        header += [f"{label} 1 query", f"{label} / floor"]
+    rows = []
+    for key in sorted(set(floors) | set(singles), key=lambda t: (t[1], t[0], t[2])):
+        nbits, n, threads = key
+        f = floors.get(key)
+        nbytes = f.bytes_scanned if f and f.bytes_scanned else None
+        row = [str(nbits), fmt_n(n), str(threads),
+               f"{nbytes / 1e6:,.0f} MB" if nbytes else "—",
+               fmt_seconds(f.median) if f else "—",
+               f"{nbytes / f.median / 1e9:.1f} GB/s" if (f and nbytes) else "—"]
+        for label in labels:
+            s = singles.get(key, {}).get(label)
+            per_query = s.median / s.nq if s else math.nan
+            row.append(fmt_seconds(per_query) if s else "—")
+            row.append(fmt_ratio(per_query / f.median) if (s and f) else "—")
+        rows.append(row)
+    return header, rows
+
+
+def batch_rows(entries: Sequence[Entry]) -> Tuple[List[str], List[List[str]]]:
+    """Batch sizes (queries per timed round) by n and searcher."""
+    knn = [e for e in entries if e.kind == "knn"]
+    labels = _present_labels(knn)
+    sizes: Dict[int, Dict[str, set]] = {}
+    for e in knn:
+        sizes.setdefault(e.n, {}).setdefault(e.label, set()).add(e.nq)
+    rows = []
+    for n in sorted(sizes):
+        row = [fmt_n(n)]
+        for label in labels:
+            s = sizes[n].get(label)
+            row.append(", ".join(str(x) for x in sorted(s)) if s else "—")
+        rows.append(row)
+    return ["n"] + labels, rows
+
+
+def memory_rows(entries: Sequence[Entry]) -> Tuple[List[str], List[List[str]]]:
+    """Memory per code the searcher added (RSS growth at build / n)."""
+    knn = [e for e in entries if e.kind == "knn" and e.memory_per_code is not None]
+    labels = _present_labels(knn)
+    mem: Dict[Tuple[int, int], Dict[str, float]] = {}
+    for e in knn:
+        d = mem.setdefault((e.nbits, e.n), {})
+        d[e.label] = max(d.get(e.label, 0.0), float(e.memory_per_code or 0.0))
+    rows = []
+    for key in sorted(mem, key=lambda t: (t[1], t[0])):
+        nbits, n = key
+        rows.append([str(nbits), fmt_n(n)] + [
+            f"{mem[key][label]:.1f}" if label in mem[key] else "—" for label in labels
+        ])
+    return ["nbits", "n"] + [f"{label} B/code" for label in labels], rows
+
+
+def machine_line(doc: Dict[str, Any], entries: Sequence[Entry]) -> str:
+    mi = doc.get("machine_info") or {}
+    cpu = mi.get("cpu") or {}
+    brand = cpu.get("brand_raw") or mi.get("processor") or "unknown CPU"
+    cores = cpu.get("count")
+    isas = sorted({e.isa for e in entries if e.label == REFERENCE and e.isa})
+    commit = (doc.get("commit_info") or {}).get("id")
+    parts = [str(brand)]
+    if cores:
+        parts.append(f"{cores} logical CPUs")
+    if isas:
+        parts.append("hamsearch isa " + "/".join(isas))
+    if mi.get("python_version"):
+        parts.append("Python " + str(mi["python_version"]))
+    if doc.get("datetime"):
+        parts.append(str(doc["datetime"]))
+    if commit:
+        parts.append("commit " + str(commit)[:10])
+    loads = [float((b.get("extra_info") or {})["loadavg_1min"]) for b in doc.get("benchmarks", [])
+             if (b.get("extra_info") or {}).get("loadavg_1min") is not None]
+    if loads:
+        parts.append(f"1-min load average during the run {min(loads):.2f} to {max(loads):.2f}")
+    return "; ".join(parts)
+
+
+def render(doc: Dict[str, Any], entries: Sequence[Entry]) -> str:
+    """The whole Markdown report."""
+    ref = reference_label(entries)
+    out = [f"Machine: {machine_line(doc, entries)}", ""]
+    header, rows = ratio_rows(entries)
+    out += ["### Queries per second and ratios of medians", ""]
+    if ref is None:
+        out.append("(no hamsearch case in this file: ratios omitted)")
+        out.append("")
+    else:
+        out.append(f"Ratio columns: {ref} queries/s divided by the peer's (> 1: {ref} faster).")
+        out.append("")
+    out += [markdown_table(header, rows, "rrrr" + "r" * (len(header) - 4)), ""]
+    fh, frows = floor_rows(entries)
+    if frows:
+        out += ["### One query against the memory-bandwidth floor", "",
+                "Floor: the time to read every code once with the same threads; "
+                "`/ floor` is the one-query time divided by it (1 is the floor).", "",
+                markdown_table(fh, frows, "r" * len(fh)), ""]
+    bh, brows = batch_rows(entries)
+    if brows:
+        out += ["### Batch sizes (queries per timed round)", "", markdown_table(bh, brows, "r" * len(bh)), ""]
+    mh, mrows = memory_rows(entries)
+    if mrows:
+        out += ["### Memory per code (resident-set growth at build / n)", "",
+                markdown_table(mh, mrows, "r" * len(mh)), ""]
+    return "\n".join(out)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ratios", description=__doc__.split("\n\n")[0])
+    parser.add_argument("json", help="a --benchmark-json file written by bench/bench_flat.py")
+    parser.add_argument("--out", help="also write the Markdown to this file")
+    args = parser.parse_args(argv)
+    try:
+        doc, entries = load(args.json)
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"ratios: could not read {args.json}: {exc}", file=sys.stderr)
+        return 2
+    if not entries:
+        print(f"ratios: {args.json} has no bench_flat.py benchmarks (no extra_info.library)", file=sys.stderr)
+        return 1
+    text = render(doc, entries)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
