@@ -105,30 +105,43 @@ const std::vector<size_t>& FlatIndex::id_order() const {
 
 void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t row_begin, size_t row_end,
                          TopK* states) const {
+    if (row_begin >= row_end) return;
     const size_t block = block_rows();
-    std::vector<uint32_t> rows(block);
-    std::vector<int32_t> dists(block);
-    for (size_t b0 = row_begin; b0 < row_end; b0 += block) {
+    const size_t k = states[0].k();
+    // Priming: all distances of a first run of rows set each query's
+    // threshold to the k-th distance in it, instead of admitting every code.
+    // A run of 16k rows puts that threshold near the 1/16 quantile, so large
+    // k does not spend the early blocks pushing candidates.
+    const size_t prime = std::min(row_end - row_begin, std::max(block, std::min<size_t>(16 * k, size_t{1} << 20)));
+    std::vector<uint32_t> rows(std::max(block, prime));
+    std::vector<int32_t> dists(std::max(block, prime));
+    {
+        const uint64_t* base = codes_.data() + row_begin * w_;
+        const int64_t* ids = ids_.data() + row_begin;
+        int32_t* d = dists.data();
+        uint32_t* r = rows.data();
+        for (size_t j = 0; j < nq; ++j) {
+            TopK& s = states[j];
+            K.distances(q + j * w_, base, prime, w_, d);
+            s.prime(d, prime);
+            const int32_t tau = s.threshold();
+            size_t c = 0;
+            for (size_t i = 0; i < prime; ++i) {  // branch-free gather of the rows to push
+                r[c] = static_cast<uint32_t>(i);
+                c += d[i] <= tau;
+            }
+            for (size_t t = 0; t < c; ++t) s.push(d[r[t]], ids[r[t]]);
+        }
+    }
+    for (size_t b0 = row_begin + prime; b0 < row_end; b0 += block) {
         const size_t len = std::min(block, row_end - b0);
         const uint64_t* base = codes_.data() + b0 * w_;
         const int64_t* ids = ids_.data() + b0;
-        if (b0 == row_begin) {
-            // First block: all distances, so that the threshold starts at the
-            // block's k-th distance instead of admitting every code.
-            for (size_t j = 0; j < nq; ++j) {
-                TopK& s = states[j];
-                K.distances(q + j * w_, base, len, w_, dists.data());
-                s.prime(dists.data(), len);
-                const int32_t tau = s.threshold();
-                for (size_t r = 0; r < len; ++r) {
-                    if (dists[r] <= tau) s.push(dists[r], ids[r]);
-                }
-            }
-            continue;
-        }
+        // Where ids ascend with rows, every id of this block exceeds those kept.
+        const int64_t min_id = ids_ascending_ ? ids[0] : -1;
         for (size_t j = 0; j < nq; ++j) {
             TopK& s = states[j];
-            const size_t c = K.filter(q + j * w_, base, len, w_, s.threshold(), rows.data(), dists.data());
+            const size_t c = K.filter(q + j * w_, base, len, w_, s.threshold_above(min_id), rows.data(), dists.data());
             for (size_t t = 0; t < c; ++t) s.push(dists[t], ids[rows[t]]);
         }
     }

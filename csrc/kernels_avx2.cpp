@@ -143,18 +143,18 @@ HS_AVX2 size_t filter_fixed(const uint64_t* q, const uint64_t* codes, size_t n, 
             alignas(32) int64_t lane[8];
             _mm256_store_si256(reinterpret_cast<__m256i*>(lane), d0);
             _mm256_store_si256(reinterpret_cast<__m256i*>(lane + 4), d1);
+            // Branch-free: write every slot, advance past the ones that pass
+            // (rows[] and dists[] have room for n entries, so this never overruns).
             for (int t = 0; t < 8; ++t) {  // ascending row order
                 const int64_t d = lane[(t & 4) | G::order[t & 3]];
-                if (d <= tau) {
-                    rows[cnt] = static_cast<uint32_t>(i + t);
-                    dists[cnt++] = static_cast<int32_t>(d);
-                }
+                rows[cnt] = static_cast<uint32_t>(i + t);
+                dists[cnt] = static_cast<int32_t>(d);
+                cnt += d <= tau;
             }
             for (size_t s = 0; s < S; ++s) {
-                if (side[s] <= tau) {
-                    rows[cnt] = static_cast<uint32_t>(i + 8 + s);
-                    dists[cnt++] = side[s];
-                }
+                rows[cnt] = static_cast<uint32_t>(i + 8 + s);
+                dists[cnt] = side[s];
+                cnt += side[s] <= tau;
             }
         }
     }

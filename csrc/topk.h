@@ -22,17 +22,25 @@ struct Candidate {
 inline bool operator<(const Candidate& a, const Candidate& b) { return a.d < b.d || (a.d == b.d && a.id < b.id); }
 
 /// Keeps the k smallest (distance, id) pairs seen so far. Candidates collect
-/// in a buffer of about 2k; when it fills, a histogram of its distances finds
+/// in a buffer of k + max(k/4, 128) (tau tightens every k/4 admissions, which
+/// keeps the scan's pass rate near its floor for large k); when it fills, a histogram of its distances finds
 /// the k-th distance tau, everything below tau stays, and of the candidates
 /// at tau the smallest ids stay. From then on a candidate is admitted only if
 /// it beats (tau, tau_id), so a scan needs the exact pair only for the rare
 /// codes with distance <= tau (threshold()).
 class TopK {
    public:
-    explicit TopK(size_t k) : k_(k), cap_(k + std::max<size_t>(k, 256)) { buf_.reserve(std::min<size_t>(cap_, 4096)); }
+    explicit TopK(size_t k) : k_(k), cap_(k + std::max<size_t>(k / 4, 128)) { buf_.reserve(std::min<size_t>(cap_, 4096)); }
+
+    size_t k() const { return k_; }
 
     /// Codes farther than this cannot enter; codes at it may (ties by id).
     int32_t threshold() const { return tau_; }
+
+    /// The bound for a run of codes whose ids all exceed min_id: at tau only
+    /// an id below tau_id enters, so such a run needs a distance below tau.
+    /// Saves pushing the (often many) codes tied at tau that would be refused.
+    int32_t threshold_above(int64_t min_id) const { return min_id > tau_id_ ? tau_ - 1 : tau_; }
 
     void push(int32_t d, int64_t id) {
         if (d > tau_ || (d == tau_ && id > tau_id_)) return;
