@@ -52,9 +52,12 @@ struct Group<2> {
                                   static_cast<long long>(q[0]), static_cast<long long>(q[1]));
     }
     static HS_AVX2 HS_INLINE __m256i dist(const uint64_t* c, __m256i q) {
-        const __m256i s0 = popcount_lanes(_mm256_xor_si256(load(c), q));      // c0w0 c0w1 c1w0 c1w1
-        const __m256i s1 = popcount_lanes(_mm256_xor_si256(load(c + 4), q));  // c2w0 c2w1 c3w0 c3w1
-        return _mm256_add_epi64(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));  // c0 c2 c1 c3
+        // Byte counts of word 0 and word 1 of each code added before one
+        // VPSADBW (at most 16 per byte): lanes c0 c2 c1 c3.
+        const __m256i b0 = popcount_bytes(_mm256_xor_si256(load(c), q));      // c0w0 c0w1 c1w0 c1w1
+        const __m256i b1 = popcount_bytes(_mm256_xor_si256(load(c + 4), q));  // c2w0 c2w1 c3w0 c3w1
+        const __m256i s = _mm256_add_epi8(_mm256_unpacklo_epi64(b0, b1), _mm256_unpackhi_epi64(b0, b1));
+        return _mm256_sad_epu8(s, _mm256_setzero_si256());
     }
 };
 
@@ -63,14 +66,18 @@ struct Group<4> {
     static constexpr int order[4] = {0, 1, 2, 3};
     static HS_AVX2 HS_INLINE __m256i query(const uint64_t* q) { return load(q); }
     static HS_AVX2 HS_INLINE __m256i dist(const uint64_t* c, __m256i q) {
-        const __m256i s0 = popcount_lanes(_mm256_xor_si256(load(c), q));
-        const __m256i s1 = popcount_lanes(_mm256_xor_si256(load(c + 4), q));
-        const __m256i s2 = popcount_lanes(_mm256_xor_si256(load(c + 8), q));
-        const __m256i s3 = popcount_lanes(_mm256_xor_si256(load(c + 12), q));
-        // t01 = [c0 w01, c1 w01, c0 w23, c1 w23], t23 likewise for codes 2 and 3.
-        const __m256i t01 = _mm256_add_epi64(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
-        const __m256i t23 = _mm256_add_epi64(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
-        return _mm256_add_epi64(_mm256_permute2x128_si256(t01, t23, 0x20), _mm256_permute2x128_si256(t01, t23, 0x31));
+        // Byte counts summed across the four words of each code (at most 32
+        // per byte), then one VPSADBW for all four codes: lanes c0 c1 c2 c3.
+        const __m256i b0 = popcount_bytes(_mm256_xor_si256(load(c), q));
+        const __m256i b1 = popcount_bytes(_mm256_xor_si256(load(c + 4), q));
+        const __m256i b2 = popcount_bytes(_mm256_xor_si256(load(c + 8), q));
+        const __m256i b3 = popcount_bytes(_mm256_xor_si256(load(c + 12), q));
+        // t01 = [c0 w01, c1 w01 | c0 w23, c1 w23] as bytes, t23 likewise.
+        const __m256i t01 = _mm256_add_epi8(_mm256_unpacklo_epi64(b0, b1), _mm256_unpackhi_epi64(b0, b1));
+        const __m256i t23 = _mm256_add_epi8(_mm256_unpacklo_epi64(b2, b3), _mm256_unpackhi_epi64(b2, b3));
+        const __m256i sum = _mm256_add_epi8(_mm256_permute2x128_si256(t01, t23, 0x20),
+                                            _mm256_permute2x128_si256(t01, t23, 0x31));
+        return _mm256_sad_epu8(sum, _mm256_setzero_si256());
     }
 };
 
