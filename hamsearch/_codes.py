@@ -7,12 +7,13 @@ words; bit ``i`` lives in word ``i // 64`` at position ``i % 64`` (value
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
 from ._validate import check_codes, check_nbits, to_numpy, words
 
+BitOrder = Literal["little", "big"]
 BITORDERS = ("little", "big")
 
 
@@ -107,13 +108,13 @@ def unpack(codes: Any, nbits: int) -> np.ndarray:
     return np.ascontiguousarray(np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :nbits])
 
 
-def _check_bitorder(bitorder: Any) -> str:
+def _check_bitorder(bitorder: Any) -> BitOrder:
     if bitorder not in BITORDERS:
         raise ValueError(f"bitorder: expected 'little' or 'big', got {bitorder!r}")
-    return bitorder
+    return cast(BitOrder, bitorder)
 
 
-def from_bytes(data: Any, nbits: int, bitorder: str = "little") -> np.ndarray:
+def from_bytes(data: Any, nbits: int, bitorder: BitOrder = "little") -> np.ndarray:
     """Convert byte-packed codes (faiss's ``uint8`` layout, ``numpy.packbits``
     output) into the engine's uint64 codes.
 
@@ -150,7 +151,7 @@ def from_bytes(data: Any, nbits: int, bitorder: str = "little") -> np.ndarray:
     return _bits_to_codes(bits[:, :nbits].astype(np.bool_))
 
 
-def to_bytes(codes: Any, nbits: int, bitorder: str = "little") -> np.ndarray:
+def to_bytes(codes: Any, nbits: int, bitorder: BitOrder = "little") -> np.ndarray:
     """Convert codes into byte-packed form, the inverse of :func:`from_bytes`.
 
     Returns

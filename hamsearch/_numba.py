@@ -1,83 +1,86 @@
 """The Numba backend: the flat scan as JIT-compiled kernels.
 
-``FlatStore`` mirrors the native core's ``FlatIndex`` (same methods, same
-results, bit for bit); :class:`hamsearch.FlatIndex` validates every input
-before calling it. Results are sorted by ``(distance, id)``, so they do not
-depend on the row order, the thread count or the kernel.
+``FlatStore`` is the Numba twin of the native core's ``FlatIndex``: the same
+methods and the same results, bit for bit. :class:`hamsearch.FlatIndex`
+validates every input before it gets here. Results are sorted by
+``(distance, id)``, so they depend on neither row order nor thread count.
 
-Work is split into tasks, each a range of queries against a range of database
-rows, with one top-k state per (query, row range) that a second kernel merges.
-A task walks its rows in cache-sized blocks and runs all its queries over a
-block before the next, so a batch reads the database from memory once.
+Layout: the codes are kept in blocks of ``B`` rows stored word-major, shape
+``(blocks, W, B)``: word ``j`` of the block's rows is one contiguous column.
+The distance loops then read every word as a unit-stride stream that LLVM
+vectorizes as well as 64-bit codes (row-major 128- and 256-bit codes need
+interleaved loads, 1.5 to 1.7 times slower here). A block (at most 128 KiB)
+stays in L2 while every query of a task runs over it, so a batch reads the
+database from memory once.
 
-Every kernel has a serial driver and a ``prange`` driver. Numba's default
-``workqueue`` threading layer aborts the process when two threads launch
-parallel kernels at once, so parallel launches hold a module lock; a search
-with ``threads=1`` runs the serial driver and never waits for it.
+Threads: a search is cut into tasks, each a range of queries against a range
+of blocks (a *part*), with one k-NN state per (part, query) that a second step
+merges. The database is split, one part per thread, when it is large, and the
+queries otherwise. The kernels are serial, compiled with ``nogil=True``, and
+run on a shared pool of Python threads. Numba's ``parallel=True`` is avoided
+on purpose: its default ``workqueue`` threading layer aborts the process when
+two threads launch parallel kernels at once (concurrent searches would queue
+behind a lock), and its ``prange`` drivers took longer to compile than every
+kernel here together.
 """
 from __future__ import annotations
 
+import os
 import threading
-from typing import Any, Callable, Tuple
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numba
 import numpy as np
 from llvmlite import ir
-from numba import prange, types
+from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["FlatStore"]
 
-_DISTANCE_PAD = np.iinfo(np.int32).max  # faiss's convention, as in hamsearch.flat
-_ID_PAD = -1
+_DISTANCE_PAD = np.iinfo(np.int32).max  # distance of a missing result, as in hamsearch.flat
+_ID_PAD = -1  # id of a missing result
 
-# Rows per block: about 128 KiB of codes, so that a block stays in L2 while
-# every query of the task runs over it.
+# Rows per block: at most 8192, and at most 128 KiB of codes (measured best
+# here; a quarter of an L2, so the block stays there while all the queries of
+# a task run over it).
+_BLOCK_ROWS = 8192
 _BLOCK_BYTES = 1 << 17
-# The k-NN candidate buffer holds k + max(k, _SLACK) entries: compaction (a
-# histogram pass over the buffer) then runs at most once per _SLACK accepted
-# candidates.
+# The k-NN candidate buffer holds k + max(k, _SLACK) entries, so compaction
+# (a pass over the buffer) runs at most once per max(k, _SLACK) admissions.
 _SLACK = 256
-# Rows below which splitting the database between threads does not pay.
-_MIN_PART = 4096
-# Bytes of k-NN state (candidate buffers) allowed per launch; larger query
-# batches are cut into chunks.
+# Rows per admission chunk: a vectorized minimum skips chunks with no candidate.
+_CHUNK = 64
+# Blocks per thread below which the queries, not the database, are split.
+_MIN_PART_BLOCKS = 2
+# Bytes of k-NN candidate buffers per pass; larger query batches go in chunks.
 _STATE_BYTES = 64 << 20
-
-# Numba's workqueue layer is not thread-safe: one parallel launch at a time.
-_LAUNCH_LOCK = threading.Lock()
 
 
 def _jit(func: Callable) -> Any:
     """``njit(nogil=True)``, cached on disk where Numba finds a writable
-    cache directory (next to this file, else the user's cache directory).
+    cache directory (``__pycache__`` next to this file, else the user's
+    cache directory), compiled in memory where it finds none.
 
-    Numba raises at decoration when no cache directory is writable (a
-    read-only install with no writable home); compile in memory then.
+    Numba raises ``RuntimeError`` at decoration when no cache directory is
+    writable (a read-only install and no writable home).
     """
     try:
         return numba.njit(nogil=True, cache=True)(func)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True, cache=False)(func)
-
-
-def _jit_parallel(func: Callable) -> Any:
-    """As :func:`_jit`, with ``parallel=True`` for the ``prange`` drivers."""
-    try:
-        return numba.njit(nogil=True, parallel=True, cache=True)(func)
     except RuntimeError:
-        return numba.njit(nogil=True, parallel=True, cache=False)(func)
+        return numba.njit(nogil=True)(func)
 
 
 @intrinsic
 def _popcount(typingctx: Any, x: Any) -> Any:
     """Population count of a 64-bit integer through ``llvm.ctpop.i64``.
 
-    Numba cannot compile ``np.bitwise_count``; the LLVM intrinsic becomes
-    ``popcnt`` or, in a vectorized loop, an AVX2 nibble-table sequence.
+    Numba does not compile ``np.bitwise_count``. LLVM lowers the intrinsic to
+    ``popcnt`` (the host CPU is the target), or in a loop it vectorizes to an
+    AVX2 nibble-table sequence.
     """
-    if not isinstance(x, types.Integer) or x.bitwidth != 64:
+    if not isinstance(x, types.Integer) or x.bitwidth != 64:  # type: ignore[attr-defined]
         return None
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -90,50 +93,127 @@ def _popcount(typingctx: Any, x: Any) -> Any:
 
 # -- distances ---------------------------------------------------------------
 @_jit
-def _distances(db, r0, r1, q, qi, out):  # pragma: no cover - compiled
-    """Hamming distances of rows ``r0:r1`` of ``db`` to query row ``qi`` of
-    ``q``, into ``out[: r1 - r0]`` (int32). Loops specialised for 1, 2 and 4
-    words vectorize across rows."""
-    w = db.shape[1]
+def _distances(cols, m, qv, out):  # pragma: no cover - compiled
+    """Hamming distances of the first ``m`` rows of a block ``cols`` (uint64,
+    ``(W, B)``, word-major) to ``qv`` (uint64, ``(W,)``), into ``out[:m]``
+    (int32).
+
+    Every word is a unit-stride column, so each loop vectorizes; widths of
+    1 to 4 words take one pass, wider codes one pass per 4 words.
+    """
+    w = cols.shape[0]
     if w == 1:
-        q0 = q[qi, 0]
-        for i in range(r0, r1):
-            out[i - r0] = np.int32(_popcount(db[i, 0] ^ q0))
+        c0 = cols[0]
+        q0 = qv[0]
+        for i in range(m):
+            out[i] = np.int32(_popcount(c0[i] ^ q0))
     elif w == 2:
-        q0 = q[qi, 0]
-        q1 = q[qi, 1]
-        for i in range(r0, r1):
-            out[i - r0] = np.int32(_popcount(db[i, 0] ^ q0) + _popcount(db[i, 1] ^ q1))
+        c0 = cols[0]
+        c1 = cols[1]
+        q0 = qv[0]
+        q1 = qv[1]
+        for i in range(m):
+            out[i] = np.int32(_popcount(c0[i] ^ q0) + _popcount(c1[i] ^ q1))
+    elif w == 3:
+        c0 = cols[0]
+        c1 = cols[1]
+        c2 = cols[2]
+        q0 = qv[0]
+        q1 = qv[1]
+        q2 = qv[2]
+        for i in range(m):
+            out[i] = np.int32(_popcount(c0[i] ^ q0) + _popcount(c1[i] ^ q1) + _popcount(c2[i] ^ q2))
     elif w == 4:
-        q0 = q[qi, 0]
-        q1 = q[qi, 1]
-        q2 = q[qi, 2]
-        q3 = q[qi, 3]
-        for i in range(r0, r1):
-            out[i - r0] = np.int32(
-                _popcount(db[i, 0] ^ q0)
-                + _popcount(db[i, 1] ^ q1)
-                + _popcount(db[i, 2] ^ q2)
-                + _popcount(db[i, 3] ^ q3)
+        c0 = cols[0]
+        c1 = cols[1]
+        c2 = cols[2]
+        c3 = cols[3]
+        q0 = qv[0]
+        q1 = qv[1]
+        q2 = qv[2]
+        q3 = qv[3]
+        for i in range(m):
+            out[i] = np.int32(
+                _popcount(c0[i] ^ q0) + _popcount(c1[i] ^ q1) + _popcount(c2[i] ^ q2) + _popcount(c3[i] ^ q3)
             )
     else:
-        for i in range(r0, r1):
-            s = np.uint64(0)
-            for j in range(w):
-                s += _popcount(db[i, j] ^ q[qi, j])
-            out[i - r0] = np.int32(s)
+        for i in range(m):
+            out[i] = 0
+        j = 0
+        while j < w:
+            if j + 4 <= w:
+                c0 = cols[j]
+                c1 = cols[j + 1]
+                c2 = cols[j + 2]
+                c3 = cols[j + 3]
+                q0 = qv[j]
+                q1 = qv[j + 1]
+                q2 = qv[j + 2]
+                q3 = qv[j + 3]
+                for i in range(m):
+                    out[i] += np.int32(
+                        _popcount(c0[i] ^ q0) + _popcount(c1[i] ^ q1) + _popcount(c2[i] ^ q2) + _popcount(c3[i] ^ q3)
+                    )
+                j += 4
+            else:
+                c0 = cols[j]
+                q0 = qv[j]
+                for i in range(m):
+                    out[i] += np.int32(_popcount(c0[i] ^ q0))
+                j += 1
+
+
+@_jit
+def _chunk_min(x):  # pragma: no cover - compiled
+    """Smallest value of a short int32 array; written as a select, which
+    vectorizes (a branchy ``min`` does not)."""
+    lo = np.int32(2147483647)
+    for i in range(x.shape[0]):
+        v = x[i]
+        lo = v if v < lo else lo
+    return lo
 
 
 # -- ordering ----------------------------------------------------------------
+# Hand-written loops rather than np.partition and np.argsort, which Numba
+# compiles slowly (np.partition alone took over ten seconds).
+@_jit
+def _kth_smallest(a, kth):  # pragma: no cover - compiled
+    """The ``kth`` smallest (0-based) value of ``a``, by quickselect; reorders ``a``."""
+    lo = 0
+    hi = a.shape[0] - 1
+    while lo < hi:
+        pivot = a[(lo + hi) >> 1]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        # Now a[lo:j+1] <= pivot <= a[i:hi+1] and a[j+1:i] == pivot.
+        if kth <= j:
+            hi = j
+        elif kth >= i:
+            lo = i
+        else:
+            return a[kth]
+    return a[kth]
+
+
 @_jit
 def _select(d, ids, cnt, k):  # pragma: no cover - compiled
     """Keep the ``k`` smallest ``(d, id)`` pairs of ``d[:cnt], ids[:cnt]``
     (``cnt > k``) in place, in their original order.
 
     Returns the k-th pair ``(tau, tau_id)``: a later candidate can enter the
-    top k only if it is smaller. Distances are small integers, so a
-    histogram over their range finds the k-th distance in linear time; only
-    the ties at that distance are sorted by id.
+    top k only if it is smaller. Distances are small integers, so a histogram
+    over their range finds the k-th distance in linear time; only the ties at
+    that distance are compared by id.
     """
     lo = d[0]
     hi = d[0]
@@ -149,7 +229,7 @@ def _select(d, ids, cnt, k):  # pragma: no cover - compiled
         below += hist[b]
         b += 1
     tau = lo + b
-    need = k - below  # how many of the ties at tau survive, >= 1
+    need = k - below  # how many of the ties at tau stay, >= 1
     ties = np.empty(hist[b], np.int64)
     t = 0
     for i in range(cnt):
@@ -157,9 +237,11 @@ def _select(d, ids, cnt, k):  # pragma: no cover - compiled
             ties[t] = ids[i]
             t += 1
     if need < t:
-        tau_id = np.partition(ties, need - 1)[need - 1]
+        tau_id = _kth_smallest(ties, need - 1)
     else:
-        tau_id = ties.max()
+        tau_id = ties[0]
+        for i in range(1, t):
+            tau_id = max(tau_id, ties[i])
     j = 0
     for i in range(cnt):
         if d[i] < tau or (d[i] == tau and ids[i] <= tau_id):
@@ -173,340 +255,355 @@ def _select(d, ids, cnt, k):  # pragma: no cover - compiled
 def _sort_pairs(d, ids, ascending):  # pragma: no cover - compiled
     """Sort the pairs ``(d[i], ids[i])`` in place by distance, then id.
 
-    A counting sort by distance, stable, so visiting the pairs in ascending
-    id order breaks ties by id. ``ascending`` says the pairs already come in
-    ascending id order (rows in order and ids increasing with the row), which
-    saves the argsort.
+    An insertion sort for a few pairs; otherwise a least-significant-digit
+    radix sort: byte passes over the ids (none when ``ascending`` says the
+    pairs already come in ascending id order), then a counting pass over the
+    distances. Every pass is stable, so ties stay in id order.
     """
     m = d.shape[0]
-    if m < 2:
+    if m <= 32:
+        for i in range(1, m):
+            dv = d[i]
+            iv = ids[i]
+            j = i - 1
+            while j >= 0 and (d[j] > dv or (d[j] == dv and ids[j] > iv)):
+                d[j + 1] = d[j]
+                ids[j + 1] = ids[j]
+                j -= 1
+            d[j + 1] = dv
+            ids[j + 1] = iv
         return
-    if ascending:
-        sd = d.copy()
-        si = ids.copy()
-    else:
-        order = np.argsort(ids)
-        sd = d[order]
-        si = ids[order]
-    lo = sd[0]
-    hi = sd[0]
-    for i in range(1, m):
-        lo = min(lo, sd[i])
-        hi = max(hi, sd[i])
-    pos = np.zeros(hi - lo + 2, np.int64)
+    # Explicit loops rather than array methods (copy, min, max), which add
+    # seconds to the compile.
+    src_d = np.empty(m, np.int32)
+    src_i = np.empty(m, np.int64)
+    lo = d[0]
+    hi = d[0]
+    top = ids[0]
     for i in range(m):
-        pos[sd[i] - lo + 1] += 1
-    for b in range(1, hi - lo + 2):
-        pos[b] += pos[b - 1]
+        src_d[i] = d[i]
+        src_i[i] = ids[i]
+        lo = min(lo, d[i])
+        hi = max(hi, d[i])
+        top = max(top, ids[i])
+    if not ascending:
+        dst_d = np.empty(m, np.int32)
+        dst_i = np.empty(m, np.int64)
+        count = np.empty(256, np.int64)
+        shift = 0
+        while shift < 64 and (top >> shift) > 0:
+            for b in range(256):
+                count[b] = 0
+            for i in range(m):
+                count[(src_i[i] >> shift) & 255] += 1
+            start = 0
+            for b in range(256):
+                c = count[b]
+                count[b] = start
+                start += c
+            for i in range(m):
+                b = (src_i[i] >> shift) & 255
+                p = count[b]
+                count[b] = p + 1
+                dst_d[p] = src_d[i]
+                dst_i[p] = src_i[i]
+            src_d, dst_d = dst_d, src_d
+            src_i, dst_i = dst_i, src_i
+            shift += 8
+    pos = np.zeros(hi - lo + 1, np.int64)
     for i in range(m):
-        b = sd[i] - lo
+        pos[src_d[i] - lo] += 1
+    start = 0
+    for b in range(pos.shape[0]):
+        c = pos[b]
+        pos[b] = start
+        start += c
+    for i in range(m):
+        b = src_d[i] - lo
         p = pos[b]
         pos[b] = p + 1
-        d[p] = sd[i]
-        ids[p] = si[i]
+        d[p] = src_d[i]
+        ids[p] = src_i[i]
 
 
-# -- tasks -------------------------------------------------------------------
+# -- k nearest neighbours ----------------------------------------------------
 @_jit
-def _task_ranges(t, nparts, nq, n, ngroups):  # pragma: no cover - compiled
-    """Task ``t`` of ``ngroups * nparts``: its query range and row range."""
-    g = t // nparts
-    p = t - g * nparts
-    q0 = nq * g // ngroups
-    q1 = nq * (g + 1) // ngroups
-    r0 = n * p // nparts
-    r1 = n * (p + 1) // nparts
-    return p, q0, q1, r0, r1
+def _knn_scan(blocks, n, dbids, q, k, bd, bi, bcnt, btau, btid):  # pragma: no cover - compiled
+    """Scan the first ``n`` rows of ``blocks`` (ids ``dbids``) for every query of ``q``.
 
-
-@_jit
-def _knn_task(t, ngroups, nparts, db, dbids, q, k, block, bd, bi, bcnt, btau, btid):  # pragma: no cover
-    """Scan one task's rows for its queries, updating the candidate buffers.
-
-    State ``s = query * nparts + part`` holds ``bcnt[s]`` candidates in
-    ``bd[s], bi[s]``, in row order, and the admission bound ``(btau[s],
-    btid[s])``: a row enters if ``(d, id) < (tau, tau_id)``.
+    Query ``j``'s state: ``bcnt[j]`` candidates in ``bd[j], bi[j]``, in row
+    order, and the admission bound ``(btau[j], btid[j])``: a row enters only
+    if ``(d, id) < (tau, tau_id)``. A full buffer is compacted to the k best,
+    which tightens the bound.
     """
-    nq = q.shape[0]
-    p, q0, q1, r0, r1 = _task_ranges(t, nparts, nq, db.shape[0], ngroups)
+    rows = blocks.shape[2]
     cap = bd.shape[1]
-    dist = np.empty(block, np.int32)
-    for b0 in range(r0, r1, block):
-        b1 = min(b0 + block, r1)
-        for qi in range(q0, q1):
-            s = qi * nparts + p
-            _distances(db, b0, b1, q, qi, dist)
-            tau = btau[s]
-            tid = btid[s]
-            cnt = bcnt[s]
-            sd = bd[s]
-            si = bi[s]
-            for i in range(b1 - b0):
-                dv = dist[i]
-                if dv <= tau:
-                    iv = dbids[b0 + i]
-                    if dv < tau or iv < tid:
-                        sd[cnt] = dv
-                        si[cnt] = iv
-                        cnt += 1
-                        if cnt == cap:
-                            tau, tid = _select(sd, si, cnt, k)
-                            cnt = k
-            btau[s] = tau
-            btid[s] = tid
-            bcnt[s] = cnt
+    dist = np.empty(rows, np.int32)
+    for b in range(blocks.shape[0]):
+        r0 = b * rows
+        m = min(rows, n - r0)
+        cols = blocks[b]
+        for j in range(q.shape[0]):
+            _distances(cols, m, q[j], dist)
+            tau = btau[j]
+            tid = btid[j]
+            cnt = bcnt[j]
+            sd = bd[j]
+            si = bi[j]
+            for c0 in range(0, m, _CHUNK):
+                c1 = min(c0 + _CHUNK, m)
+                # Once tau has settled most chunks hold no candidate: this
+                # minimum vectorizes, the branchy admission loop does not.
+                if _chunk_min(dist[c0:c1]) > tau:
+                    continue
+                for i in range(c0, c1):
+                    dv = dist[i]
+                    if dv <= tau:
+                        iv = dbids[r0 + i]
+                        if dv < tau or iv < tid:
+                            sd[cnt] = dv
+                            si[cnt] = iv
+                            cnt += 1
+                            if cnt == cap:
+                                tau, tid = _select(sd, si, cnt, k)
+                                cnt = k
+            btau[j] = tau
+            btid[j] = tid
+            bcnt[j] = cnt
 
 
 @_jit
-def _knn_merge(qi, nparts, k, bd, bi, bcnt, ascending, out_d, out_i):  # pragma: no cover
-    """Merge query ``qi``'s per-part candidates into its sorted top-k row."""
-    total = 0
-    for p in range(nparts):
-        total += bcnt[qi * nparts + p]
-    cd = np.empty(total, np.int32)
-    ci = np.empty(total, np.int64)
-    j = 0
-    for p in range(nparts):  # parts in row order keep the pairs in row order
-        s = qi * nparts + p
-        for c in range(bcnt[s]):
-            cd[j] = bd[s, c]
-            ci[j] = bi[s, c]
-            j += 1
-    if total > k:
-        _select(cd, ci, total, k)
-        total = k
-    _sort_pairs(cd[:total], ci[:total], ascending)
-    for j in range(total):
-        out_d[qi, j] = cd[j]
-        out_i[qi, j] = ci[j]
-    for j in range(total, k):
-        out_d[qi, j] = 2147483647
-        out_i[qi, j] = -1
-
-
-@_jit
-def _knn_serial(ngroups, nparts, db, dbids, q, k, block, bd, bi, bcnt, btau, btid, ascending, out_d, out_i):  # pragma: no cover
-    for t in range(ngroups * nparts):
-        _knn_task(t, ngroups, nparts, db, dbids, q, k, block, bd, bi, bcnt, btau, btid)
-    for qi in range(q.shape[0]):
-        _knn_merge(qi, nparts, k, bd, bi, bcnt, ascending, out_d, out_i)
-
-
-@_jit_parallel
-def _knn_parallel(ngroups, nparts, db, dbids, q, k, block, bd, bi, bcnt, btau, btid, ascending, out_d, out_i):  # pragma: no cover
-    for t in prange(ngroups * nparts):
-        _knn_task(t, ngroups, nparts, db, dbids, q, k, block, bd, bi, bcnt, btau, btid)
-    for qi in prange(q.shape[0]):
-        _knn_merge(qi, nparts, k, bd, bi, bcnt, ascending, out_d, out_i)
+def _knn_merge(q0, q1, k, bd, bi, bcnt, ascending, out_d, out_i):  # pragma: no cover - compiled
+    """Merge the per-part states (``bd[part, query]``) of queries ``q0:q1``
+    into sorted, padded top-k rows of ``out_d, out_i``."""
+    nparts = bd.shape[0]
+    for j in range(q0, q1):
+        total = 0
+        for p in range(nparts):
+            total += bcnt[p, j]
+        cd = np.empty(total, np.int32)
+        ci = np.empty(total, np.int64)
+        t = 0
+        for p in range(nparts):  # parts in row order keep the pairs in row order
+            for c in range(bcnt[p, j]):
+                cd[t] = bd[p, j, c]
+                ci[t] = bi[p, j, c]
+                t += 1
+        if total > k:
+            _select(cd, ci, total, k)
+            total = k
+        _sort_pairs(cd[:total], ci[:total], ascending)
+        for t in range(total):
+            out_d[j, t] = cd[t]
+            out_i[j, t] = ci[t]
+        for t in range(total, k):
+            out_d[j, t] = 2147483647
+            out_i[j, t] = -1
 
 
 # -- radius ------------------------------------------------------------------
 @_jit
-def _radius_count_task(t, ngroups, nparts, db, q, r, block, counts):  # pragma: no cover
-    """Count each (query, part) state's rows within distance ``r``."""
-    p, q0, q1, r0, r1 = _task_ranges(t, nparts, q.shape[0], db.shape[0], ngroups)
-    dist = np.empty(block, np.int32)
-    for b0 in range(r0, r1, block):
-        b1 = min(b0 + block, r1)
-        for qi in range(q0, q1):
-            _distances(db, b0, b1, q, qi, dist)
+def _radius_count(blocks, n, q, r, counts):  # pragma: no cover - compiled
+    """Add to ``counts[j]`` the rows (of the first ``n``) within distance ``r`` of ``q[j]``."""
+    rows = blocks.shape[2]
+    dist = np.empty(rows, np.int32)
+    for b in range(blocks.shape[0]):
+        m = min(rows, n - b * rows)
+        cols = blocks[b]
+        for j in range(q.shape[0]):
+            _distances(cols, m, q[j], dist)
             c = 0
-            for i in range(b1 - b0):
-                c += dist[i] <= r
-            counts[qi * nparts + p] += c
-
-
-@_jit
-def _radius_fill_task(t, ngroups, nparts, db, dbids, q, r, block, offsets, out_d, out_i):  # pragma: no cover
-    """Write each state's hits, in row order, from ``offsets[state]`` on."""
-    p, q0, q1, r0, r1 = _task_ranges(t, nparts, q.shape[0], db.shape[0], ngroups)
-    dist = np.empty(block, np.int32)
-    for b0 in range(r0, r1, block):
-        b1 = min(b0 + block, r1)
-        for qi in range(q0, q1):
-            s = qi * nparts + p
-            _distances(db, b0, b1, q, qi, dist)
-            o = offsets[s]
-            for i in range(b1 - b0):
+            for i in range(m):
                 if dist[i] <= r:
-                    out_d[o] = dist[i]
-                    out_i[o] = dbids[b0 + i]
-                    o += 1
-            offsets[s] = o
+                    c += 1
+            counts[j] += c
 
 
 @_jit
-def _radius_count_serial(ngroups, nparts, db, q, r, block, counts):  # pragma: no cover
-    for t in range(ngroups * nparts):
-        _radius_count_task(t, ngroups, nparts, db, q, r, block, counts)
-
-
-@_jit_parallel
-def _radius_count_parallel(ngroups, nparts, db, q, r, block, counts):  # pragma: no cover
-    for t in prange(ngroups * nparts):
-        _radius_count_task(t, ngroups, nparts, db, q, r, block, counts)
+def _radius_fill(blocks, n, dbids, q, r, starts, out_d, out_i):  # pragma: no cover - compiled
+    """Write the hits of ``q[j]`` in row order from ``out_d[starts[j]]`` on
+    (``starts`` advances)."""
+    rows = blocks.shape[2]
+    dist = np.empty(rows, np.int32)
+    for b in range(blocks.shape[0]):
+        r0 = b * rows
+        m = min(rows, n - r0)
+        cols = blocks[b]
+        for j in range(q.shape[0]):
+            _distances(cols, m, q[j], dist)
+            o = starts[j]
+            for c0 in range(0, m, _CHUNK):
+                c1 = min(c0 + _CHUNK, m)
+                if _chunk_min(dist[c0:c1]) > r:
+                    continue
+                for i in range(c0, c1):
+                    if dist[i] <= r:
+                        out_d[o] = dist[i]
+                        out_i[o] = dbids[r0 + i]
+                        o += 1
+            starts[j] = o
 
 
 @_jit
-def _radius_fill_serial(ngroups, nparts, db, dbids, q, r, block, offsets, lims, ascending, out_d, out_i):  # pragma: no cover
-    for t in range(ngroups * nparts):
-        _radius_fill_task(t, ngroups, nparts, db, dbids, q, r, block, offsets, out_d, out_i)
-    for qi in range(q.shape[0]):
-        _sort_pairs(out_d[lims[qi]:lims[qi + 1]], out_i[lims[qi]:lims[qi + 1]], ascending)
+def _radius_sort(q0, q1, lims, ascending, out_d, out_i):  # pragma: no cover - compiled
+    """Sort the results of queries ``q0:q1`` by ``(distance, id)``."""
+    for j in range(q0, q1):
+        _sort_pairs(out_d[lims[j] : lims[j + 1]], out_i[lims[j] : lims[j + 1]], ascending)
 
 
-@_jit_parallel
-def _radius_fill_parallel(ngroups, nparts, db, dbids, q, r, block, offsets, lims, ascending, out_d, out_i):  # pragma: no cover
-    for t in prange(ngroups * nparts):
-        _radius_fill_task(t, ngroups, nparts, db, dbids, q, r, block, offsets, out_d, out_i)
-    for qi in prange(q.shape[0]):
-        _sort_pairs(out_d[lims[qi]:lims[qi + 1]], out_i[lims[qi]:lims[qi + 1]], ascending)
-
-
-# -- rank --------------------------------------------------------------------
+# -- rank: a counting sort by distance that visits rows in id order -------------
 @_jit
-def _rank_query(db, dbids, perm, q, qi, dist, limit, out_d, out_i):  # pragma: no cover
-    """Order the whole database for query ``qi`` by ``(distance, id)`` and
-    write the first ``limit`` ids (and distances, if ``out_d`` has columns).
-
-    A counting sort by distance that visits rows in ascending id order
-    (``perm``, or row order when ``perm`` is empty because the ids already
-    ascend), so ties come out by id with no comparison sort.
-    """
-    n = db.shape[0]
-    _distances(db, 0, n, q, qi, dist)
+def _distance_range(blocks, n, qv, dist):  # pragma: no cover - compiled
+    """Distances of the first ``n`` (>= 1) rows of ``blocks`` into ``dist``;
+    returns the smallest and the largest."""
+    rows = blocks.shape[2]
+    for b in range(blocks.shape[0]):
+        r0 = b * rows
+        _distances(blocks[b], min(rows, n - r0), qv, dist[r0:])
     lo = dist[0]
     hi = dist[0]
     for i in range(1, n):
-        lo = min(lo, dist[i])
-        hi = max(hi, dist[i])
-    pos = np.zeros(hi - lo + 2, np.int64)
-    for i in range(n):
-        pos[dist[i] - lo + 1] += 1
-    for b in range(1, hi - lo + 2):
-        pos[b] += pos[b - 1]
-    want_d = out_d.shape[1] > 0
-    if perm.shape[0] == 0:
-        for row in range(n):
-            b = dist[row] - lo
-            p = pos[b]
-            pos[b] = p + 1
-            if p < limit:
-                out_i[qi, p] = dbids[row]
-                if want_d:
-                    out_d[qi, p] = dist[row]
-    else:
-        for j in range(n):
-            row = perm[j]
-            b = dist[row] - lo
-            p = pos[b]
-            pos[b] = p + 1
-            if p < limit:
-                out_i[qi, p] = dbids[row]
-                if want_d:
-                    out_d[qi, p] = dist[row]
+        v = dist[i]
+        lo = v if v < lo else lo
+        hi = v if v > hi else hi
+    return lo, hi
 
 
 @_jit
-def _rank_serial(db, dbids, perm, q, limit, out_d, out_i):  # pragma: no cover
-    dist = np.empty(db.shape[0], np.int32)
-    for qi in range(q.shape[0]):
-        _rank_query(db, dbids, perm, q, qi, dist, limit, out_d, out_i)
+def _histogram(dist, rows, ascending, lo, hist):  # pragma: no cover - compiled
+    """Count distances into ``hist[d - lo]``: of ``dist`` itself when
+    ``ascending``, else of ``dist[rows]``."""
+    if ascending:
+        for j in range(dist.shape[0]):
+            hist[dist[j] - lo] += 1
+    else:
+        for j in range(rows.shape[0]):
+            hist[dist[rows[j]] - lo] += 1
 
 
-@_jit_parallel
-def _rank_parallel(ntasks, db, dbids, perm, q, limit, out_d, out_i):  # pragma: no cover
-    nq = q.shape[0]
-    for t in prange(ntasks):
-        dist = np.empty(db.shape[0], np.int32)
-        for qi in range(nq * t // ntasks, nq * (t + 1) // ntasks):
-            _rank_query(db, dbids, perm, q, qi, dist, limit, out_d, out_i)
+@_jit
+def _scatter(dist, dbids, rows, ascending, lo, slots, limit, out_d, out_i):  # pragma: no cover - compiled
+    """Place each row at ``slots[d - lo]`` (which advances), visiting the rows
+    in id order: ``dist`` and ``dbids`` in order when ``ascending``, else the
+    rows ``rows``. Only slots below ``limit`` are written; ``out_d`` may be
+    empty (ids only)."""
+    want_d = out_d.shape[0] > 0
+    count = dist.shape[0] if ascending else rows.shape[0]
+    for j in range(count):
+        row = j if ascending else rows[j]
+        d = dist[row]
+        p = slots[d - lo]
+        slots[d - lo] = p + 1
+        if p < limit:
+            out_i[p] = dbids[row]
+            if want_d:
+                out_d[p] = d
 
 
-@_jit_parallel
-def _rank_parts_parallel(nparts, db, dbids, perm, q, limit, out_d, out_i):  # pragma: no cover
-    """:func:`_rank_query` for few queries: each query's distances, histogram
-    and scatter are split between ``nparts`` threads (a parallel counting
-    sort: part ``p`` scatters the ``p``-th slice of the id order, starting at
-    the positions left free by the parts before it)."""
-    n = db.shape[0]
+@_jit
+def _rank_queries(blocks, n, dbids, perm, ascending, q, limit, out_d, out_i):  # pragma: no cover - compiled
+    """For each query of ``q``, the first ``limit`` of the ``n`` rows by
+    ``(distance, id)``: ids into ``out_i[j]`` and, if ``out_d`` has columns,
+    distances into ``out_d[j]``. ``perm`` lists the rows in id order (unused
+    if ``ascending``)."""
     dist = np.empty(n, np.int32)
-    lows = np.empty(nparts, np.int32)
-    highs = np.empty(nparts, np.int32)
-    want_d = out_d.shape[1] > 0
-    for qi in range(q.shape[0]):
-        for p in prange(nparts):
-            r0 = n * p // nparts
-            r1 = n * (p + 1) // nparts
-            _distances(db, r0, r1, q, qi, dist[r0:r1])
-            lo = np.int32(2147483647)
-            hi = np.int32(0)
-            for i in range(r0, r1):
-                lo = min(lo, dist[i])
-                hi = max(hi, dist[i])
-            lows[p] = lo
-            highs[p] = hi
-        lo = lows.min()
-        nb = highs.max() - lo + 1
-        hist = np.zeros((nparts, nb), np.int64)
-        for p in prange(nparts):
-            j0 = n * p // nparts
-            j1 = n * (p + 1) // nparts
-            if perm.shape[0] == 0:
-                for j in range(j0, j1):
-                    hist[p, dist[j] - lo] += 1
-            else:
-                for j in range(j0, j1):
-                    hist[p, dist[perm[j]] - lo] += 1
+    for j in range(q.shape[0]):
+        lo, hi = _distance_range(blocks, n, q[j], dist)
+        slots = np.zeros(hi - lo + 1, np.int64)
+        _histogram(dist, perm, ascending, lo, slots)
         start = 0
-        for b in range(nb):  # hist[p, b] becomes part p's first slot at distance lo + b
-            for p in range(nparts):
-                c = hist[p, b]
-                hist[p, b] = start
-                start += c
-        for p in prange(nparts):
-            j0 = n * p // nparts
-            j1 = n * (p + 1) // nparts
-            for j in range(j0, j1):
-                row = j if perm.shape[0] == 0 else perm[j]
-                b = dist[row] - lo
-                pos = hist[p, b]
-                hist[p, b] = pos + 1
-                if pos < limit:
-                    out_i[qi, pos] = dbids[row]
-                    if want_d:
-                        out_d[qi, pos] = dist[row]
+        for b in range(hi - lo + 1):
+            c = slots[b]
+            slots[b] = start
+            start += c
+        _scatter(dist, dbids, perm, ascending, lo, slots, limit, out_d[j], out_i[j])
 
 
-# -- the store ---------------------------------------------------------------
-def _effective_threads(threads: int) -> int:
-    return max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
+# -- threads -------------------------------------------------------------------
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_lock = threading.Lock()
 
 
-def _launch(threads: int, serial: Callable, parallel: Callable, serial_args: tuple, parallel_args: tuple) -> Any:
-    """Run ``serial`` with one thread (no lock: concurrent callers run side
-    by side), else ``parallel`` on ``threads`` Numba threads, one launch at a
-    time, restoring the caller's Numba thread count."""
-    if threads <= 1:
-        return serial(*serial_args)
-    with _LAUNCH_LOCK:
-        previous = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            return parallel(*parallel_args)
-        finally:
-            numba.set_num_threads(previous)
+def _reset_pool_after_fork() -> None:
+    # A forked child inherits the pool object but none of its threads.
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pool_after_fork)
+
+
+def _max_threads() -> int:
+    """The most threads a search uses: ``NUMBA_NUM_THREADS`` (the usable
+    cores unless the user set it)."""
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+
+
+def _run(kernel: Callable, arglist: Sequence[tuple]) -> None:
+    """Run ``kernel(*args)`` for each entry of ``arglist``: the first in the
+    calling thread, the rest on the shared pool. The kernels release the GIL,
+    so they run in parallel. Returns once all have finished, raising the
+    first error."""
+    if len(arglist) == 1:
+        kernel(*arglist[0])
+        return
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_max_threads(), thread_name_prefix="hamsearch")
+        pool = _pool
+    futures = [pool.submit(kernel, *args) for args in arglist[1:]]
+    try:
+        kernel(*arglist[0])
+    finally:
+        # Never return while a task may still write into the outputs.
+        wait(futures)
+    for future in futures:
+        future.result()
+
+
+def _bounds(total: int, parts: int) -> List[int]:
+    """``parts + 1`` cut points splitting ``range(total)`` evenly."""
+    return [total * i // parts for i in range(parts + 1)]
 
 
 def _usable(q: np.ndarray) -> np.ndarray:
-    """``q`` as a writeable, aligned array: Numba compiles read-only and
-    unaligned arrays as distinct types, so passing one would compile every
-    kernel again. Query batches are small next to the database."""
+    """``q`` as a writeable, aligned array. Numba compiles read-only and
+    unaligned arrays as other types, so such a ``q`` would compile every
+    kernel again; a query batch is small next to the database."""
     if q.flags.writeable and q.flags.aligned:
         return q
     return np.array(q, dtype=np.uint64, order="C")
 
 
+class _Snapshot:
+    """The rows of a store at one moment, split into parts of whole blocks.
+
+    ``add`` only appends (past these rows, or into new buffers), so a
+    snapshot stays valid while other threads add.
+    """
+
+    def __init__(self, blocks: np.ndarray, n: int, ids: np.ndarray, ascending: bool) -> None:
+        self.blocks = blocks  # (ceil(n / B), W, B)
+        self.n = n
+        self.ids = ids  # (n,)
+        self.ascending = ascending
+        self.rows = blocks.shape[2]
+
+    def parts(self, nparts: int) -> List[Tuple[np.ndarray, int, np.ndarray, int]]:
+        """``nparts`` ranges of whole blocks: (blocks, rows, ids, first row) each."""
+        cuts = _bounds(self.blocks.shape[0], nparts)
+        out = []
+        for b0, b1 in zip(cuts, cuts[1:]):
+            r0 = min(b0 * self.rows, self.n)
+            r1 = min(b1 * self.rows, self.n)
+            out.append((self.blocks[b0:b1], r1 - r0, self.ids[r0:r1], r0))
+        return out
+
+
+# -- the store -------------------------------------------------------------------
 class FlatStore:
     """Codes and ids of a flat index, searched by Numba kernels.
 
@@ -520,21 +617,24 @@ class FlatStore:
 
     Notes
     -----
-    Searches may run concurrently with each other and with ``add``: ``add``
-    writes only past the rows a running search reads, or into a new buffer,
-    and publishes the new size under a lock, so a search sees the store
-    before or after an ``add``.
+    Searches may run concurrently with each other and with ``add``. ``add``
+    writes only past the rows present, or into new buffers, and publishes
+    the new size under a lock, so a search sees the store before or after an
+    ``add``, never half of one.
     """
 
     def __init__(self, nbits: int) -> None:
         self._nbits = int(nbits)
         self._words = (self._nbits + 63) // 64
+        # Rows per block: a multiple of 8, at most _BLOCK_BYTES of codes.
+        self._rows = max(8, min(_BLOCK_ROWS, _BLOCK_BYTES // (8 * self._words)) // 8 * 8)
         self._lock = threading.Lock()
-        self._codes = np.zeros((0, self._words), dtype=np.uint64)
+        self._blocks = np.zeros((0, self._words, self._rows), dtype=np.uint64)
         self._ids = np.zeros(0, dtype=np.int64)
         self._n = 0
-        self._ascending = True  # ids increase with the row
-        self._perm: np.ndarray | None = None  # argsort of the ids, when not ascending
+        self._ascending = True  # ids increase with the row: ties need no id sort
+        self._perm = np.zeros(0, dtype=np.int64)  # rows in id order, cached
+        self._perm_n = 0  # rows self._perm covers
 
     def size(self) -> int:
         """Number of codes."""
@@ -548,133 +648,154 @@ class FlatStore:
     def codes(self) -> np.ndarray:
         """The codes in insertion order: uint64, shape ``(n, words)``, a copy."""
         with self._lock:
-            return self._codes[: self._n].copy()
+            n = self._n
+            used = -(-n // self._rows)
+            rows = self._blocks[:used].transpose(0, 2, 1).reshape(used * self._rows, self._words)
+            return np.ascontiguousarray(rows[:n])
 
     def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
         """Append ``codes`` (uint64, ``(m, words)``) with ``ids`` (int64, ``(m,)``).
 
-        The data are copied in; the internal buffers grow geometrically.
+        The data are copied in (the inputs are only read); the buffers grow
+        geometrically, so appends take amortized linear time.
         """
         m = codes.shape[0]
         if m == 0:
             return
+        B = self._rows
         with self._lock:
             n = self._n
-            if n + m > self._codes.shape[0]:
-                cap = max(n + m, 2 * self._codes.shape[0], 1024)
-                new_codes = np.empty((cap, self._words), dtype=np.uint64)
-                new_ids = np.empty(cap, dtype=np.int64)
-                new_codes[:n] = self._codes[:n]
+            need = -(-(n + m) // B)
+            if need > self._blocks.shape[0]:
+                cap = max(need, 2 * self._blocks.shape[0])
+                used = -(-n // B)
+                blocks = np.zeros((cap, self._words, B), dtype=np.uint64)
+                blocks[:used] = self._blocks[:used]
+                new_ids = np.empty(cap * B, dtype=np.int64)
                 new_ids[:n] = self._ids[:n]
-                self._codes, self._ids = new_codes, new_ids
-            self._codes[n : n + m] = codes
+                # Searches running now keep the old buffers alive and intact.
+                self._blocks, self._ids = blocks, new_ids
+            row = n
+            while row < n + m:  # block by block: each is a transposed copy
+                b, o = divmod(row, B)
+                take = min(B - o, n + m - row)
+                self._blocks[b, :, o : o + take] = codes[row - n : row - n + take].T
+                row += take
             self._ids[n : n + m] = ids
             ascending = self._ascending and bool(np.all(ids[1:] > ids[:-1]))
             if ascending and n:
                 ascending = bool(ids[0] > self._ids[n - 1])
             self._ascending = ascending
-            self._perm = None
             self._n = n + m
-
-    def _snapshot(self, need_perm: bool) -> Tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-        """The rows present now: codes, ids, the id order (empty when the ids
-        ascend) and whether the ids ascend."""
-        with self._lock:
-            n = self._n
-            db = self._codes[:n]
-            dbids = self._ids[:n]
-            ascending = self._ascending
-            if ascending or not need_perm:
-                perm = np.zeros(0, dtype=np.int64)
-            else:
-                if self._perm is None:
-                    self._perm = np.argsort(dbids, kind="stable").astype(np.int64, copy=False)
-                perm = self._perm
-        return db, dbids, perm, ascending
 
     # -- search -------------------------------------------------------------
     def knn(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest codes of each query.
 
+        Parameters
+        ----------
+        q : ndarray of uint64, shape (nq, words)
+        k : int, >= 1
+        threads : int, >= 1
+
         Returns
         -------
         D : ndarray of int32, shape (nq, k)
-            Distances by ``(distance, id)``; ``2**31 - 1`` past the last result.
+            Distances in ``(distance, id)`` order; ``2**31 - 1`` past the last result.
         I : ndarray of int64, shape (nq, k)
             Ids; ``-1`` past the last result.
         """
         k = int(k)
         q = _usable(q)
         nq = q.shape[0]
-        nthreads = _effective_threads(threads)
-        cap = k + max(k, _SLACK)
-        db, dbids, perm, ascending = self._snapshot(need_perm=cap >= self._n)
-        n = db.shape[0]
+        snap = self._snapshot()
+        n = snap.n
         out_d = np.full((nq, k), _DISTANCE_PAD, dtype=np.int32)
         out_i = np.full((nq, k), _ID_PAD, dtype=np.int64)
         if nq == 0 or n == 0:
             return out_d, out_i
+        nthreads = min(int(threads), _max_threads())
+        cap = k + max(k, _SLACK)
         if cap >= n:
-            # The buffer would hold every row: rank the whole database instead.
-            self._rank_into(db, dbids, perm, q, nthreads, min(k, n), out_d, out_i)
+            # The buffer would hold every row: rank the database instead.
+            self._rank_into(snap, q, nthreads, min(k, n), out_d, out_i)
             return out_d, out_i
-        ngroups, nparts = self._split(nq, n, nthreads)
-        block = self._block()
-        cap = min(cap, -(-n // nparts) + 1)  # a part never holds more than its rows
+        ngroups, nparts = self._plan(nq, snap, nthreads)
+        parts = snap.parts(nparts)
+        cap = min(cap, max(part[1] for part in parts) + 1)  # a part never fills more
         chunk = max(ngroups, _STATE_BYTES // (12 * cap * nparts))
         for c0 in range(0, nq, chunk):
             qc = q[c0 : c0 + chunk]
             m = qc.shape[0]
-            g = min(ngroups, m)
-            states = m * nparts
-            bd = np.empty((states, cap), dtype=np.int32)
-            bi = np.empty((states, cap), dtype=np.int64)
-            bcnt = np.zeros(states, dtype=np.int64)
-            btau = np.full(states, self._nbits + 1, dtype=np.int64)
-            btid = np.zeros(states, dtype=np.int64)
-            args = (g, nparts, db, dbids, qc, k, block, bd, bi, bcnt, btau, btid, ascending,
-                    out_d[c0 : c0 + m], out_i[c0 : c0 + m])
-            _launch(g * nparts, _knn_serial, _knn_parallel, args, args)
+            bd = np.empty((nparts, m, cap), dtype=np.int32)
+            bi = np.empty((nparts, m, cap), dtype=np.int64)
+            bcnt = np.zeros((nparts, m), dtype=np.int64)
+            btau = np.full((nparts, m), self._nbits + 1, dtype=np.int64)  # admits every row
+            btid = np.zeros((nparts, m), dtype=np.int64)
+            groups = _bounds(m, min(ngroups, m))
+            _run(_knn_scan, [
+                (blocks, rows, ids, qc[a:b], k, bd[p, a:b], bi[p, a:b], bcnt[p, a:b], btau[p, a:b], btid[p, a:b])
+                for p, (blocks, rows, ids, _) in enumerate(parts)
+                for a, b in zip(groups, groups[1:])
+            ])
+            merge = _bounds(m, min(nthreads, m))
+            od = out_d[c0 : c0 + m]
+            oi = out_i[c0 : c0 + m]
+            _run(_knn_merge, [(a, b, k, bd, bi, bcnt, snap.ascending, od, oi) for a, b in zip(merge, merge[1:])])
         return out_d, out_i
 
     def radius(self, q: np.ndarray, r: int, threads: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every code within distance ``r`` of each query.
+
+        Parameters
+        ----------
+        q : ndarray of uint64, shape (nq, words)
+        r : int, >= 0
+        threads : int, >= 1
 
         Returns
         -------
         lims : ndarray of int64, shape (nq + 1,)
         D : ndarray of int32, shape (lims[-1],)
         I : ndarray of int64, shape (lims[-1],)
-            Query ``j``'s results are ``D[lims[j]:lims[j+1]]``, ``I[...]``,
-            sorted by ``(distance, id)``.
+            Query ``j``'s results are ``D[lims[j]:lims[j+1]]`` and
+            ``I[lims[j]:lims[j+1]]``, sorted by ``(distance, id)``.
         """
         q = _usable(q)
         nq = q.shape[0]
-        nthreads = _effective_threads(threads)
-        db, dbids, _, ascending = self._snapshot(need_perm=False)
-        n = db.shape[0]
+        snap = self._snapshot()
         lims = np.zeros(nq + 1, dtype=np.int64)
-        if nq == 0 or n == 0:
+        if nq == 0 or snap.n == 0:
             return lims, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-        r = min(int(r), self._nbits)  # every distance is <= nbits
-        ngroups, nparts = self._split(nq, n, nthreads)
-        ngroups = min(ngroups, nq)
-        block = self._block()
-        counts = np.zeros(nq * nparts, dtype=np.int64)
-        _launch(ngroups * nparts, _radius_count_serial, _radius_count_parallel,
-                (ngroups, nparts, db, q, r, block, counts), (ngroups, nparts, db, q, r, block, counts))
-        offsets = np.zeros(nq * nparts + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        lims[:] = offsets[::nparts]
+        r = min(int(r), self._nbits)  # no distance exceeds nbits
+        nthreads = min(int(threads), _max_threads())
+        ngroups, nparts = self._plan(nq, snap, nthreads)
+        parts = snap.parts(nparts)
+        groups = _bounds(nq, ngroups)
+        tasks = [(p, a, b) for p in range(nparts) for a, b in zip(groups, groups[1:])]
+        counts = np.zeros((nparts, nq), dtype=np.int64)
+        _run(_radius_count, [(parts[p][0], parts[p][1], q[a:b], r, counts[p, a:b]) for p, a, b in tasks])
+        np.cumsum(counts.sum(axis=0), out=lims[1:])
         out_d = np.empty(int(lims[-1]), dtype=np.int32)
         out_i = np.empty(int(lims[-1]), dtype=np.int64)
-        starts = offsets[:-1].copy()
-        args = (ngroups, nparts, db, dbids, q, r, block, starts, lims, ascending, out_d, out_i)
-        _launch(ngroups * nparts, _radius_fill_serial, _radius_fill_parallel, args, args)
+        if lims[-1] == 0:
+            return lims, out_d, out_i
+        # Query j's hits: part 0's, then part 1's, ..., from lims[j] on.
+        starts = lims[:-1] + np.cumsum(counts, axis=0) - counts
+        _run(_radius_fill, [
+            (parts[p][0], parts[p][1], parts[p][2], q[a:b], r, starts[p, a:b], out_d, out_i) for p, a, b in tasks
+        ])
+        sort = _bounds(nq, min(nthreads, nq))
+        _run(_radius_sort, [(a, b, lims, snap.ascending, out_d, out_i) for a, b in zip(sort, sort[1:])])
         return lims, out_d, out_i
 
     def rank(self, q: np.ndarray, threads: int) -> np.ndarray:
         """Every id, for each query, in ``(distance, id)`` order.
+
+        Parameters
+        ----------
+        q : ndarray of uint64, shape (nq, words)
+        threads : int, >= 1
 
         Returns
         -------
@@ -682,39 +803,96 @@ class FlatStore:
         """
         q = _usable(q)
         nq = q.shape[0]
-        db, dbids, perm, _ = self._snapshot(need_perm=True)
-        n = db.shape[0]
-        out_i = np.empty((nq, n), dtype=np.int64)
-        if nq == 0 or n == 0:
+        snap = self._snapshot()
+        out_i = np.empty((nq, snap.n), dtype=np.int64)
+        if nq == 0 or snap.n == 0:
             return out_i
-        self._rank_into(db, dbids, perm, q, _effective_threads(threads), n, np.empty((nq, 0), np.int32), out_i)
+        nthreads = min(int(threads), _max_threads())
+        self._rank_into(snap, q, nthreads, snap.n, np.zeros((nq, 0), dtype=np.int32), out_i)
         return out_i
 
     # -- helpers -------------------------------------------------------------
-    def _block(self) -> int:
-        return max(64, _BLOCK_BYTES // (8 * self._words))
+    def _snapshot(self) -> _Snapshot:
+        """The rows present now."""
+        with self._lock:
+            n = self._n
+            return _Snapshot(self._blocks[: -(-n // self._rows)], n, self._ids[:n], self._ascending)
+
+    def _id_order(self, snap: _Snapshot) -> np.ndarray:
+        """The rows of a snapshot in ascending id order (empty when the ids
+        already ascend), cached until the next ``add``."""
+        if snap.ascending:
+            return np.zeros(0, dtype=np.int64)
+        with self._lock:
+            if self._perm_n == snap.n:
+                return self._perm
+        perm = np.argsort(snap.ids).astype(np.int64, copy=False)
+        with self._lock:
+            if self._n == snap.n:  # still the whole store: keep it
+                self._perm, self._perm_n = perm, snap.n
+        return perm
 
     @staticmethod
-    def _split(nq: int, n: int, nthreads: int) -> Tuple[int, int]:
-        """(query groups, database parts) for ``nthreads``: split the database
-        when it is large (a batch then reads it from memory once, and a
-        single query uses every thread), else the queries."""
+    def _plan(nq: int, snap: _Snapshot, nthreads: int) -> Tuple[int, int]:
+        """(query groups, database parts) for ``nthreads`` threads.
+
+        A large database is split, one part per thread: each thread then
+        reads its part from memory once for the whole batch, and a single
+        query uses every thread. A small one is shared and the queries split.
+        """
         if nthreads <= 1:
             return 1, 1
-        if n >= _MIN_PART * nthreads:
+        if snap.blocks.shape[0] >= _MIN_PART_BLOCKS * nthreads:
             return 1, nthreads
         return min(nthreads, nq), 1
 
-    def _rank_into(self, db: np.ndarray, dbids: np.ndarray, perm: np.ndarray, q: np.ndarray,
-                   nthreads: int, limit: int, out_d: np.ndarray, out_i: np.ndarray) -> None:
+    def _rank_into(self, snap: _Snapshot, q: np.ndarray, nthreads: int, limit: int,
+                   out_d: np.ndarray, out_i: np.ndarray) -> None:
+        """The first ``limit`` rows of each query's ranking into ``out_i``
+        (and ``out_d`` unless it has no columns)."""
+        perm = self._id_order(snap)
         nq = q.shape[0]
-        n = db.shape[0]
-        if nthreads <= 1:
-            _rank_serial(db, dbids, perm, q, limit, out_d, out_i)
-        elif nq < nthreads and n >= _MIN_PART * nthreads:
-            _launch(nthreads, _rank_serial, _rank_parts_parallel,
-                    (db, dbids, perm, q, limit, out_d, out_i), (nthreads, db, dbids, perm, q, limit, out_d, out_i))
-        else:
-            t = min(nthreads, nq)
-            _launch(t, _rank_serial, _rank_parallel,
-                    (db, dbids, perm, q, limit, out_d, out_i), (t, db, dbids, perm, q, limit, out_d, out_i))
+        n = snap.n
+        ascending = snap.ascending
+        if nq >= nthreads or self._plan(nq, snap, nthreads)[1] == 1:
+            groups = _bounds(nq, min(nthreads, nq))
+            _run(_rank_queries, [
+                (snap.blocks, n, snap.ids, perm, ascending, q[a:b], limit, out_d[a:b], out_i[a:b])
+                for a, b in zip(groups, groups[1:])
+            ])
+            return
+        # Few queries, many threads: a parallel counting sort per query. Part p
+        # computes the distances of its blocks, then counts and places the
+        # p-th slice of the id order.
+        parts = [part for part in snap.parts(nthreads) if part[1] > 0]
+        cuts = _bounds(n, len(parts))
+        order = list(zip(cuts, cuts[1:]))
+        dist = np.empty(n, dtype=np.int32)
+        ranges = np.empty((len(parts), 2), dtype=np.int64)
+
+        def distances(p: int, j: int) -> None:
+            blocks, rows, _, r0 = parts[p]
+            ranges[p] = _distance_range(blocks, rows, q[j], dist[r0 : r0 + rows])
+
+        for j in range(nq):
+            _run(distances, [(p, j) for p in range(len(parts))])
+            lo = int(ranges[:, 0].min())
+            slots = np.zeros((len(parts), int(ranges[:, 1].max()) - lo + 1), dtype=np.int64)
+            if ascending:
+                _run(_histogram, [(dist[a:b], perm, True, lo, slots[p]) for p, (a, b) in enumerate(order)])
+            else:
+                _run(_histogram, [(dist, perm[a:b], False, lo, slots[p]) for p, (a, b) in enumerate(order)])
+            # Part p's first slot at distance lo + d: everything nearer, then
+            # that distance in the parts before p (earlier in id order).
+            by_distance = slots.T.ravel()
+            first = np.ascontiguousarray((np.cumsum(by_distance) - by_distance).reshape(slots.T.shape).T)
+            if ascending:
+                _run(_scatter, [
+                    (dist[a:b], snap.ids[a:b], perm, True, lo, first[p], limit, out_d[j], out_i[j])
+                    for p, (a, b) in enumerate(order)
+                ])
+            else:
+                _run(_scatter, [
+                    (dist, snap.ids, perm[a:b], False, lo, first[p], limit, out_d[j], out_i[j])
+                    for p, (a, b) in enumerate(order)
+                ])

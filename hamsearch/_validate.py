@@ -92,7 +92,8 @@ def to_numpy(x: Any, name: str) -> np.ndarray:
 
 def check_codes(codes: Any, nbits: int, name: str = "codes") -> np.ndarray:
     """Packed codes: C-contiguous uint64 of shape ``(n, ceil(nbits/64))`` with
-    the pad bits above ``nbits`` zero. Returned as given (no copy)."""
+    the pad bits above ``nbits`` zero. Returned as given (no copy), except
+    that a misaligned buffer is copied to an aligned one."""
     arr = to_numpy(codes, name)
     w = words(nbits)
     if arr.dtype != np.uint64:
@@ -115,6 +116,10 @@ def check_codes(codes: Any, nbits: int, name: str = "codes") -> np.ndarray:
         )
     if not arr.flags.c_contiguous:
         raise ValueError(f"{name}: expected a C-contiguous array, got a strided view; use np.ascontiguousarray({name})")
+    if not arr.flags.aligned:
+        # A buffer at an odd offset (np.frombuffer, a packed record): the
+        # kernels read whole words, so give them an aligned copy.
+        arr = arr.copy()
     mask = pad_mask(nbits)
     if arr.shape[0] and mask != (1 << 64) - 1:
         bad = np.flatnonzero(arr[:, -1] & np.uint64(~mask & ((1 << 64) - 1)))

@@ -1,6 +1,7 @@
 """The exact flat index: a blocked, threaded popcount scan."""
 from __future__ import annotations
 
+import threading
 from typing import Any, Optional, Tuple
 
 import numpy as np
@@ -47,8 +48,10 @@ class FlatIndex:
     Results are sorted by ``(distance, id)`` and are identical across
     backends, kernel levels and thread counts. Queries release the GIL.
     Thread safety: ``query``, ``radius`` and ``rank`` may run concurrently from
-    many Python threads; ``add`` takes a writer lock in the native core, so a
-    search sees the index before or after an ``add``, never half of it.
+    many Python threads, and with ``add``: a search sees the index before or
+    after an ``add``, never half of it (a reader-writer lock in the native
+    core; the Numba store publishes a new snapshot). Concurrent ``add`` calls
+    are serialised, so default ids are never handed out twice.
     """
 
     def __init__(self, nbits: int, *, backend: Optional[str] = "auto", threads: Optional[int] = None) -> None:
@@ -57,6 +60,9 @@ class FlatIndex:
         self._threads = check_threads(threads, 0) or None
         self._store = _make_store(self._nbits, self._backend)
         self._next_id = 0
+        # Serialises add: the id check, the default ids and the store's
+        # append must happen as one step when several threads add at once.
+        self._add_lock = threading.Lock()
 
     # -- properties -------------------------------------------------------
     @property
@@ -102,18 +108,22 @@ class FlatIndex:
         """
         arr = check_codes(codes, self._nbits)
         n = arr.shape[0]
-        if ids is None:
-            new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-        else:
-            new_ids = check_ids(ids, n)
-            if n and int(new_ids.min()) < self._next_id and len(self):
-                clash = new_ids[np.isin(new_ids, self._store.ids())]
-                if clash.size:
-                    raise ValueError(f"ids: expected ids not already in the index, got {int(clash[0])} again")
-        if n == 0:
-            return new_ids
-        self._store.add(arr, new_ids)
-        self._next_id = max(self._next_id, int(new_ids.max()) + 1)
+        custom = None if ids is None else check_ids(ids, n)
+        with self._add_lock:
+            if custom is None:
+                new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+            else:
+                new_ids = custom
+                # Ids above every id so far cannot clash (the common case);
+                # otherwise compare against the stored ids.
+                if n and int(new_ids.min()) < self._next_id and len(self):
+                    clash = new_ids[np.isin(new_ids, self._store.ids())]
+                    if clash.size:
+                        raise ValueError(f"ids: expected ids not already in the index, got {int(clash[0])} again")
+            if n == 0:
+                return new_ids
+            self._store.add(arr, new_ids)
+            self._next_id = max(self._next_id, int(new_ids.max()) + 1)
         return new_ids
 
     # -- search -----------------------------------------------------------

@@ -460,6 +460,42 @@ def test_concurrent_queries_from_python_threads(backend, rng):
         assert_knn_equal(got, exp)
 
 
+def test_concurrent_adds_never_repeat_default_ids(backend, rng):
+    nbits = 64
+    idx = hs.FlatIndex(nbits, backend=backend)
+    batches = [random_bits(rng, 3, nbits) for _ in range(4 * 50)]
+
+    def add_many(part):
+        return [idx.add(codes_from_bits(b)) for b in batches[part::4]]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = [ids for chunk in pool.map(add_many, range(4)) for ids in chunk]
+    all_ids = np.concatenate(got)
+    assert len(idx) == all_ids.size == 600
+    assert np.array_equal(np.sort(all_ids), np.arange(600))
+    # each returned id names the code that was added with it
+    ref = Reference(nbits)
+    order = np.argsort(all_ids)
+    ref.add(np.concatenate([b for part in range(4) for b in batches[part::4]])[order])
+    q = random_bits(rng, 5, nbits)
+    assert_rank_equal(idx.rank(codes_from_bits(q)), ref.rank(q))
+
+
+def test_misaligned_buffers_are_read_correctly(backend, rng):
+    nbits = 128
+    bits = random_bits(rng, 40, nbits)
+    codes = codes_from_bits(bits)
+    raw = np.zeros(codes.nbytes + 1, dtype=np.uint8)
+    raw[1:] = codes.view(np.uint8).ravel()
+    shifted = np.frombuffer(raw.data, dtype=np.uint64, count=codes.size, offset=1).reshape(codes.shape)
+    assert not shifted.flags.aligned
+    idx = hs.FlatIndex(nbits, backend=backend)
+    idx.add(shifted)
+    ref = Reference(nbits)
+    ref.add(bits)
+    assert_knn_equal(idx.query(shifted[:7], 5), ref.knn(bits[:7], 5))
+
+
 def test_results_independent_of_query_batching(backend, rng):
     nbits = 192
     bits = random_bits(rng, 400, nbits)
