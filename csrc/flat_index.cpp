@@ -162,7 +162,7 @@ void FlatIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int3
     const size_t kk = std::min(k, n);
     if (T == 1 || nq >= 4 * T) {
         // Split the queries; each thread streams the database once per group.
-        const size_t state_bytes = (kk + std::max<size_t>(kk, 256)) * sizeof(Candidate);
+        const size_t state_bytes = TopK::capacity(kk) * sizeof(Candidate);
         const size_t group = std::max<size_t>(1, kStateBytesPerThread / state_bytes);
         parallel_tasks(T, [&](size_t t) {
             const auto range = split_range(nq, T, t);

@@ -30,7 +30,10 @@ inline bool operator<(const Candidate& a, const Candidate& b) { return a.d < b.d
 /// codes with distance <= tau (threshold()).
 class TopK {
    public:
-    explicit TopK(size_t k) : k_(k), cap_(k + std::max<size_t>(k / 4, 128)) { buf_.reserve(std::min<size_t>(cap_, 4096)); }
+    explicit TopK(size_t k) : k_(k), cap_(capacity(k)) { buf_.reserve(std::min<size_t>(cap_, 4096)); }
+
+    /// Candidates held at most for a given k.
+    static size_t capacity(size_t k) { return k + std::max<size_t>(k / 4, 128); }
 
     size_t k() const { return k_; }
 
