@@ -49,6 +49,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.n < 1 or args.queries < 1 or args.k < 1 or args.check < 0:
         parser.error("--n, --queries and --k must be >= 1, --check >= 0")
+    try:
+        return _run(args)
+    except (TypeError, ValueError) as exc:  # the library's own input checks
+        parser.error(str(exc))
+        return 2  # unreachable: parser.error exits
+
+
+def _run(args: argparse.Namespace) -> int:
 
     rng = np.random.default_rng(args.seed)
     print(f"hamsearch {__version__}, kernels: {isa()}, threads: {args.threads or default_threads()}")
