@@ -1,0 +1,154 @@
+"""The shared base of the index classes: validation, ids, threads, backend."""
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from . import _backend
+from ._validate import (
+    check_codes,
+    check_ids,
+    check_k,
+    check_nbits,
+    check_radius,
+    check_threads,
+    words,
+)
+
+DISTANCE_PAD = np.iinfo(np.int32).max  # distance of a missing result (faiss's convention)
+ID_PAD = -1  # id of a missing result
+
+
+class _Index:
+    """The verbs every index shares: input checks, ids, threads and backend
+    choice. Subclasses supply ``_new_store``, the native or Numba object that
+    holds the codes and answers the searches."""
+
+    def _new_store(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __init__(self, nbits: int, *, backend: Optional[str] = "auto", threads: Optional[int] = None) -> None:
+        self._nbits = check_nbits(nbits)
+        self._backend = _backend.resolve(backend)
+        self._threads = check_threads(threads, 0) or None
+        self._store = self._new_store()
+        self._next_id = 0
+        # Serialises add: the id check, the default ids and the store's
+        # append must happen as one step when several threads add at once.
+        self._add_lock = threading.Lock()
+
+    # -- properties -------------------------------------------------------
+    @property
+    def nbits(self) -> int:
+        """Bits per code."""
+        return self._nbits
+
+    @property
+    def words(self) -> int:
+        """uint64 words per code, ``ceil(nbits / 64)``."""
+        return words(self._nbits)
+
+    @property
+    def backend(self) -> str:
+        """``"native"`` or ``"numba"``."""
+        return self._backend
+
+    @property
+    def threads(self) -> Optional[int]:
+        """Default worker threads (None: every usable core)."""
+        return self._threads
+
+    def __len__(self) -> int:
+        return int(self._store.size())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(nbits={self._nbits}, n={len(self)}, backend={self._backend!r})"
+
+    # -- mutation ---------------------------------------------------------
+    def add(self, codes: Any, ids: Any = None) -> np.ndarray:
+        """Append codes.
+
+        Parameters
+        ----------
+        codes : ndarray of uint64, shape (n, words)
+        ids : array_like of int, shape (n,), optional
+            Unique non-negative ids, none already in the index. By default,
+            consecutive integers from the largest id so far plus one.
+
+        Returns
+        -------
+        ids : ndarray of int64, shape (n,)
+        """
+        arr = check_codes(codes, self._nbits)
+        n = arr.shape[0]
+        custom = None if ids is None else check_ids(ids, n)
+        with self._add_lock:
+            if custom is None:
+                new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+            else:
+                new_ids = custom
+                # Ids above every id so far cannot clash (the common case);
+                # otherwise compare against the stored ids.
+                if n and int(new_ids.min()) < self._next_id and len(self):
+                    clash = new_ids[np.isin(new_ids, self._store.ids())]
+                    if clash.size:
+                        raise ValueError(f"ids: expected ids not already in the index, got {int(clash[0])} again")
+            if n == 0:
+                return new_ids
+            self._store.add(arr, new_ids)
+            self._next_id = max(self._next_id, int(new_ids.max()) + 1)
+        return new_ids
+
+    # -- search -----------------------------------------------------------
+    def _prepare(self, q: Any, threads: Optional[int]) -> Tuple[np.ndarray, int]:
+        arr = check_codes(q, self._nbits, "q")
+        nthreads = check_threads(threads, self._threads or _backend.default_threads())
+        return arr, nthreads
+
+    def query(self, q: Any, k: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest codes of each query.
+
+        Parameters
+        ----------
+        q : ndarray of uint64, shape (nq, words)
+        k : int, >= 1
+            May exceed ``len(self)``; missing results are padded.
+        threads : int, optional
+
+        Returns
+        -------
+        D : ndarray of int32, shape (nq, k)
+            Hamming distances, ascending; ``2**31 - 1`` where no result exists.
+        I : ndarray of int64, shape (nq, k)
+            Ids, ties broken by ascending id; ``-1`` where no result exists.
+        """
+        k = check_k(k)
+        arr, nthreads = self._prepare(q, threads)
+        return self._store.knn(arr, k, nthreads)
+
+    def radius(self, q: Any, r: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every code within Hamming distance ``r`` of each query.
+
+        Returns
+        -------
+        lims : ndarray of int64, shape (nq + 1,)
+            Query ``j``'s results are ``D[lims[j]:lims[j+1]]`` and ``I[lims[j]:lims[j+1]]``.
+        D : ndarray of int32, shape (lims[-1],)
+        I : ndarray of int64, shape (lims[-1],)
+            Each query's results sorted by ``(distance, id)``.
+        """
+        r = check_radius(r)
+        arr, nthreads = self._prepare(q, threads)
+        return self._store.radius(arr, r, nthreads)
+
+    def rank(self, q: Any, *, threads: Optional[int] = None) -> np.ndarray:
+        """The whole index for each query in ``(distance, id)`` order.
+
+        Returns
+        -------
+        I : ndarray of int64, shape (nq, len(self))
+        """
+        arr, nthreads = self._prepare(q, threads)
+        return self._store.rank(arr, nthreads)
