@@ -150,6 +150,10 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
 void FlatIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I) const {
     if (k == 0) throw std::invalid_argument("k: expected k >= 1, got 0");
     std::shared_lock<std::shared_mutex> lock(mu_);
+    knn_impl(q, nq, k, threads, D, I);
+}
+
+void FlatIndex::knn_impl(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I) const {
     const size_t n = ids_.size();
     if (nq == 0) return;
     if (n == 0) {
@@ -195,6 +199,10 @@ void FlatIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int3
 RadiusResult FlatIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const {
     if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
     std::shared_lock<std::shared_mutex> lock(mu_);
+    return radius_impl(q, nq, r, threads);
+}
+
+RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, size_t threads) const {
     const size_t n = ids_.size();
     const int32_t tau = static_cast<int32_t>(std::min<int64_t>(r, nbits_));
     const Kernels& K = active_kernels();

@@ -55,6 +55,12 @@ class FlatIndex {
     void check_codes(const uint64_t* codes, size_t n, const char* what) const;
 
    private:
+    friend class MIHIndex;  // searches the same store under the same lock
+
+    // The searches without taking the lock (the caller holds it shared).
+    void knn_impl(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I) const;
+    RadiusResult radius_impl(const uint64_t* q, size_t nq, int64_t r, size_t threads) const;
+
     size_t block_rows() const;
     size_t plan_threads(size_t requested, size_t nq) const;
     void scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t row_begin, size_t row_end,

@@ -70,6 +70,12 @@ class TopK {
         }
     }
 
+    /// The k-th smallest distance pushed so far, or INT32_MAX before k pushes.
+    int32_t kth() {
+        compact();
+        return buf_.size() < k_ ? std::numeric_limits<int32_t>::max() : tau_;
+    }
+
     /// Writes the kept results in (distance, id) order into D[0, width),
     /// I[0, width), padded with (kDistancePad, kIdPad) past the last one.
     void finish(int32_t* D, int64_t* I, size_t width) {
@@ -94,7 +100,8 @@ class TopK {
 
    private:
     void compact() {
-        if (buf_.size() <= k_) return;
+        // Exactly k candidates and no bound yet: derive it (kth() needs it).
+        if (buf_.size() < k_ || (buf_.size() == k_ && tau_ != std::numeric_limits<int32_t>::max())) return;
         int32_t lo = buf_[0].d, hi = buf_[0].d;
         for (const Candidate& c : buf_) {
             lo = std::min(lo, c.d);

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._backend import isa
 from ._codes import from_bytes, pack, to_bytes, unpack
 from .flat import DISTANCE_PAD, ID_PAD, FlatIndex
+from .mih import MIHIndex
 
 __version__ = "0.1.0"
 
@@ -18,6 +19,7 @@ __all__ = [
     "DISTANCE_PAD",
     "ID_PAD",
     "FlatIndex",
+    "MIHIndex",
     "from_bytes",
     "isa",
     "pack",

@@ -1,0 +1,402 @@
+#include "mih_index.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+
+#include "kernels_portable.h"
+#include "parallel.h"
+#include "topk.h"
+
+namespace hamsearch {
+
+namespace {
+
+// Cost units are 64-bit words compared by the blocked SIMD scan (about
+// 0.25 ns each here). A probe (directory lookup and binary search) and a
+// candidate's verification are random memory accesses, measured at roughly
+// 256 and 64 scanned words.
+constexpr double kProbeCost = 256.0;
+constexpr double kCandidateCost = 64.0;
+// A query gives up on the tables once their work passes this fraction of a
+// full scan; the scan then answers it (in one batch with the others that gave
+// up), so a query costs at most about (1 + fraction) scans.
+constexpr double kScanFraction = 0.5;
+
+struct ScalarPop {
+    static HS_INLINE int32_t count(uint64_t x) {
+        x = x - ((x >> 1) & 0x5555555555555555ULL);
+        x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+        x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+        return static_cast<int32_t>((x * 0x0101010101010101ULL) >> 56);
+    }
+};
+
+uint64_t extract(const uint64_t* code, int64_t begin, int64_t len) {
+    const size_t w = static_cast<size_t>(begin / 64);
+    const unsigned off = static_cast<unsigned>(begin % 64);
+    uint64_t v = code[w] >> off;
+    if (off != 0 && off + len > 64) v |= code[w + 1] << (64 - off);
+    return len == 64 ? v : v & ((uint64_t{1} << len) - 1);
+}
+
+// Calls fn(mask) for every mask of `len` bits with exactly s bits set
+// (Gosper's hack), until fn returns false.
+template <class Fn>
+void for_each_mask(int64_t len, int64_t s, Fn&& fn) {
+    if (s == 0) {
+        fn(uint64_t{0});
+        return;
+    }
+    if (s > len) return;
+    if (s == 64) {
+        fn(~uint64_t{0});
+        return;
+    }
+    uint64_t mask = (uint64_t{1} << s) - 1;
+    for (;;) {
+        if (!fn(mask)) return;
+        const uint64_t c = mask & (~mask + 1);
+        const uint64_t r = mask + c;
+        if (r == 0) return;  // carried out of 64 bits: done
+        mask = (((r ^ mask) >> 2) / c) | r;
+        if (len < 64 && (mask >> len) != 0) return;
+    }
+}
+
+// Distance by whatever POPCNT the build target offers; verification touches
+// few codes, so the portable count is fine here.
+int32_t distance_any(const uint64_t* a, const uint64_t* b, size_t w) {
+    int32_t d = 0;
+    for (size_t j = 0; j < w; ++j) d += ScalarPop::count(a[j] ^ b[j]);
+    return d;
+}
+
+double binom(int64_t n, int64_t k) {
+    if (k < 0 || k > n) return 0.0;
+    return std::exp(std::lgamma(double(n) + 1) - std::lgamma(double(k) + 1) - std::lgamma(double(n - k) + 1));
+}
+
+}  // namespace
+
+std::pair<const uint32_t*, const uint32_t*> SubstringTable::find(uint64_t key) const {
+    const size_t p = dir_bits ? static_cast<size_t>(key >> (len - dir_bits)) : 0;
+    const auto first = keys.begin() + static_cast<std::ptrdiff_t>(dir[p]);
+    const auto last = keys.begin() + static_cast<std::ptrdiff_t>(dir[p + 1]);
+    const auto it = std::lower_bound(first, last, key);
+    if (it == last || *it != key) return {nullptr, nullptr};
+    const size_t at = static_cast<size_t>(it - keys.begin());
+    return {rows.data() + offsets[at], rows.data() + offsets[at + 1]};
+}
+
+MIHIndex::MIHIndex(int64_t nbits, int64_t m) : flat_(nbits), m_(m), scan_fraction_(kScanFraction) {
+    const int64_t min_m = (nbits + 63) / 64;
+    if (m != 0 && (m < min_m || m > nbits)) {
+        throw std::invalid_argument("m: expected 0 (automatic) or " + std::to_string(min_m) + " <= m <= " +
+                                    std::to_string(nbits) + " (substrings of at most 64 bits), got " +
+                                    std::to_string(m));
+    }
+}
+
+int64_t MIHIndex::effective_m(size_t n) const {
+    if (m_ != 0) return m_;
+    // The paper's choice: substrings of about log2(n) bits, so that a bucket
+    // holds about one code.
+    const int64_t b = nbits();
+    const double lg = std::max(1.0, std::log2(std::max<double>(2.0, static_cast<double>(n))));
+    int64_t m = static_cast<int64_t>(std::llround(static_cast<double>(b) / lg));
+    return std::min<int64_t>(b, std::max<int64_t>({m, (b + 63) / 64, 1}));
+}
+
+std::vector<std::pair<int64_t, int64_t>> MIHIndex::substrings(size_t n) const {
+    const int64_t m = effective_m(n), b = nbits();
+    std::vector<std::pair<int64_t, int64_t>> out;
+    int64_t begin = 0;
+    for (int64_t j = 0; j < m; ++j) {
+        const int64_t len = b / m + (j < b % m ? 1 : 0);
+        out.emplace_back(begin, len);
+        begin += len;
+    }
+    return out;
+}
+
+void MIHIndex::set_scan_fraction(double f) {
+    if (!(f > 0)) throw std::invalid_argument("scan fraction: expected a positive number");
+    scan_fraction_ = f;
+}
+
+void MIHIndex::add(const uint64_t* codes, const int64_t* ids, size_t n) {
+    if (flat_.size() + n > std::numeric_limits<uint32_t>::max()) {
+        throw std::invalid_argument("MIHIndex holds at most 2^32 - 1 codes");
+    }
+    flat_.add(codes, ids, n);
+}
+
+void MIHIndex::build_tables(size_t n) const {
+    const uint64_t* codes = flat_.codes_.data();
+    const size_t w = flat_.w_;
+    std::vector<SubstringTable> tables;
+    std::vector<std::pair<uint64_t, uint32_t>> pairs(n);
+    for (const auto& sub : substrings(n)) {
+        SubstringTable t;
+        t.begin = sub.first;
+        t.len = sub.second;
+        for (size_t i = 0; i < n; ++i) pairs[i] = {extract(codes + i * w, t.begin, t.len), static_cast<uint32_t>(i)};
+        std::sort(pairs.begin(), pairs.end());
+        t.rows.resize(n);
+        t.offsets.push_back(0);
+        for (size_t i = 0; i < n; ++i) {
+            if (i == 0 || pairs[i].first != pairs[i - 1].first) {
+                if (i) t.offsets.push_back(i);
+                t.keys.push_back(pairs[i].first);
+            }
+            t.rows[i] = pairs[i].second;
+        }
+        t.offsets.push_back(n);
+        if (n == 0) t.offsets.assign(1, 0);
+        // Directory over the top bits: about one key per entry.
+        int bits = 0;
+        while (bits < t.len && bits < 24 && (size_t{1} << (bits + 1)) <= t.keys.size()) ++bits;
+        t.dir_bits = bits;
+        t.dir.assign((size_t{1} << bits) + 1, 0);
+        size_t at = 0;
+        for (size_t p = 0; p < (size_t{1} << bits); ++p) {
+            t.dir[p] = at;
+            while (at < t.keys.size() && static_cast<size_t>(bits ? t.keys[at] >> (t.len - bits) : 0) == p) ++at;
+        }
+        t.dir[size_t{1} << bits] = t.keys.size();
+        tables.push_back(std::move(t));
+    }
+    tables_ = std::move(tables);
+    tables_n_ = n;
+}
+
+const std::vector<SubstringTable>& MIHIndex::tables() const {
+    std::lock_guard<std::mutex> lock(tables_mu_);
+    const size_t n = flat_.ids_.size();
+    if (tables_n_ != n || tables_.empty()) build_tables(n);
+    return tables_;
+}
+
+namespace {
+
+// Per-thread scratch: which rows this query has verified already.
+struct Seen {
+    std::vector<uint32_t> mark;
+    uint32_t epoch = 0;
+    explicit Seen(size_t n) : mark(n, 0) {}
+    void next() {
+        if (++epoch == 0) {
+            std::fill(mark.begin(), mark.end(), 0);
+            epoch = 1;
+        }
+    }
+    bool first_visit(uint32_t row) {
+        if (mark[row] == epoch) return false;
+        mark[row] = epoch;
+        return true;
+    }
+};
+
+}  // namespace
+
+void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I,
+                   size_t* fallbacks) const {
+    if (k == 0) throw std::invalid_argument("k: expected k >= 1, got 0");
+    std::shared_lock<std::shared_mutex> lock(flat_.mu_);
+    const size_t n = flat_.ids_.size();
+    if (fallbacks) *fallbacks = 0;
+    if (nq == 0) return;
+    if (n == 0) {
+        std::fill(D, D + nq * k, kDistancePad);
+        std::fill(I, I + nq * k, kIdPad);
+        return;
+    }
+    const auto& tabs = tables();
+    const size_t w = flat_.w_;
+    const uint64_t* codes = flat_.codes_.data();
+    const int64_t* ids = flat_.ids_.data();
+    const size_t kk = std::min(k, n);
+    const int64_t m = static_cast<int64_t>(tabs.size());
+    const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);
+    std::vector<char> gave_up(nq, 0);
+    const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
+    parallel_tasks(T, [&](size_t t) {
+        const auto range = split_range(nq, T, t);
+        Seen seen(n);
+        std::vector<uint64_t> qsub(static_cast<size_t>(m));
+        size_t tried = 0, given_up = 0;
+        for (size_t j = range.first; j < range.second; ++j) {
+            // When most queries of the batch give up (far neighbours, as for
+            // uniform codes), the rest go straight to the scan.
+            if (tried >= 16 && 2 * given_up >= tried) {
+                gave_up[j] = 1;
+                continue;
+            }
+            ++tried;
+            const uint64_t* qj = q + j * w;
+            for (size_t u = 0; u < tabs.size(); ++u) qsub[u] = extract(qj, tabs[u].begin, tabs[u].len);
+            seen.next();
+            TopK top(kk);
+            size_t found = 0;
+            double work = 0;
+            bool done = false, over = false;
+            for (int64_t s = 0; !done && !over; ++s) {
+                // Probing radius s costs sum_j C(len_j, s) probes: give up
+                // before starting a radius that would overrun the budget.
+                double probes = 0;
+                for (const auto& tb : tabs) probes += binom(tb.len, s);
+                if (work + probes * kProbeCost > budget) {
+                    over = true;
+                    break;
+                }
+                for (int64_t sj = 0; sj < m && !done && !over; ++sj) {
+                    const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
+                    const uint64_t qs = qsub[static_cast<size_t>(sj)];
+                    for_each_mask(tb.len, s, [&](uint64_t mask) {
+                        work += kProbeCost;
+                        const auto bucket = tb.find(qs ^ mask);
+                        for (const uint32_t* r = bucket.first; r != bucket.second; ++r) {
+                            if (!seen.first_visit(*r)) continue;
+                            ++found;
+                            work += kCandidateCost + static_cast<double>(w);
+                            top.push(distance_any(qj, codes + static_cast<size_t>(*r) * w, w), ids[*r]);
+                        }
+                        if (work > budget) over = true;
+                        return !over;
+                    });
+                    if (over) break;
+                    // Every code not yet found is at least s+1 away in
+                    // substrings 0..sj and s away in the others.
+                    const int64_t bound = m * s + sj;
+                    if (found == n || top.kth() <= bound) done = true;
+                }
+            }
+            if (over) {
+                gave_up[j] = 1;
+                ++given_up;
+                continue;
+            }
+            top.finish(D + j * k, I + j * k, k);
+        }
+    });
+    // The queries that gave up: one blocked, threaded scan for all of them.
+    std::vector<size_t> rest;
+    for (size_t j = 0; j < nq; ++j)
+        if (gave_up[j]) rest.push_back(j);
+    if (fallbacks) *fallbacks = rest.size();
+    if (!rest.empty()) {
+        std::vector<uint64_t> qs(rest.size() * w);
+        for (size_t i = 0; i < rest.size(); ++i) std::copy(q + rest[i] * w, q + rest[i] * w + w, qs.begin() + i * w);
+        std::vector<int32_t> d(rest.size() * k);
+        std::vector<int64_t> id(rest.size() * k);
+        flat_.knn_impl(qs.data(), rest.size(), k, threads, d.data(), id.data());
+        for (size_t i = 0; i < rest.size(); ++i) {
+            std::copy(d.begin() + i * k, d.begin() + (i + 1) * k, D + rest[i] * k);
+            std::copy(id.begin() + i * k, id.begin() + (i + 1) * k, I + rest[i] * k);
+        }
+    }
+}
+
+RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const {
+    if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
+    std::shared_lock<std::shared_mutex> lock(flat_.mu_);
+    const size_t n = flat_.ids_.size();
+    RadiusResult res;
+    res.lims.assign(nq + 1, 0);
+    if (n == 0 || nq == 0) return res;
+    const auto& tabs = tables();
+    const size_t w = flat_.w_;
+    const uint64_t* codes = flat_.codes_.data();
+    const int64_t* ids = flat_.ids_.data();
+    const int64_t m = static_cast<int64_t>(tabs.size());
+    const int64_t rr = std::min<int64_t>(r, nbits());
+    const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);
+    std::vector<std::vector<Candidate>> hits(nq);
+    std::vector<char> gave_up(nq, 0);
+    const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
+    parallel_tasks(T, [&](size_t t) {
+        const auto range = split_range(nq, T, t);
+        Seen seen(n);
+        std::vector<uint64_t> qsub(tabs.size());
+        for (size_t j = range.first; j < range.second; ++j) {
+            const uint64_t* qj = q + j * w;
+            for (size_t u = 0; u < tabs.size(); ++u) qsub[u] = extract(qj, tabs[u].begin, tabs[u].len);
+            seen.next();
+            auto& out = hits[j];
+            double work = 0;
+            bool over = false;
+            // Pigeonhole: a code within r has some substring within r / m;
+            // after radius s of substring sj, every code within m*s + sj is found.
+            for (int64_t s = 0; s <= rr / m && !over; ++s) {
+                double probes = 0;
+                for (const auto& tb : tabs) probes += binom(tb.len, s);
+                if (work + probes * kProbeCost > budget) {
+                    over = true;
+                    break;
+                }
+                for (int64_t sj = 0; sj < m && !over; ++sj) {
+                    if (m * s + sj > rr) break;  // every code within rr is found by now
+                    const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
+                    const uint64_t qs = qsub[static_cast<size_t>(sj)];
+                    for_each_mask(tb.len, s, [&](uint64_t mask) {
+                        work += kProbeCost;
+                        const auto bucket = tb.find(qs ^ mask);
+                        for (const uint32_t* p = bucket.first; p != bucket.second; ++p) {
+                            if (!seen.first_visit(*p)) continue;
+                            work += kCandidateCost + static_cast<double>(w);
+                            const int32_t d = distance_any(qj, codes + static_cast<size_t>(*p) * w, w);
+                            if (d <= rr) out.push_back({d, ids[*p]});
+                        }
+                        if (work > budget) over = true;
+                        return !over;
+                    });
+                }
+            }
+            if (over) {
+                gave_up[j] = 1;
+                std::vector<Candidate>().swap(out);
+                continue;
+            }
+            std::sort(out.begin(), out.end());
+        }
+    });
+    std::vector<size_t> rest;
+    for (size_t j = 0; j < nq; ++j)
+        if (gave_up[j]) rest.push_back(j);
+    RadiusResult scanned;
+    if (!rest.empty()) {
+        std::vector<uint64_t> qs(rest.size() * w);
+        for (size_t i = 0; i < rest.size(); ++i) std::copy(q + rest[i] * w, q + rest[i] * w + w, qs.begin() + i * w);
+        scanned = flat_.radius_impl(qs.data(), rest.size(), r, threads);
+    }
+    size_t next_rest = 0;
+    for (size_t j = 0; j < nq; ++j) {
+        size_t len = hits[j].size();
+        if (gave_up[j]) len = static_cast<size_t>(scanned.lims[next_rest + 1] - scanned.lims[next_rest]), ++next_rest;
+        res.lims[j + 1] = res.lims[j] + static_cast<int64_t>(len);
+    }
+    res.D.resize(static_cast<size_t>(res.lims[nq]));
+    res.I.resize(res.D.size());
+    next_rest = 0;
+    for (size_t j = 0; j < nq; ++j) {
+        size_t at = static_cast<size_t>(res.lims[j]);
+        if (gave_up[j]) {
+            const size_t a = static_cast<size_t>(scanned.lims[next_rest]), b = static_cast<size_t>(scanned.lims[next_rest + 1]);
+            std::copy(scanned.D.begin() + a, scanned.D.begin() + b, res.D.begin() + at);
+            std::copy(scanned.I.begin() + a, scanned.I.begin() + b, res.I.begin() + at);
+            ++next_rest;
+        } else {
+            for (const Candidate& c : hits[j]) {
+                res.D[at] = c.d;
+                res.I[at++] = c.id;
+            }
+        }
+    }
+    return res;
+}
+
+}  // namespace hamsearch

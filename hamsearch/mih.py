@@ -1,0 +1,103 @@
+"""Exact multi-index hashing (Norouzi, Punjani and Fleet, CVPR 2012).
+
+The codes are split into ``m`` disjoint substrings, one hash table each. By
+the pigeonhole principle a code within distance ``r`` of a query is within
+``floor(r / m)`` of it in at least one substring, so probing the buckets
+within a growing substring radius and verifying every candidate with the full
+popcount finds exactly the codes a flat scan finds.
+"""
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import numpy as np
+
+from . import _backend
+from ._index import _Index
+from ._validate import as_int, check_nbits, words
+
+__all__ = ["MIHIndex"]
+
+
+class MIHIndex(_Index):
+    """Exact Hamming search by multi-index hashing; the same answers as
+    :class:`FlatIndex`, far faster where neighbours are near.
+
+    Parameters
+    ----------
+    nbits : int
+        Bits per code, 1 to 2**20.
+    m : int or None, optional
+        Substrings (hash tables), ``ceil(nbits / 64) <= m <= nbits``. None
+        chooses ``round(nbits / log2(n))`` from the index size each time the
+        tables are built, as the paper does: substrings of about ``log2(n)``
+        bits, so that a bucket holds about one code.
+    backend : {"auto", "native"}, optional
+        The native core; the Numba backend has no multi-index tables yet.
+    threads : int or None, optional
+        Default worker threads; None uses every usable core.
+
+    Notes
+    -----
+    k-NN grows the substring radius ``s`` one table at a time; after table
+    ``j`` at radius ``s`` every code within ``m*s + j`` has been verified, and
+    the search stops as soon as the k-th verified distance is within that
+    bound, so ties are complete and break by id as in the flat scan.
+    ``radius(q, r)`` probes up to radius ``floor(r / m)``. ``rank`` uses the
+    flat scan. A query whose probing would cost more than half a scan (far
+    neighbours: uniform random codes) gives up and is answered by the flat
+    scan, in one blocked batch with the others; once most of a batch's
+    queries have given up, the rest go straight to the scan. Tables are
+    (re)built on the first search after an ``add``. Thread safety as for
+    :class:`FlatIndex`.
+    """
+
+    def __init__(
+        self,
+        nbits: int,
+        m: Optional[int] = None,
+        *,
+        backend: Optional[str] = "auto",
+        threads: Optional[int] = None,
+    ) -> None:
+        nbits = check_nbits(nbits)
+        if m is not None:
+            m = as_int(m, "m")
+            lo = words(nbits)
+            if not lo <= m <= nbits:
+                raise ValueError(
+                    f"m: expected None or {lo} <= m <= {nbits} (substrings of at most 64 bits), got {m}"
+                )
+        self._m = m
+        self._last_fallbacks = 0
+        super().__init__(nbits, backend=backend, threads=threads)
+
+    def _new_store(self) -> Any:
+        if self._backend != "native":
+            raise NotImplementedError(
+                "MIHIndex: the Numba backend has no multi-index tables yet; "
+                "use the native core (pip install .) or hamsearch.FlatIndex"
+            )
+        return _backend.native_module().MIHIndex(self._nbits, self._m or 0)
+
+    @property
+    def m(self) -> int:
+        """Substrings in use for the current size (the ``m`` given, or the automatic choice)."""
+        return int(self._store.effective_m())
+
+    @property
+    def substrings(self) -> List[Tuple[int, int]]:
+        """(first bit, length) of each substring for the current size."""
+        return [(int(b), int(n)) for b, n in self._store.substrings()]
+
+    @property
+    def last_fallbacks(self) -> int:
+        """Queries of the last ``query`` call answered by the flat scan."""
+        return self._last_fallbacks
+
+    def query(self, q: Any, k: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        D, I, fallbacks = super().query(q, k, threads=threads)  # type: ignore[misc]
+        self._last_fallbacks = int(fallbacks)
+        return D, I
+
+    query.__doc__ = _Index.query.__doc__

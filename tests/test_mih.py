@@ -1,0 +1,114 @@
+"""MIHIndex against the oracle: exact k-NN, radius and rank, ties included.
+
+Run on the native core at each kernel level (MIHIndex has no Numba backend
+yet: that case checks the error). Databases are uniform (the queries' probing
+gives up and the scan answers) and clustered (near neighbours, found in the
+tables), with duplicates, custom shuffled ids and several adds.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hamsearch as hs
+from oracle import Reference, assert_knn_equal, assert_radius_equal, assert_rank_equal, codes_from_bits
+
+
+def clustered_bits(rng: np.random.Generator, n: int, nbits: int, flip: float = 0.05) -> np.ndarray:
+    centres = rng.integers(0, 2, size=(max(1, n // 20), nbits), dtype=np.uint8)
+    bits = centres[rng.integers(0, len(centres), n)]
+    return bits ^ (rng.random((n, nbits)) < flip).astype(np.uint8)
+
+
+def _skip_numba(backend: str) -> None:
+    if backend == "numba":
+        with pytest.raises(NotImplementedError, match="Numba backend"):
+            hs.MIHIndex(64, backend="numba")
+        pytest.skip("MIHIndex has no Numba backend yet (checked that it says so)")
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(
+    nbits=st.integers(16, 256),
+    n=st.integers(1, 400),
+    clustered=st.booleans(),
+    m_choice=st.sampled_from(["auto", "min", "small"]),
+    custom_ids=st.booleans(),
+    batches=st.integers(1, 3),
+    tables_only=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_mih_equals_oracle(backend, nbits, n, clustered, m_choice, custom_ids, batches, tables_only, seed):
+    _skip_numba(backend)
+    rng = np.random.default_rng(seed)
+    bits = clustered_bits(rng, n, nbits) if clustered else rng.integers(0, 2, size=(n, nbits), dtype=np.uint8)
+    if n > 4:
+        bits[: n // 4] = bits[n // 4 : 2 * (n // 4)]  # duplicate codes: ties
+    m = {"auto": None, "min": (nbits + 63) // 64, "small": max((nbits + 63) // 64, min(nbits, 3))}[m_choice]
+    idx = hs.MIHIndex(nbits, m=m, backend=backend)
+    # Never hand a query to the scan (small indexes would), so the tables'
+    # k-NN and radius logic must be exact on their own; only with substrings
+    # short enough that probing every key of a table stays cheap.
+    tables_only = tables_only and max(length for _, length in idx.substrings) <= 12
+    if tables_only:
+        idx._store.scan_fraction = float("inf")
+    ref = Reference(nbits)
+    ids = rng.permutation(5 * n)[:n].astype(np.int64) if custom_ids else None
+    for part in np.array_split(np.arange(n), batches):
+        part_ids = None if ids is None else ids[part]
+        got = idx.add(codes_from_bits(bits[part]), ids=part_ids)
+        assert np.array_equal(got, ref.add(bits[part], part_ids))
+    near = bits[rng.integers(0, n, 5)] ^ (rng.random((5, nbits)) < 0.03).astype(np.uint8)
+    q = np.concatenate([near, rng.integers(0, 2, size=(2, nbits), dtype=np.uint8)])
+    qc = codes_from_bits(q)
+    for k in (1, 3, n, n + 2):
+        assert_knn_equal(idx.query(qc, k, threads=2), ref.knn(q, k))
+        if tables_only:
+            assert idx.last_fallbacks == 0
+    for r in (0, 1, nbits // 8, nbits // 3, nbits):
+        assert_radius_equal(idx.radius(qc, r, threads=2), ref.radius(q, r))
+    assert_rank_equal(idx.rank(qc[:3]), ref.rank(q[:3]))
+
+
+def test_mih_large_clustered_uses_tables_and_uniform_falls_back(backend):
+    _skip_numba(backend)
+    rng = np.random.default_rng(11)
+    # Large enough that a scan costs more than probing for near neighbours.
+    nbits, n = 64, 100000
+    bits = clustered_bits(rng, n, nbits, flip=0.03)
+    idx = hs.MIHIndex(nbits, backend=backend)
+    idx.add(codes_from_bits(bits))
+    ref = Reference(nbits)
+    ref.add(bits)
+    q = bits[rng.integers(0, n, 50)] ^ (rng.random((50, nbits)) < 0.03).astype(np.uint8)
+    assert_knn_equal(idx.query(codes_from_bits(q), 10), ref.knn(q, 10))
+    assert idx.last_fallbacks < 25  # near neighbours: most answered by the tables
+    uq = rng.integers(0, 2, size=(40, nbits), dtype=np.uint8)
+    assert_knn_equal(idx.query(codes_from_bits(uq), 10), ref.knn(uq, 10))
+    assert idx.last_fallbacks > 20  # far neighbours: the scan answers
+    assert idx.m == round(nbits / np.log2(n))
+    subs = idx.substrings
+    assert [b for b, _ in subs] == list(np.cumsum([0] + [length for _, length in subs[:-1]]))
+    assert sum(length for _, length in subs) == nbits
+
+
+@pytest.mark.parametrize("m, exc", [(1, ValueError), (300, ValueError), (0, ValueError), (2.5, TypeError), (True, TypeError)])
+def test_mih_bad_m(m, exc):
+    with pytest.raises(exc, match="m: expected"):
+        hs.MIHIndex(256, m=m, backend="native")
+
+
+def test_mih_validates_like_flat(native_backend):
+    idx = hs.MIHIndex(64, backend=native_backend)
+    with pytest.raises(TypeError, match="from_bytes"):
+        idx.add(np.zeros((2, 8), np.uint8))
+    idx.add(np.zeros((2, 1), np.uint64))
+    with pytest.raises(ValueError, match="k: expected"):
+        idx.query(np.zeros((1, 1), np.uint64), 0)
+    with pytest.raises(ValueError, match="ids: expected ids not already"):
+        idx.add(np.zeros((1, 1), np.uint64), ids=[1])
+    D, I = idx.query(np.zeros((0, 1), np.uint64), 4)
+    assert D.shape == (0, 4) and I.shape == (0, 4)
+    assert repr(idx) == "MIHIndex(nbits=64, n=2, backend='native')"
