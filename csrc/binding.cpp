@@ -49,6 +49,65 @@ py::array_t<T> adopt(std::vector<T>&& v) {
                           heap->data(), owner);
 }
 
+// The verbs both index classes bind alike: size, ids, codes, add, radius, rank.
+template <class Index>
+void bind_common(py::class_<Index>& cls) {
+    cls.def_property_readonly("nbits", &Index::nbits)
+        .def("size", &Index::size)
+        .def("ids", [](const Index& self) { return adopt(self.flat().ids()); })
+        .def("codes",
+             [](const Index& self) {
+                 auto flat = adopt(self.flat().codes());
+                 const py::ssize_t w = static_cast<py::ssize_t>(self.words());
+                 return flat.reshape({flat.size() / w, w});
+             })
+        .def(
+            "add",
+            [](Index& self, Codes codes, Ids ids) {
+                const size_t n = check_matrix(codes, self.words(), "codes");
+                if (ids.ndim() != 1 || static_cast<size_t>(ids.shape(0)) != n) {
+                    throw std::invalid_argument("ids: expected a 1-D array of " + std::to_string(n) + " ids");
+                }
+                const uint64_t* c = codes.data();
+                const int64_t* i = ids.data();
+                py::gil_scoped_release release;
+                self.add(c, i, n);
+            },
+            py::arg("codes").noconvert(), py::arg("ids").noconvert())
+        .def(
+            "radius",
+            [](const Index& self, Codes q, int64_t r, int64_t threads) {
+                const size_t nq = check_matrix(q, self.words(), "q");
+                self.flat().check_codes(q.data(), nq, "q");
+                if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
+                const size_t t = check_threads(threads);
+                const uint64_t* qp = q.data();
+                hamsearch::RadiusResult res;
+                {
+                    py::gil_scoped_release release;
+                    res = self.radius(qp, nq, r, t);
+                }
+                return py::make_tuple(adopt(std::move(res.lims)), adopt(std::move(res.D)), adopt(std::move(res.I)));
+            },
+            py::arg("q").noconvert(), py::arg("r"), py::arg("threads"))
+        .def(
+            "rank",
+            [](const Index& self, Codes q, int64_t threads) {
+                const size_t nq = check_matrix(q, self.words(), "q");
+                self.flat().check_codes(q.data(), nq, "q");
+                const size_t t = check_threads(threads);
+                const uint64_t* qp = q.data();
+                std::vector<int64_t> ranked;
+                size_t n = 0;
+                {
+                    py::gil_scoped_release release;
+                    n = self.flat().rank(qp, nq, t, ranked);
+                }
+                return adopt(std::move(ranked)).reshape({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(n)});
+            },
+            py::arg("q").noconvert(), py::arg("threads"));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -78,110 +137,36 @@ PYBIND11_MODULE(_core, m) {
           py::arg("data").noconvert(), py::arg("threads"),
           "Sums every word of data with `threads` threads (a memory-bandwidth probe).");
 
-    py::class_<FlatIndex>(m, "FlatIndex")
-        .def(py::init<int64_t>(), py::arg("nbits"))
-        .def_property_readonly("nbits", &FlatIndex::nbits)
-        .def("size", &FlatIndex::size)
-        .def("ids", [](const FlatIndex& self) { return adopt(self.ids()); })
-        .def("codes",
-             [](const FlatIndex& self) {
-                 auto flat = adopt(self.codes());
-                 const py::ssize_t w = static_cast<py::ssize_t>(self.words());
-                 return flat.reshape({flat.size() / w, w});
-             })
-        .def(
-            "add",
-            [](FlatIndex& self, Codes codes, Ids ids) {
-                const size_t n = check_matrix(codes, self.words(), "codes");
-                if (ids.ndim() != 1 || static_cast<size_t>(ids.shape(0)) != n) {
-                    throw std::invalid_argument("ids: expected a 1-D array of " + std::to_string(n) + " ids");
-                }
-                const uint64_t* c = codes.data();
-                const int64_t* i = ids.data();
+    py::class_<FlatIndex> flat(m, "FlatIndex");
+    flat.def(py::init<int64_t>(), py::arg("nbits"));
+    bind_common(flat);
+    flat.def(
+        "knn",
+        [](const FlatIndex& self, Codes q, int64_t k, int64_t threads) {
+            const size_t nq = check_matrix(q, self.words(), "q");
+            self.check_codes(q.data(), nq, "q");
+            if (k < 1) throw std::invalid_argument("k: expected k >= 1, got " + std::to_string(k));
+            const size_t t = check_threads(threads);
+            py::array_t<int32_t> D({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
+            py::array_t<int64_t> I({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
+            const uint64_t* qp = q.data();
+            int32_t* dp = D.mutable_data();
+            int64_t* ip = I.mutable_data();
+            {
                 py::gil_scoped_release release;
-                self.add(c, i, n);
-            },
-            py::arg("codes").noconvert(), py::arg("ids").noconvert())
-        .def(
-            "knn",
-            [](const FlatIndex& self, Codes q, int64_t k, int64_t threads) {
-                const size_t nq = check_matrix(q, self.words(), "q");
-                self.check_codes(q.data(), nq, "q");
-                if (k < 1) throw std::invalid_argument("k: expected k >= 1, got " + std::to_string(k));
-                const size_t t = check_threads(threads);
-                py::array_t<int32_t> D({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
-                py::array_t<int64_t> I({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
-                const uint64_t* qp = q.data();
-                int32_t* dp = D.mutable_data();
-                int64_t* ip = I.mutable_data();
-                {
-                    py::gil_scoped_release release;
-                    self.knn(qp, nq, static_cast<size_t>(k), t, dp, ip);
-                }
-                return py::make_tuple(D, I);
-            },
-            py::arg("q").noconvert(), py::arg("k"), py::arg("threads"))
-        .def(
-            "radius",
-            [](const FlatIndex& self, Codes q, int64_t r, int64_t threads) {
-                const size_t nq = check_matrix(q, self.words(), "q");
-                self.check_codes(q.data(), nq, "q");
-                if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
-                const size_t t = check_threads(threads);
-                const uint64_t* qp = q.data();
-                hamsearch::RadiusResult res;
-                {
-                    py::gil_scoped_release release;
-                    res = self.radius(qp, nq, r, t);
-                }
-                return py::make_tuple(adopt(std::move(res.lims)), adopt(std::move(res.D)), adopt(std::move(res.I)));
-            },
-            py::arg("q").noconvert(), py::arg("r"), py::arg("threads"))
-        .def(
-            "rank",
-            [](const FlatIndex& self, Codes q, int64_t threads) {
-                const size_t nq = check_matrix(q, self.words(), "q");
-                self.check_codes(q.data(), nq, "q");
-                const size_t t = check_threads(threads);
-                const uint64_t* qp = q.data();
-                std::vector<int64_t> ranked;
-                size_t n = 0;
-                {
-                    py::gil_scoped_release release;
-                    n = self.rank(qp, nq, t, ranked);
-                }
-                return adopt(std::move(ranked)).reshape({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(n)});
-            },
-            py::arg("q").noconvert(), py::arg("threads"));
+                self.knn(qp, nq, static_cast<size_t>(k), t, dp, ip);
+            }
+            return py::make_tuple(D, I);
+        },
+        py::arg("q").noconvert(), py::arg("k"), py::arg("threads"));
 
-    py::class_<MIHIndex>(m, "MIHIndex")
-        .def(py::init<int64_t, int64_t>(), py::arg("nbits"), py::arg("m"))
-        .def_property_readonly("nbits", &MIHIndex::nbits)
-        .def_property_readonly("m", &MIHIndex::m)
+    py::class_<MIHIndex> mih(m, "MIHIndex");
+    mih.def(py::init<int64_t, int64_t>(), py::arg("nbits"), py::arg("m"));
+    bind_common(mih);
+    mih.def_property_readonly("m", &MIHIndex::m)
         .def("effective_m", [](const MIHIndex& self) { return self.effective_m(self.size()); })
         .def("substrings", [](const MIHIndex& self) { return self.substrings(self.size()); })
-        .def("size", &MIHIndex::size)
         .def_property("scan_fraction", &MIHIndex::scan_fraction, &MIHIndex::set_scan_fraction)
-        .def("ids", [](const MIHIndex& self) { return adopt(self.flat().ids()); })
-        .def("codes",
-             [](const MIHIndex& self) {
-                 auto flat = adopt(self.flat().codes());
-                 const py::ssize_t w = static_cast<py::ssize_t>(self.words());
-                 return flat.reshape({flat.size() / w, w});
-             })
-        .def(
-            "add",
-            [](MIHIndex& self, Codes codes, Ids ids) {
-                const size_t n = check_matrix(codes, self.words(), "codes");
-                if (ids.ndim() != 1 || static_cast<size_t>(ids.shape(0)) != n) {
-                    throw std::invalid_argument("ids: expected a 1-D array of " + std::to_string(n) + " ids");
-                }
-                const uint64_t* c = codes.data();
-                const int64_t* i = ids.data();
-                py::gil_scoped_release release;
-                self.add(c, i, n);
-            },
-            py::arg("codes").noconvert(), py::arg("ids").noconvert())
         .def(
             "knn",
             [](const MIHIndex& self, Codes q, int64_t k, int64_t threads) {
@@ -201,37 +186,5 @@ PYBIND11_MODULE(_core, m) {
                 }
                 return py::make_tuple(D, I, fallbacks);
             },
-            py::arg("q").noconvert(), py::arg("k"), py::arg("threads"))
-        .def(
-            "radius",
-            [](const MIHIndex& self, Codes q, int64_t r, int64_t threads) {
-                const size_t nq = check_matrix(q, self.words(), "q");
-                self.flat().check_codes(q.data(), nq, "q");
-                if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
-                const size_t t = check_threads(threads);
-                const uint64_t* qp = q.data();
-                hamsearch::RadiusResult res;
-                {
-                    py::gil_scoped_release release;
-                    res = self.radius(qp, nq, r, t);
-                }
-                return py::make_tuple(adopt(std::move(res.lims)), adopt(std::move(res.D)), adopt(std::move(res.I)));
-            },
-            py::arg("q").noconvert(), py::arg("r"), py::arg("threads"))
-        .def(
-            "rank",
-            [](const MIHIndex& self, Codes q, int64_t threads) {
-                const size_t nq = check_matrix(q, self.words(), "q");
-                self.flat().check_codes(q.data(), nq, "q");
-                const size_t t = check_threads(threads);
-                const uint64_t* qp = q.data();
-                std::vector<int64_t> ranked;
-                size_t n = 0;
-                {
-                    py::gil_scoped_release release;
-                    n = self.flat().rank(qp, nq, t, ranked);
-                }
-                return adopt(std::move(ranked)).reshape({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(n)});
-            },
-            py::arg("q").noconvert(), py::arg("threads"));
+            py::arg("q").noconvert(), py::arg("k"), py::arg("threads"));
 }

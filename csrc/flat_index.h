@@ -29,6 +29,9 @@ class FlatIndex {
 
     int64_t nbits() const { return nbits_; }
     size_t words() const { return w_; }
+    /// The store itself (MIHIndex::flat() returns its store): lets the
+    /// bindings treat every index alike.
+    const FlatIndex& flat() const { return *this; }
     size_t size() const;
     std::vector<int64_t> ids() const;
     std::vector<uint64_t> codes() const;
