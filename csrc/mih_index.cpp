@@ -83,6 +83,7 @@ double binom(int64_t n, int64_t k) {
 }  // namespace
 
 std::pair<const uint32_t*, const uint32_t*> SubstringTable::find(uint64_t key) const {
+    if (!direct.empty()) return {rows.data() + direct[key], rows.data() + direct[key + 1]};
     const size_t p = dir_bits ? static_cast<size_t>(key >> (len - dir_bits)) : 0;
     const auto first = keys.begin() + static_cast<std::ptrdiff_t>(dir[p]);
     const auto last = keys.begin() + static_cast<std::ptrdiff_t>(dir[p + 1]);
@@ -139,11 +140,28 @@ void MIHIndex::build_tables(size_t n) const {
     const uint64_t* codes = flat_.codes_.data();
     const size_t w = flat_.w_;
     std::vector<SubstringTable> tables;
-    std::vector<std::pair<uint64_t, uint32_t>> pairs(n);
+    std::vector<std::pair<uint64_t, uint32_t>> pairs;  // only for tables that are not direct
     for (const auto& sub : substrings(n)) {
         SubstringTable t;
         t.begin = sub.first;
         t.len = sub.second;
+        if (t.len <= 30 && (uint64_t{1} << t.len) <= 2 * std::max<uint64_t>(n, 1)) {
+            // Counting sort into direct-addressed buckets.
+            const size_t nkeys = size_t{1} << t.len;
+            std::vector<uint32_t> key_of(n);
+            t.direct.assign(nkeys + 1, 0);
+            for (size_t i = 0; i < n; ++i) {
+                key_of[i] = static_cast<uint32_t>(extract(codes + i * w, t.begin, t.len));
+                ++t.direct[key_of[i] + 1];
+            }
+            for (size_t v = 0; v < nkeys; ++v) t.direct[v + 1] += t.direct[v];
+            t.rows.resize(n);
+            std::vector<uint32_t> fill(t.direct.begin(), t.direct.end() - 1);
+            for (size_t i = 0; i < n; ++i) t.rows[fill[key_of[i]]++] = static_cast<uint32_t>(i);
+            tables.push_back(std::move(t));
+            continue;
+        }
+        pairs.resize(n);
         for (size_t i = 0; i < n; ++i) pairs[i] = {extract(codes + i * w, t.begin, t.len), static_cast<uint32_t>(i)};
         std::sort(pairs.begin(), pairs.end());
         t.rows.resize(n);
@@ -183,20 +201,23 @@ const std::vector<SubstringTable>& MIHIndex::tables() const {
 
 namespace {
 
-// Per-thread scratch: which rows this query has verified already.
+// Per-thread scratch: which rows this query has verified already. A bitmap
+// (n/8 bytes) and the list of rows set, cleared row by row between queries,
+// so a query costs what it touches, not a clear of n entries.
 struct Seen {
-    std::vector<uint32_t> mark;
-    uint32_t epoch = 0;
-    explicit Seen(size_t n) : mark(n, 0) {}
+    std::vector<uint64_t> bits;
+    std::vector<uint32_t> touched;
+    explicit Seen(size_t n) : bits((n + 63) / 64, 0) {}
     void next() {
-        if (++epoch == 0) {
-            std::fill(mark.begin(), mark.end(), 0);
-            epoch = 1;
-        }
+        for (uint32_t r : touched) bits[r >> 6] &= ~(uint64_t{1} << (r & 63));
+        touched.clear();
     }
-    bool first_visit(uint32_t row) {
-        if (mark[row] == epoch) return false;
-        mark[row] = epoch;
+    bool first_visit(uint32_t r) {
+        uint64_t& word = bits[r >> 6];
+        const uint64_t bit = uint64_t{1} << (r & 63);
+        if (word & bit) return false;
+        word |= bit;
+        touched.push_back(r);
         return true;
     }
 };
