@@ -75,6 +75,14 @@ int32_t distance_any(const uint64_t* a, const uint64_t* b, size_t w) {
     return d;
 }
 
+inline void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p);
+#else
+    (void)p;
+#endif
+}
+
 double binom(int64_t n, int64_t k) {
     if (k < 0 || k > n) return 0.0;
     return std::exp(std::lgamma(double(n) + 1) - std::lgamma(double(k) + 1) - std::lgamma(double(n - k) + 1));
@@ -280,11 +288,16 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
                     for_each_mask(tb.len, s, [&](uint64_t mask) {
                         work += kProbeCost;
                         const auto bucket = tb.find(qs ^ mask);
+                        // The candidates are random rows: start all their
+                        // loads before the first is needed.
+                        for (const uint32_t* r = bucket.first; r != bucket.second; ++r) prefetch(codes + size_t{*r} * w);
                         for (const uint32_t* r = bucket.first; r != bucket.second; ++r) {
                             if (!seen.first_visit(*r)) continue;
                             ++found;
                             work += kCandidateCost + static_cast<double>(w);
-                            top.push(distance_any(qj, codes + static_cast<size_t>(*r) * w, w), ids[*r]);
+                            const int32_t d = distance_any(qj, codes + static_cast<size_t>(*r) * w, w);
+                            // The id (another random load) only for a code that can enter.
+                            if (d <= top.threshold()) top.push(d, ids[*r]);
                         }
                         if (work > budget) over = true;
                         return !over;
@@ -366,6 +379,7 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
                     for_each_mask(tb.len, s, [&](uint64_t mask) {
                         work += kProbeCost;
                         const auto bucket = tb.find(qs ^ mask);
+                        for (const uint32_t* p = bucket.first; p != bucket.second; ++p) prefetch(codes + size_t{*p} * w);
                         for (const uint32_t* p = bucket.first; p != bucket.second; ++p) {
                             if (!seen.first_visit(*p)) continue;
                             work += kCandidateCost + static_cast<double>(w);
