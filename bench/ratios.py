@@ -68,6 +68,8 @@ def entries_from_json(doc: Dict[str, Any]) -> List[Entry]:
         stats = b.get("stats") or {}
         if "library" not in info or "median" not in stats:
             continue
+        if "data" in info:  # a bench_mih.py case: see bench/mih_report.py
+            continue
         kind = str(info.get("kind", "knn"))
         library, backend = str(info["library"]), str(info.get("backend", ""))
         out.append(
@@ -311,7 +313,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"ratios: could not read {args.json}: {exc}", file=sys.stderr)
         return 2
     if not entries:
-        print(f"ratios: {args.json} has no bench_flat.py benchmarks (no extra_info.library)", file=sys.stderr)
+        print(f"ratios: {args.json} has no bench_flat.py benchmarks (no extra_info.library; "
+              "for bench_mih.py results use python -m bench.mih_report)", file=sys.stderr)
         return 1
     text = render(doc, entries)
     print(text)

@@ -1,0 +1,414 @@
+"""Exact multi-index hashing (``hamsearch.MIHIndex``) against the flat scan and
+approximate peers.
+
+Grid (full run): data kind in {uniform, clustered} x nbits in {64, 128, 256} x
+n in {10^6, 10^7} x k in {1, 10, 100} x threads in {1, 2}; searchers:
+
+- ``hamsearch`` ``MIHIndex`` (``m=None``: substrings of about log2(n) bits),
+  exact; ``extra_info["mih_fallbacks"]`` counts the batch's queries answered by
+  the flat scan;
+- ``hamsearch`` ``FlatIndex``, exact (the reference answer);
+- faiss ``IndexBinaryMultiHash(nbits, nhash=nbits // 16, b=16)`` with
+  ``nflip = 2``, approximate: recall recorded;
+- faiss ``IndexBinaryHNSW(nbits, 32)`` (``efSearch = 64``), approximate, only
+  at n = 10^6 and not in quick mode (its build takes minutes).
+
+Data: *uniform* codes, or *clustered* codes: ``n // 100`` uniform centres, each
+code a random centre with every bit flipped independently with probability
+exactly 1/20 = 0.05; the queries are drawn the same way (fresh centres picks,
+fresh flips), separately from the database.
+
+Each case is ``benchmark.pedantic`` over a batch of ``nq`` queries (3 rounds;
+1000 queries, quick 50; MultiHash: 2*10^8 query x code pairs, 200 at 10^6);
+queries/second is ``nq / median round time``. ``bench/mih_report.py`` turns the
+JSON into tables.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import pytest
+
+import hamsearch as hs
+from hamsearch import _backend
+
+from bench.grid import BenchConfig, bench_config, n_label
+from bench.peers import TO_BYTES_CHUNK, Unavailable, _preload, _resident_bytes, _trim_heap
+
+# (library, variant)
+MIH = ("hamsearch", "mih")
+FLAT = ("hamsearch", "flat")
+MULTIHASH = ("faiss", "IndexBinaryMultiHash")
+HNSW = ("faiss", "IndexBinaryHNSW")
+SEARCHERS = (MIH, FLAT, MULTIHASH, HNSW)
+APPROXIMATE = (MULTIHASH, HNSW)
+
+KINDS = ("uniform", "clustered")
+KS = (1, 10, 100)
+THREADS = (1, 2)
+ROUNDS = 3
+FLIP_DENOMINATOR = 20  # each bit flipped with probability exactly 1/20 = 0.05
+CLUSTER_SIZE = 100  # n // 100 centres
+GEN_CHUNK = 1 << 16  # rows of flip masks drawn at a time: (chunk, nbits) uint8 temporaries
+
+MULTIHASH_B = 16  # bits per hash table
+MULTIHASH_NFLIP = 2  # buckets within 2 flips of the query's substring are probed
+MULTIHASH_PAIRS = 2 * 10**8  # batch budget: 200 queries at 10^6, 20 at 10^7
+MIN_SLOW_NQ = 20
+HNSW_M = 32
+HNSW_EF_SEARCH = 64
+HNSW_N = 10**6  # the only n at which HNSW is built
+
+
+@dataclass(frozen=True)
+class MihCase:
+    data: str  # "uniform" or "clustered"
+    library: str
+    variant: str
+    nbits: int
+    n: int
+    k: int
+    threads: int
+    nq: int
+    rounds: int
+
+    @property
+    def data_key(self) -> Tuple[str, int, int]:
+        # Three fields: never equal to bench_flat's (nbits, n) keys, so the
+        # shared conftest ordering leaves this module's order (one data set at
+        # a time) as it is.
+        return (self.data, self.nbits, self.n)
+
+    @property
+    def group(self) -> str:
+        return f"data={self.data} nbits={self.nbits} n={n_label(self.n)} k={self.k}"
+
+    @property
+    def id(self) -> str:
+        return (f"{self.library}-{self.variant}-{self.data}-b{self.nbits}-n{n_label(self.n)}"
+                f"-k{self.k}-t{self.threads}-q{self.nq}")
+
+
+def batch_nq(cfg: BenchConfig, searcher: Tuple[str, str], n: int) -> int:
+    """Queries per timed round: the fast batch, but MultiHash (10x slower than
+    the flat scan on uniform codes at 10^6, slower still at 10^7) gets a budget
+    of MULTIHASH_PAIRS query x code pairs, at least MIN_SLOW_NQ queries."""
+    if searcher != MULTIHASH:
+        return cfg.fast_nq
+    return int(min(cfg.fast_nq, max(MIN_SLOW_NQ, MULTIHASH_PAIRS // n)))
+
+
+def mih_cases(cfg: BenchConfig) -> List[MihCase]:
+    out = []
+    for n in cfg.ns:
+        for nbits in cfg.nbits:
+            for data in KINDS:
+                for k in KS:
+                    for threads in THREADS:
+                        for s in SEARCHERS:
+                            if s == HNSW and (cfg.quick or n != HNSW_N):
+                                continue
+                            out.append(MihCase(data, *s, nbits, n, k, threads, batch_nq(cfg, s, n), ROUNDS))
+    return out
+
+
+# -- data --------------------------------------------------------------------
+def _uniform(rng: np.random.Generator, rows: int, nbits: int) -> np.ndarray:
+    w = (nbits + 63) // 64
+    out = rng.integers(0, 2**64, size=(rows, w), dtype=np.uint64)
+    if nbits % 64:
+        out[:, -1] &= np.uint64((1 << (nbits % 64)) - 1)
+    return out
+
+
+def _clustered(rng: np.random.Generator, centres: np.ndarray, rows: int, nbits: int) -> np.ndarray:
+    """``rows`` codes: a uniformly chosen centre XOR a flip mask with every bit
+    set independently with probability exactly 1/20 (``integers(0, 20) == 0``),
+    drawn GEN_CHUNK rows at a time so that no (rows, nbits) array is made."""
+    out = centres[rng.integers(0, centres.shape[0], size=rows)]
+    for s in range(0, rows, GEN_CHUNK):
+        e = min(rows, s + GEN_CHUNK)
+        flips = rng.integers(0, FLIP_DENOMINATOR, size=(e - s, nbits), dtype=np.uint8) == 0
+        out[s:e] ^= hs.pack(flips)
+    return out
+
+
+class MihDataset:
+    def __init__(self, data: str, nbits: int, n: int, nq: int, seed: int) -> None:
+        self.data, self.nbits, self.n = data, nbits, n
+        rng = np.random.default_rng([seed, KINDS.index(data), nbits, n])
+        if data == "uniform":
+            self.codes = _uniform(rng, n, nbits)
+            self.queries = _uniform(rng, nq, nbits)
+        else:
+            centres = _uniform(rng, max(1, n // CLUSTER_SIZE), nbits)
+            self.codes = _clustered(rng, centres, n, nbits)
+            self.queries = _clustered(rng, centres, nq, nbits)
+        self._bytes: Optional[np.ndarray] = None
+        # exact answer of the whole query batch at the largest k (FlatIndex)
+        self.truth: Optional[Tuple[np.ndarray, np.ndarray]] = None
+
+    @property
+    def bytes(self) -> np.ndarray:
+        if self._bytes is None:
+            out = np.empty((self.n, (self.nbits + 7) // 8), dtype=np.uint8)
+            for s in range(0, self.n, TO_BYTES_CHUNK):
+                e = min(self.n, s + TO_BYTES_CHUNK)
+                out[s:e] = hs.to_bytes(self.codes[s:e], self.nbits)
+            self._bytes = out
+        return self._bytes
+
+    def query_bytes(self, nq: int) -> np.ndarray:
+        return hs.to_bytes(self.queries[:nq], self.nbits)
+
+    def recall(self, I: np.ndarray, k: int) -> float:
+        """Fraction of the exact top-k found: a returned id counts as correct
+        when its true distance is <= the exact k-th distance (ties: any of the
+        tied codes is as good); duplicates and -1 count as misses."""
+        assert self.truth is not None
+        tD = self.truth[0]
+        nq = I.shape[0]
+        kth = tD[:nq, k - 1].astype(np.int64)
+        good = 0
+        for j in range(nq):
+            ids = np.unique(I[j, :k][I[j, :k] >= 0])
+            if ids.size == 0:
+                continue
+            d = np.bitwise_count(self.codes[ids] ^ self.queries[j]).sum(axis=1, dtype=np.int64)
+            good += int(np.count_nonzero(d <= kth[j]))
+        return good / (nq * k)
+
+
+# -- searchers ---------------------------------------------------------------
+class Searcher:
+    library = variant = ""
+    exact = True
+    index: Any = None
+
+    def __init__(self, data: MihDataset) -> None:
+        self.isa = "n/a"
+        self.memory_bytes = 0
+        self.build_seconds = float("nan")
+        self.params: Dict[str, Any] = {}
+
+    def prepare(self, data: MihDataset, nq: int) -> Any:
+        return data.queries[:nq]
+
+    def set_threads(self, threads: int) -> None:
+        pass
+
+    def search(self, q: Any, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def extra(self) -> Dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        self.index = None
+
+
+class HamsearchSearcher(Searcher):
+    library = "hamsearch"
+
+    def __init__(self, data: MihDataset, variant: str) -> None:
+        super().__init__(data)
+        self.variant = variant
+        if _backend._native is None:
+            raise Unavailable(f"the native core hamsearch._core did not load: {_backend._native_error!r}")
+        self.isa = hs.isa()
+        t0 = time.perf_counter()
+        self.index = (hs.MIHIndex(data.nbits) if variant == "mih" else hs.FlatIndex(data.nbits))
+        self.index.add(data.codes)
+        if variant == "mih":
+            # The tables are built on the first search after add: one query of
+            # k = 1 is included in the build time.
+            self.index.query(data.queries[:1], 1)
+            self.params = {"m": int(self.index.m)}
+        self.build_seconds = time.perf_counter() - t0
+
+    def search(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray]:
+        return self.index.query(q, k, threads=threads)
+
+    def extra(self) -> Dict[str, Any]:
+        if self.variant == "mih":
+            return {"mih_fallbacks": int(self.index.last_fallbacks), "mih_m": int(self.index.m)}
+        return {}
+
+
+class FaissSearcher(Searcher):
+    library = "faiss"
+    exact = False
+
+    def __init__(self, data: MihDataset, variant: str) -> None:
+        super().__init__(data)
+        self.variant = variant
+        try:
+            import faiss
+        except ImportError as exc:
+            raise Unavailable(f"faiss is not installed ({exc}); pip install faiss-cpu") from exc
+        self.faiss = faiss
+        self.isa = "faiss " + faiss.get_compile_options().strip()
+        xb = data.bytes
+        faiss.omp_set_num_threads(max(THREADS))
+        t0 = time.perf_counter()
+        if variant == MULTIHASH[1]:
+            nhash = max(1, data.nbits // MULTIHASH_B)
+            self.index = faiss.IndexBinaryMultiHash(data.nbits, nhash, MULTIHASH_B)
+            self.index.nflip = MULTIHASH_NFLIP
+            self.params = {"nhash": nhash, "b": MULTIHASH_B, "nflip": MULTIHASH_NFLIP}
+        else:
+            self.index = faiss.IndexBinaryHNSW(data.nbits, HNSW_M)
+            self.params = {"M": HNSW_M, "efConstruction": int(self.index.hnsw.efConstruction),
+                           "efSearch": HNSW_EF_SEARCH}
+        self.index.add(xb)
+        if variant == HNSW[1]:
+            self.index.hnsw.efSearch = HNSW_EF_SEARCH
+        self.build_seconds = time.perf_counter() - t0
+
+    def prepare(self, data: MihDataset, nq: int) -> np.ndarray:
+        return data.query_bytes(nq)
+
+    def set_threads(self, threads: int) -> None:
+        self.faiss.omp_set_num_threads(threads)
+
+    def search(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray]:
+        return self.index.search(q, k)
+
+
+def make_searcher(key: Tuple[str, str], data: MihDataset) -> Searcher:
+    if key in (MIH, FLAT):
+        return HamsearchSearcher(data, key[1])
+    if key in (MULTIHASH, HNSW):
+        return FaissSearcher(data, key[1])
+    raise ValueError(f"searcher: expected one of {SEARCHERS}, got {key!r}")
+
+
+class MihCache:
+    """One data set and its searchers at a time; the exact answer (FlatIndex)
+    computed once per data set, MIH checked against it once."""
+
+    def __init__(self, seed: int, nq: int) -> None:
+        self.seed, self.nq = seed, nq
+        self.key: Optional[Tuple[str, int, int]] = None
+        self.data: Optional[MihDataset] = None
+        self.searchers: Dict[Tuple[str, str], Any] = {}
+
+    def dataset(self, data: str, nbits: int, n: int) -> MihDataset:
+        key = (data, nbits, n)
+        if self.key != key:
+            self.clear()
+            self.data = MihDataset(data, nbits, n, self.nq, self.seed)
+            self.key = key
+        assert self.data is not None
+        return self.data
+
+    def _truth(self, data: MihDataset) -> None:
+        if data.truth is None:
+            flat = self.searcher(FLAT, data.data, data.nbits, data.n)
+            D, I = flat.search(data.queries, max(KS), max(THREADS))
+            data.truth = (np.asarray(D), np.asarray(I))
+
+    def searcher(self, key: Tuple[str, str], data: str, nbits: int, n: int) -> Searcher:
+        ds = self.dataset(data, nbits, n)
+        got = self.searchers.get(key)
+        if isinstance(got, BaseException):
+            raise got
+        if got is None:
+            _preload()
+            if key != FLAT:
+                self._truth(ds)
+            if key in APPROXIMATE:
+                ds.bytes
+            _trim_heap()
+            before = _resident_bytes()
+            try:
+                got = make_searcher(key, ds)
+            except Unavailable as exc:
+                self.searchers[key] = exc
+                raise
+            _trim_heap()
+            got.memory_bytes = max(0, _resident_bytes() - before)
+            if key == MIH:
+                assert ds.truth is not None
+                D, I = got.search(ds.queries, max(KS), max(THREADS))
+                if not (np.array_equal(D, ds.truth[0]) and np.array_equal(I, ds.truth[1])):
+                    err = AssertionError(f"MIHIndex differs from FlatIndex ({data}, nbits={nbits}, n={n})")
+                    self.searchers[key] = err
+                    raise err
+            self.searchers[key] = got
+        return got
+
+    def clear(self) -> None:
+        for s in self.searchers.values():
+            if isinstance(s, Searcher):
+                s.close()
+        self.searchers.clear()
+        self.data = None
+        self.key = None
+        _trim_heap()
+
+
+# -- tests -------------------------------------------------------------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "mcase" not in metafunc.fixturenames:
+        return
+    cases = mih_cases(bench_config(metafunc.config))
+    metafunc.parametrize("mcase", cases, ids=[c.id for c in cases])
+
+
+@pytest.fixture(scope="module")
+def mih_data(request: pytest.FixtureRequest):
+    cfg = bench_config(request.config)
+    cache = MihCache(seed=cfg.seed, nq=cfg.max_nq)
+    yield cache
+    cache.clear()
+
+
+def _median(benchmark) -> float:
+    stats = getattr(benchmark, "stats", None)
+    return float(stats.stats.median) if stats is not None else float("nan")
+
+
+def test_mih(mcase: MihCase, mih_data: MihCache, benchmark) -> None:
+    c = mcase
+    try:
+        s = mih_data.searcher((c.library, c.variant), c.data, c.nbits, c.n)
+    except Unavailable as exc:
+        if c.library == "hamsearch" and os.environ.get("HAMSEARCH_IMPLEMENTATION", "").strip().lower() == "native":
+            pytest.fail(f"HAMSEARCH_IMPLEMENTATION=native but {exc}")
+        pytest.skip(f"{c.library}/{c.variant} skipped: {exc}")
+    ds = mih_data.dataset(c.data, c.nbits, c.n)
+    q = s.prepare(ds, c.nq)
+    s.set_threads(c.threads)
+    s.search(q[:1], c.k, c.threads)  # untimed: thread pools, output pages
+
+    benchmark.group = c.group
+    benchmark.extra_info.update(
+        library=c.library, backend=c.variant, variant=c.variant, isa=s.isa, threads=c.threads,
+        nq=c.nq, n=c.n, nbits=c.nbits, k=c.k, data=c.data, rounds=c.rounds,
+        build_seconds=s.build_seconds, memory_bytes_per_code=s.memory_bytes / c.n,
+        exact=s.exact, params=s.params,
+    )
+    try:
+        benchmark.extra_info["loadavg_1min"] = os.getloadavg()[0]
+    except OSError:  # pragma: no cover
+        pass
+
+    D, I = benchmark.pedantic(s.search, args=(q, c.k, c.threads),
+                              rounds=c.rounds, iterations=1, warmup_rounds=0)
+
+    assert np.shape(D) == (c.nq, c.k) and np.shape(I) == (c.nq, c.k)
+    median = _median(benchmark)
+    benchmark.extra_info["median_s"] = median
+    benchmark.extra_info["queries_per_second"] = c.nq / median
+    benchmark.extra_info.update(s.extra())
+    if s.exact:
+        assert ds.truth is not None or (c.library, c.variant) == FLAT
+        if ds.truth is not None:
+            assert np.array_equal(np.asarray(D), ds.truth[0][: c.nq, : c.k])
+    else:
+        benchmark.extra_info["recall_at_k"] = ds.recall(np.asarray(I), c.k)
