@@ -25,6 +25,7 @@ kernel here together.
 """
 from __future__ import annotations
 
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -37,7 +38,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["FlatStore"]
+__all__ = ["FlatStore", "MIHStore"]
 
 _DISTANCE_PAD = np.iinfo(np.int32).max  # distance of a missing result, as in hamsearch.flat
 _ID_PAD = -1  # id of a missing result
@@ -896,3 +897,534 @@ class FlatStore:
                     (dist, snap.ids, perm[a:b], False, lo, first[p], limit, out_d[j], out_i[j])
                     for p, (a, b) in enumerate(order)
                 ])
+
+
+# -- multi-index hashing ----------------------------------------------------------
+# Cost units as in the native core: 64-bit words compared by the scan. A probe
+# and a candidate's verification are random memory accesses.
+_PROBE_COST = 256.0
+_CANDIDATE_COST = 64.0
+_SCAN_FRACTION = 0.5
+
+
+@_jit
+def _mih_extract(qv, begin, length):  # pragma: no cover - compiled
+    """Bits ``begin:begin+length`` (at most 64) of the code ``qv`` as an integer."""
+    w = begin // 64
+    off = begin % 64
+    v = qv[w] >> np.uint64(off)
+    if off != 0 and off + length > 64:
+        v |= qv[w + 1] << np.uint64(64 - off)
+    if length == 64:
+        return v
+    return v & ((np.uint64(1) << np.uint64(length)) - np.uint64(1))
+
+
+@_jit
+def _mih_first_mask(s):  # pragma: no cover - compiled
+    """The smallest mask with ``s`` (0 to 64) bits set."""
+    if s == 64:
+        return ~np.uint64(0)
+    return (np.uint64(1) << np.uint64(s)) - np.uint64(1)
+
+
+@_jit
+def _mih_next_mask(mask, length):  # pragma: no cover - compiled
+    """Gosper's hack: the next mask of ``length`` bits with as many bits set
+    as ``mask``, and False once there is none."""
+    c = mask & (~mask + np.uint64(1))
+    r = mask + c
+    if r == np.uint64(0):
+        return mask, False
+    nxt = (((r ^ mask) >> np.uint64(2)) // c) | r
+    if length < 64 and (nxt >> np.uint64(length)) != np.uint64(0):
+        return nxt, False
+    return nxt, True
+
+
+@_jit
+def _mih_find(key, t, tdirect, toff, tkey, tnk, offs, keys):  # pragma: no cover - compiled
+    """Positions ``a:b`` in ``rows[t]`` of the bucket of ``key`` in table ``t``.
+
+    A direct table (``tdirect[t]`` is 1) indexes its offsets by the key; a
+    sorted one (``tdirect[t]`` is ``-1 - dir_start``) narrows the binary
+    search by a directory over the top ``tnk[t, 1]`` bits of its keys
+    (``offs[dir_start + p]`` is the first key whose top bits are ``p``).
+    """
+    if tdirect[t] == 1:
+        o = toff[t] + np.int64(key)
+        return offs[o], offs[o + 1]
+    first = tkey[t]
+    bits = tnk[t, 1]
+    if bits > 0:
+        p = tdirect[t] * -1 - 1 + np.int64(key >> np.uint64(tnk[t, 2]))
+        lo = first + offs[p]
+        hi = first + offs[p + 1]
+    else:
+        lo = first
+        hi = first + tnk[t, 0]
+    last = hi
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < last and keys[lo] == key:
+        o = toff[t] + (lo - first)
+        return offs[o], offs[o + 1]
+    return np.int64(0), np.int64(0)
+
+
+@_jit
+def _mih_distance(codes, row, qv):  # pragma: no cover - compiled
+    """Hamming distance of row ``row`` of ``codes`` (row-major) to ``qv``."""
+    d = np.uint64(0)
+    for u in range(codes.shape[1]):
+        d += _popcount(codes[row, u] ^ qv[u])
+    return np.int32(d)
+
+
+@_jit
+def _mih_knn(codes, dbids, tbegin, tlen, tdirect, toff, tkey, tnk, offs, keys, rows,
+             q, j0, j1, kk, budget, probes, nbits, out_d, out_i, gave_up):  # pragma: no cover - compiled
+    """k-NN of queries ``j0:j1`` by probing the tables; a query whose work
+    would pass ``budget`` is marked in ``gave_up`` and left alone."""
+    n = codes.shape[0]
+    w = codes.shape[1]
+    m = tbegin.shape[0]
+    maxlen = 0
+    for t in range(m):
+        maxlen = max(maxlen, tlen[t])
+    stamp = np.zeros(n, np.int32)  # query index + 1 of the last visit
+    qsub = np.empty(m, np.uint64)
+    cap = kk + max(kk, 256)
+    bd = np.empty(cap, np.int32)
+    bi = np.empty(cap, np.int64)
+    tried = 0
+    given_up = 0
+    for j in range(j0, j1):
+        if tried >= 16 and 2 * given_up >= tried:
+            gave_up[j] = 1
+            continue
+        tried += 1
+        qv = q[j]
+        for t in range(m):
+            qsub[t] = _mih_extract(qv, tbegin[t], tlen[t])
+        mark = np.int32(j + 1)
+        cnt = 0
+        tau = np.int64(nbits + 1)
+        found = 0
+        work = 0.0
+        done = False
+        over = False
+        s = 0
+        while not done and not over and s <= maxlen:
+            if work + probes[s] * _PROBE_COST > budget:
+                over = True
+                break
+            for t in range(m):
+                length = tlen[t]
+                if s <= length:
+                    mask = _mih_first_mask(s)
+                    qs = qsub[t]
+                    while True:
+                        work += _PROBE_COST
+                        a, b = _mih_find(qs ^ mask, t, tdirect, toff, tkey, tnk, offs, keys)
+                        for p in range(a, b):
+                            r = np.int64(rows[t, p])
+                            if stamp[r] == mark:
+                                continue
+                            stamp[r] = mark
+                            found += 1
+                            work += _CANDIDATE_COST + w
+                            d = _mih_distance(codes, r, qv)
+                            if d <= tau:
+                                if cnt == cap:
+                                    tau0, _ = _select(bd, bi, cnt, kk)
+                                    tau = np.int64(tau0)
+                                    cnt = kk
+                                    if d > tau:
+                                        continue
+                                bd[cnt] = d
+                                bi[cnt] = dbids[r]
+                                cnt += 1
+                        if work > budget:
+                            over = True
+                            break
+                        mask, ok = _mih_next_mask(mask, length)
+                        if not ok:
+                            break
+                if over:
+                    break
+                # Every code not yet found is at least s+1 away in substrings
+                # 0..t and s away in the others.
+                if found == n:
+                    done = True
+                    break
+                if cnt >= kk:
+                    if cnt > kk:
+                        tau0, _ = _select(bd, bi, cnt, kk)
+                        tau = np.int64(tau0)
+                        cnt = kk
+                    else:
+                        top = bd[0]
+                        for i in range(1, cnt):
+                            top = max(top, bd[i])
+                        tau = np.int64(top)
+                    if tau <= m * s + t:
+                        done = True
+                        break
+            s += 1
+        if over:
+            gave_up[j] = 1
+            given_up += 1
+            continue
+        if cnt > kk:
+            _select(bd, bi, cnt, kk)
+            cnt = kk
+        _sort_pairs(bd[:cnt], bi[:cnt], False)
+        for i in range(cnt):
+            out_d[j, i] = bd[i]
+            out_i[j, i] = bi[i]
+
+
+@_jit
+def _mih_radius(codes, dbids, tbegin, tlen, tdirect, toff, tkey, tnk, offs, keys, rows,
+                q, j0, j1, rr, budget, probes, counts, gave_up):  # pragma: no cover - compiled
+    """Radius search of queries ``j0:j1`` by probing the tables. Returns the
+    hits, query after query, each sorted by ``(distance, id)``; ``counts[j]``
+    says how many are query ``j``'s. A query whose work would pass
+    ``budget`` is marked in ``gave_up`` and has none."""
+    n = codes.shape[0]
+    w = codes.shape[1]
+    m = tbegin.shape[0]
+    stamp = np.zeros(n, np.int32)
+    qsub = np.empty(m, np.uint64)
+    cap = 1024
+    hd = np.empty(cap, np.int32)
+    hi_ = np.empty(cap, np.int64)
+    total = 0
+    for j in range(j0, j1):
+        qv = q[j]
+        for t in range(m):
+            qsub[t] = _mih_extract(qv, tbegin[t], tlen[t])
+        mark = np.int32(j + 1)
+        start = total
+        work = 0.0
+        over = False
+        s = 0
+        while s <= rr // m and not over:
+            if work + probes[s] * _PROBE_COST > budget:
+                over = True
+                break
+            for t in range(m):
+                if m * s + t > rr:
+                    break
+                length = tlen[t]
+                if s > length:
+                    continue
+                mask = _mih_first_mask(s)
+                qs = qsub[t]
+                while True:
+                    work += _PROBE_COST
+                    a, b = _mih_find(qs ^ mask, t, tdirect, toff, tkey, tnk, offs, keys)
+                    for p in range(a, b):
+                        r = np.int64(rows[t, p])
+                        if stamp[r] == mark:
+                            continue
+                        stamp[r] = mark
+                        work += _CANDIDATE_COST + w
+                        d = _mih_distance(codes, r, qv)
+                        if d <= rr:
+                            if total == cap:
+                                cap *= 2
+                                nd = np.empty(cap, np.int32)
+                                ni = np.empty(cap, np.int64)
+                                for i in range(total):
+                                    nd[i] = hd[i]
+                                    ni[i] = hi_[i]
+                                hd = nd
+                                hi_ = ni
+                            hd[total] = d
+                            hi_[total] = dbids[r]
+                            total += 1
+                    if work > budget:
+                        over = True
+                        break
+                    mask, ok = _mih_next_mask(mask, length)
+                    if not ok:
+                        break
+                if over:
+                    break
+            s += 1
+        if over:
+            gave_up[j] = 1
+            total = start
+            counts[j] = 0
+            continue
+        counts[j] = total - start
+        _sort_pairs(hd[start:total], hi_[start:total], False)
+    return hd[:total], hi_[:total]
+
+
+class _Tables:
+    """The substring tables of the first ``n`` rows, flattened for the kernels."""
+
+    def __init__(self, codes: np.ndarray, ids: np.ndarray, subs: List[Tuple[int, int]]) -> None:
+        n = codes.shape[0]
+        m = len(subs)
+        self.n = n
+        self.codes = codes  # (n, W), row-major
+        self.ids = ids
+        self.tbegin = np.array([b for b, _ in subs], dtype=np.int64)
+        self.tlen = np.array([ln for _, ln in subs], dtype=np.int64)
+        self.tdirect = np.zeros(m, dtype=np.int64)  # 1: direct; -1 - directory start: sorted
+        self.toff = np.zeros(m, dtype=np.int64)
+        self.tkey = np.zeros(m, dtype=np.int64)
+        self.tnk = np.zeros((m, 3), dtype=np.int64)  # keys, directory bits, shift
+        self.rows = np.empty((m, n), dtype=np.uint32)
+        offs: List[np.ndarray] = []
+        keys: List[np.ndarray] = []
+        at_off = 0
+        at_key = 0
+        for t, (begin, length) in enumerate(subs):
+            key = self._extract(codes, begin, length)
+            order = np.argsort(key, kind="stable")
+            self.rows[t] = order
+            sk = key[order]
+            self.toff[t] = at_off
+            self.tkey[t] = at_key
+            if length <= 30 and (1 << length) <= 2 * max(n, 1):
+                self.tdirect[t] = 1
+                counts = np.bincount(sk.astype(np.int64), minlength=1 << length)
+                off = np.zeros((1 << length) + 1, dtype=np.int64)
+                np.cumsum(counts, out=off[1:])
+            else:
+                if n:
+                    first = np.concatenate(([True], sk[1:] != sk[:-1]))
+                    starts = np.flatnonzero(first)
+                else:
+                    starts = np.zeros(0, dtype=np.int64)
+                uk = sk[starts]
+                off = np.append(starts, n).astype(np.int64)
+                keys.append(uk)
+                self.tnk[t, 0] = uk.shape[0]
+                at_key += uk.shape[0]
+                # Directory over the top bits: about one key per entry.
+                bits = 0
+                while bits < length and bits < 24 and (1 << (bits + 1)) <= uk.shape[0]:
+                    bits += 1
+                offs.append(off)
+                at_off += off.shape[0]
+                if bits:
+                    shift = length - bits
+                    top = uk >> np.uint64(shift)
+                    directory = np.searchsorted(top, np.arange((1 << bits) + 1, dtype=np.uint64)).astype(np.int64)
+                    self.tnk[t, 1] = bits
+                    self.tnk[t, 2] = shift
+                    self.tdirect[t] = -1 - at_off
+                    offs.append(directory)
+                    at_off += directory.shape[0]
+                else:
+                    self.tdirect[t] = -1
+                continue
+            offs.append(off)
+            at_off += off.shape[0]
+        self.offs = np.concatenate(offs) if offs else np.zeros(1, dtype=np.int64)
+        self.keys = np.concatenate(keys) if keys else np.zeros(1, dtype=np.uint64)
+        if self.keys.shape[0] == 0:
+            self.keys = np.zeros(1, dtype=np.uint64)
+
+    @staticmethod
+    def _extract(codes: np.ndarray, begin: int, length: int) -> np.ndarray:
+        w, off = divmod(begin, 64)
+        v = codes[:, w] >> np.uint64(off)
+        if off != 0 and off + length > 64:
+            v |= codes[:, w + 1] << np.uint64(64 - off)
+        if length < 64:
+            v &= np.uint64((1 << length) - 1)
+        return np.ascontiguousarray(v)
+
+    def args(self) -> tuple:
+        return (self.codes, self.ids, self.tbegin, self.tlen, self.tdirect, self.toff, self.tkey, self.tnk,
+                self.offs, self.keys, self.rows)
+
+    def probes(self) -> np.ndarray:
+        """``probes[s]``: keys at distance ``s`` summed over the tables, s = 0..64."""
+        return np.array([float(sum(math.comb(int(ln), s) for ln in self.tlen)) for s in range(65)])
+
+
+class MIHStore:
+    """Multi-index hashing over Numba kernels: the twin of the native core's
+    ``MIHIndex``, with the same results. Storage, ``rank`` and the scan that
+    answers the queries that give up on the tables are a :class:`FlatStore`'s.
+
+    Parameters
+    ----------
+    nbits : int
+        Bits per code.
+    m : int
+        Substrings; 0 chooses ``round(nbits / log2(n))`` for the current size.
+    """
+
+    def __init__(self, nbits: int, m: int = 0) -> None:
+        self._nbits = int(nbits)
+        self._m = int(m)
+        self._flat = FlatStore(nbits)
+        self._lock = threading.Lock()
+        self._tables: Optional[_Tables] = None
+        self._probes = np.zeros(65)
+        self._scan_fraction = _SCAN_FRACTION
+
+    @property
+    def scan_fraction(self) -> float:
+        """The fraction of a full scan a query may spend probing before the
+        scan answers it; infinity never falls back (as the native core)."""
+        return self._scan_fraction
+
+    @scan_fraction.setter
+    def scan_fraction(self, f: float) -> None:
+        f = float(f)
+        if not f > 0:
+            raise ValueError("scan fraction: expected a positive number")
+        self._scan_fraction = f
+
+    # -- storage ---------------------------------------------------------------
+    def size(self) -> int:
+        return self._flat.size()
+
+    def ids(self) -> np.ndarray:
+        return self._flat.ids()
+
+    def codes(self) -> np.ndarray:
+        return self._flat.codes()
+
+    def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
+        if self._flat.size() + codes.shape[0] > 2**32 - 1:
+            raise ValueError("MIHIndex holds at most 2^32 - 1 codes")
+        with self._lock:
+            self._flat.add(codes, ids)
+
+    # -- layout ------------------------------------------------------------------
+    def _effective_m(self, n: int) -> int:
+        if self._m:
+            return self._m
+        b = self._nbits
+        lg = max(1.0, math.log2(max(2.0, float(n))))
+        m = int(math.floor(b / lg + 0.5))
+        return min(b, max(m, (b + 63) // 64, 1))
+
+    def effective_m(self) -> int:
+        return self._effective_m(self.size())
+
+    def _substrings(self, n: int) -> List[Tuple[int, int]]:
+        m = self._effective_m(n)
+        b = self._nbits
+        out = []
+        begin = 0
+        for j in range(m):
+            length = b // m + (1 if j < b % m else 0)
+            out.append((begin, length))
+            begin += length
+        return out
+
+    def substrings(self) -> List[Tuple[int, int]]:
+        return self._substrings(self.size())
+
+    def _current(self) -> _Tables:
+        """The tables of every row present, (re)built after an ``add``."""
+        with self._lock:
+            tabs = self._tables
+            n = self._flat.size()
+            if tabs is None or tabs.n != n:
+                tabs = _Tables(self._flat.codes(), self._flat.ids(), self._substrings(n))
+                self._tables = tabs
+                self._probes = tabs.probes()
+            return tabs
+
+    def _budget(self, n: int) -> float:
+        return self._scan_fraction * n * ((self._nbits + 63) // 64)
+
+    # -- search ------------------------------------------------------------------
+    def knn(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray, int]:
+        k = int(k)
+        if k < 1:
+            raise ValueError(f"k: expected k >= 1, got {k}")
+        q = _usable(q)
+        nq = q.shape[0]
+        out_d = np.full((nq, k), _DISTANCE_PAD, dtype=np.int32)
+        out_i = np.full((nq, k), _ID_PAD, dtype=np.int64)
+        if nq == 0 or self.size() == 0:
+            return out_d, out_i, 0
+        tabs = self._current()
+        probes = self._probes
+        n = tabs.n
+        kk = min(k, n)
+        budget = self._budget(n)
+        gave_up = np.zeros(nq, dtype=np.uint8)
+        T = max(1, min(int(threads), nq, 1024, _max_threads()))
+        cuts = _bounds(nq, T)
+        args = tabs.args()
+        _run(_mih_knn, [
+            args + (q, a, b, kk, budget, probes, self._nbits, out_d, out_i, gave_up) for a, b in zip(cuts, cuts[1:])
+        ])
+        rest = np.flatnonzero(gave_up)
+        if rest.size:
+            d, i = self._flat.knn(np.ascontiguousarray(q[rest]), k, threads)
+            out_d[rest] = d
+            out_i[rest] = i
+        return out_d, out_i, int(rest.size)
+
+    def radius(self, q: np.ndarray, r: int, threads: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r = int(r)
+        if r < 0:
+            raise ValueError(f"r: expected r >= 0, got {r}")
+        q = _usable(q)
+        nq = q.shape[0]
+        lims = np.zeros(nq + 1, dtype=np.int64)
+        if nq == 0 or self.size() == 0:
+            return lims, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        tabs = self._current()
+        probes = self._probes
+        rr = min(r, self._nbits)
+        budget = self._budget(tabs.n)
+        gave_up = np.zeros(nq, dtype=np.uint8)
+        counts = np.zeros(nq, dtype=np.int64)
+        T = max(1, min(int(threads), nq, 1024, _max_threads()))
+        cuts = _bounds(nq, T)
+        args = tabs.args()
+        results: List[Any] = [None] * T
+
+        def task(t: int, a: int, b: int) -> None:
+            results[t] = _mih_radius(*args, q, a, b, rr, budget, probes, counts, gave_up)
+
+        _run(task, [(t, a, b) for t, (a, b) in enumerate(zip(cuts, cuts[1:]))])
+        rest = np.flatnonzero(gave_up)
+        if rest.size:
+            slims, sd, si = self._flat.radius(np.ascontiguousarray(q[rest]), r, threads)
+            counts[rest] = np.diff(slims)
+        np.cumsum(counts, out=lims[1:])
+        out_d = np.empty(int(lims[-1]), dtype=np.int32)
+        out_i = np.empty(int(lims[-1]), dtype=np.int64)
+        for t, (a, b) in enumerate(zip(cuts, cuts[1:])):
+            hd, hi = results[t]
+            # The table hits of queries a:b, in query order, skipping those that gave up.
+            if not gave_up[a:b].any():
+                out_d[lims[a] : lims[b]] = hd
+                out_i[lims[a] : lims[b]] = hi
+                continue
+            at = 0
+            for j in range(a, b):
+                if not gave_up[j]:
+                    c = int(counts[j])
+                    out_d[lims[j] : lims[j + 1]] = hd[at : at + c]
+                    out_i[lims[j] : lims[j + 1]] = hi[at : at + c]
+                    at += c
+        for x, row in enumerate(rest.tolist()):
+            out_d[lims[row] : lims[row + 1]] = sd[slims[x] : slims[x + 1]]
+            out_i[lims[row] : lims[row + 1]] = si[slims[x] : slims[x + 1]]
+        return lims, out_d, out_i
+
+    def rank(self, q: np.ndarray, threads: int) -> np.ndarray:
+        return self._flat.rank(q, threads)

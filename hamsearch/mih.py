@@ -32,8 +32,10 @@ class MIHIndex(_Index):
         chooses ``round(nbits / log2(n))`` from the index size each time the
         tables are built, as the paper does: substrings of about ``log2(n)``
         bits, so that a bucket holds about one code.
-    backend : {"auto", "native"}, optional
-        The native core; the Numba backend has no multi-index tables yet.
+    backend : {"auto", "native", "numba"}, optional
+        As for :class:`FlatIndex`: ``"auto"`` follows
+        ``HAMSEARCH_IMPLEMENTATION``; the native core and the Numba kernels
+        give the same results.
     threads : int or None, optional
         Default worker threads; None uses every usable core.
 
@@ -73,11 +75,10 @@ class MIHIndex(_Index):
         super().__init__(nbits, backend=backend, threads=threads)
 
     def _new_store(self) -> Any:
-        if self._backend != "native":
-            raise NotImplementedError(
-                "MIHIndex: the Numba backend has no multi-index tables yet; "
-                "use the native core (pip install .) or hamsearch.FlatIndex"
-            )
+        if self._backend == "numba":
+            from . import _numba
+
+            return _numba.MIHStore(self._nbits, self._m or 0)
         return _backend.native_module().MIHIndex(self._nbits, self._m or 0)
 
     @property
