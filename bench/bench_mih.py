@@ -37,7 +37,7 @@ import hamsearch as hs
 from hamsearch import _backend
 
 from bench.grid import BenchConfig, bench_config, n_label
-from bench.peers import TO_BYTES_CHUNK, Unavailable, _preload, _resident_bytes, _trim_heap
+from bench.peers import ByteCodes, Unavailable, _preload, _resident_bytes, _trim_heap
 
 # (library, variant)
 MIH = ("hamsearch", "mih")
@@ -137,7 +137,7 @@ def _clustered(rng: np.random.Generator, centres: np.ndarray, rows: int, nbits: 
     return out
 
 
-class MihDataset:
+class MihDataset(ByteCodes):
     def __init__(self, data: str, nbits: int, n: int, nq: int, seed: int) -> None:
         self.data, self.nbits, self.n = data, nbits, n
         rng = np.random.default_rng([seed, KINDS.index(data), nbits, n])
@@ -151,19 +151,6 @@ class MihDataset:
         self._bytes: Optional[np.ndarray] = None
         # exact answer of the whole query batch at the largest k (FlatIndex)
         self.truth: Optional[Tuple[np.ndarray, np.ndarray]] = None
-
-    @property
-    def bytes(self) -> np.ndarray:
-        if self._bytes is None:
-            out = np.empty((self.n, (self.nbits + 7) // 8), dtype=np.uint8)
-            for s in range(0, self.n, TO_BYTES_CHUNK):
-                e = min(self.n, s + TO_BYTES_CHUNK)
-                out[s:e] = hs.to_bytes(self.codes[s:e], self.nbits)
-            self._bytes = out
-        return self._bytes
-
-    def query_bytes(self, nq: int) -> np.ndarray:
-        return hs.to_bytes(self.queries[:nq], self.nbits)
 
     def recall(self, I: np.ndarray, k: int) -> float:
         """Fraction of the exact top-k found: a returned id counts as correct

@@ -69,7 +69,33 @@ def _preload() -> None:
 
 
 # -- data --------------------------------------------------------------------
-class Dataset:
+class ByteCodes:
+    """The byte-packed form of a data set's ``codes`` and ``queries`` (faiss's
+    layout), made on first use through ``hamsearch.to_bytes``, a slice at a
+    time. Needs ``codes``, ``queries``, ``nbits``, ``n`` and ``_bytes``."""
+
+    codes: np.ndarray
+    queries: np.ndarray
+    nbits: int
+    n: int
+    _bytes: Optional[np.ndarray]
+
+    @property
+    def bytes(self) -> np.ndarray:
+        """(n, ceil(nbits/8)) uint8, faiss's bit order (``bitorder="little"``)."""
+        if self._bytes is None:
+            out = np.empty((self.n, (self.nbits + 7) // 8), dtype=np.uint8)
+            for s in range(0, self.n, TO_BYTES_CHUNK):
+                e = min(self.n, s + TO_BYTES_CHUNK)
+                out[s:e] = hs.to_bytes(self.codes[s:e], self.nbits)
+            self._bytes = out
+        return self._bytes
+
+    def query_bytes(self, nq: int) -> np.ndarray:
+        return hs.to_bytes(self.queries[:nq], self.nbits)
+
+
+class Dataset(ByteCodes):
     """Uniform random codes: ``n`` database codes and ``nq`` separate queries.
 
     Codes are drawn word by word with ``rng.integers(0, 2**64, dtype=uint64)``
@@ -93,20 +119,6 @@ class Dataset:
     @property
     def words(self) -> int:
         return self.codes.shape[1]
-
-    @property
-    def bytes(self) -> np.ndarray:
-        """(n, ceil(nbits/8)) uint8, faiss's bit order (``bitorder="little"``)."""
-        if self._bytes is None:
-            out = np.empty((self.n, (self.nbits + 7) // 8), dtype=np.uint8)
-            for s in range(0, self.n, TO_BYTES_CHUNK):
-                e = min(self.n, s + TO_BYTES_CHUNK)
-                out[s:e] = hs.to_bytes(self.codes[s:e], self.nbits)
-            self._bytes = out
-        return self._bytes
-
-    def query_bytes(self, nq: int) -> np.ndarray:
-        return hs.to_bytes(self.queries[:nq], self.nbits)
 
     def oracle(self) -> Tuple[np.ndarray, np.ndarray]:
         """(D, I) of the first CHECK_QUERIES queries, k = CHECK_K, in (distance, id)
