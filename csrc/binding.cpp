@@ -49,6 +49,26 @@ py::array_t<T> adopt(std::vector<T>&& v) {
                           heap->data(), owner);
 }
 
+// k-NN as both index classes bind it: checks, output allocation, GIL
+// release around search(q, nq, k, threads, D, I), results as (D, I).
+template <class Index, class Search>
+py::tuple knn_arrays(const Index& self, const Codes& q, int64_t k, int64_t threads, Search&& search) {
+    const size_t nq = check_matrix(q, self.words(), "q");
+    self.flat().check_codes(q.data(), nq, "q");
+    if (k < 1) throw std::invalid_argument("k: expected k >= 1, got " + std::to_string(k));
+    const size_t t = check_threads(threads);
+    py::array_t<int32_t> D({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
+    py::array_t<int64_t> I({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
+    const uint64_t* qp = q.data();
+    int32_t* dp = D.mutable_data();
+    int64_t* ip = I.mutable_data();
+    {
+        py::gil_scoped_release release;
+        search(qp, nq, static_cast<size_t>(k), t, dp, ip);
+    }
+    return py::make_tuple(D, I);
+}
+
 // The verbs both index classes bind alike: size, ids, codes, add, radius, rank.
 template <class Index>
 void bind_common(py::class_<Index>& cls) {
@@ -143,20 +163,7 @@ PYBIND11_MODULE(_core, m) {
     flat.def(
         "knn",
         [](const FlatIndex& self, Codes q, int64_t k, int64_t threads) {
-            const size_t nq = check_matrix(q, self.words(), "q");
-            self.check_codes(q.data(), nq, "q");
-            if (k < 1) throw std::invalid_argument("k: expected k >= 1, got " + std::to_string(k));
-            const size_t t = check_threads(threads);
-            py::array_t<int32_t> D({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
-            py::array_t<int64_t> I({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
-            const uint64_t* qp = q.data();
-            int32_t* dp = D.mutable_data();
-            int64_t* ip = I.mutable_data();
-            {
-                py::gil_scoped_release release;
-                self.knn(qp, nq, static_cast<size_t>(k), t, dp, ip);
-            }
-            return py::make_tuple(D, I);
+            return knn_arrays(self, q, k, threads, [&](auto... args) { self.knn(args...); });
         },
         py::arg("q").noconvert(), py::arg("k"), py::arg("threads"));
 
@@ -170,21 +177,9 @@ PYBIND11_MODULE(_core, m) {
         .def(
             "knn",
             [](const MIHIndex& self, Codes q, int64_t k, int64_t threads) {
-                const size_t nq = check_matrix(q, self.words(), "q");
-                self.flat().check_codes(q.data(), nq, "q");
-                if (k < 1) throw std::invalid_argument("k: expected k >= 1, got " + std::to_string(k));
-                const size_t t = check_threads(threads);
-                py::array_t<int32_t> D({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
-                py::array_t<int64_t> I({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
-                const uint64_t* qp = q.data();
-                int32_t* dp = D.mutable_data();
-                int64_t* ip = I.mutable_data();
                 size_t fallbacks = 0;
-                {
-                    py::gil_scoped_release release;
-                    self.knn(qp, nq, static_cast<size_t>(k), t, dp, ip, &fallbacks);
-                }
-                return py::make_tuple(D, I, fallbacks);
+                py::tuple DI = knn_arrays(self, q, k, threads, [&](auto... args) { self.knn(args..., &fallbacks); });
+                return py::make_tuple(DI[0], DI[1], fallbacks);
             },
             py::arg("q").noconvert(), py::arg("k"), py::arg("threads"));
 }
