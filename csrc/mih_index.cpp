@@ -90,15 +90,21 @@ double binom(int64_t n, int64_t k) {
 
 }  // namespace
 
-std::pair<const uint32_t*, const uint32_t*> SubstringTable::find(uint64_t key) const {
-    if (!direct.empty()) return {rows.data() + direct[key], rows.data() + direct[key + 1]};
-    const size_t p = dir_bits ? static_cast<size_t>(key >> (len - dir_bits)) : 0;
-    const auto first = keys.begin() + static_cast<std::ptrdiff_t>(dir[p]);
-    const auto last = keys.begin() + static_cast<std::ptrdiff_t>(dir[p + 1]);
-    const auto it = std::lower_bound(first, last, key);
-    if (it == last || *it != key) return {nullptr, nullptr};
-    const size_t at = static_cast<size_t>(it - keys.begin());
-    return {rows.data() + offsets[at], rows.data() + offsets[at + 1]};
+std::pair<uint32_t, uint32_t> SubstringTable::match(uint64_t key, uint32_t first, uint32_t last) const {
+    if (tag_bits == 0) return {first, last};
+    const uint32_t tag = static_cast<uint32_t>(key & ((uint64_t{1} << tag_bits) - 1));
+    const uint32_t lo = tag << row_bits;  // tag_bits + row_bits <= 32, so no overflow
+    const uint32_t* e = entries.data();
+    if (last - first <= 16) {  // the usual bucket: a few entries in one or two cache lines
+        while (first < last && e[first] < lo) ++first;
+        uint32_t end = first;
+        while (end < last && (e[end] >> row_bits) == tag) ++end;
+        return {first, end};
+    }
+    const uint32_t* f = std::lower_bound(e + first, e + last, lo);
+    const uint32_t* l = f;
+    while (l != e + last && (*l >> row_bits) == tag) ++l;
+    return {static_cast<uint32_t>(f - e), static_cast<uint32_t>(l - e)};
 }
 
 MIHIndex::MIHIndex(int64_t nbits, int64_t m) : flat_(nbits), m_(m), scan_fraction_(kScanFraction) {
@@ -147,57 +153,53 @@ void MIHIndex::add(const uint64_t* codes, const int64_t* ids, size_t n) {
 void MIHIndex::build_tables(size_t n) const {
     const uint64_t* codes = flat_.codes_.data();
     const size_t w = flat_.w_;
+    // Rows need bit_width(n - 1) bits; the directory gets about n/4 to n/8
+    // buckets (at most 8 bits of key per code beyond the rows), or one per key
+    // where the substring is that short.
+    int row_bits = 1;
+    while (row_bits < 32 && (uint64_t{1} << row_bits) < n) ++row_bits;
+    int max_dir = 0;
+    while (max_dir < 30 && (uint64_t{4} << max_dir) <= n) ++max_dir;
     std::vector<SubstringTable> tables;
-    std::vector<std::pair<uint64_t, uint32_t>> pairs;  // only for tables that are not direct
+    std::vector<uint32_t> bucket_of(n);
     for (const auto& sub : substrings(n)) {
         SubstringTable t;
         t.begin = sub.first;
         t.len = sub.second;
-        if (t.len <= 30 && (uint64_t{1} << t.len) <= 2 * std::max<uint64_t>(n, 1)) {
-            // Counting sort into direct-addressed buckets.
-            const size_t nkeys = size_t{1} << t.len;
-            std::vector<uint32_t> key_of(n);
-            t.direct.assign(nkeys + 1, 0);
-            for (size_t i = 0; i < n; ++i) {
-                key_of[i] = static_cast<uint32_t>(extract(codes + i * w, t.begin, t.len));
-                ++t.direct[key_of[i] + 1];
-            }
-            for (size_t v = 0; v < nkeys; ++v) t.direct[v + 1] += t.direct[v];
-            t.rows.resize(n);
-            std::vector<uint32_t> fill(t.direct.begin(), t.direct.end() - 1);
-            for (size_t i = 0; i < n; ++i) t.rows[fill[key_of[i]]++] = static_cast<uint32_t>(i);
-            tables.push_back(std::move(t));
-            continue;
-        }
-        pairs.resize(n);
-        for (size_t i = 0; i < n; ++i) pairs[i] = {extract(codes + i * w, t.begin, t.len), static_cast<uint32_t>(i)};
-        std::sort(pairs.begin(), pairs.end());
-        t.rows.resize(n);
-        t.offsets.push_back(0);
+        t.dir_bits = static_cast<int>(std::min<int64_t>(t.len, max_dir));
+        t.row_bits = row_bits;
+        t.tag_bits = static_cast<int>(std::min<int64_t>(t.len - t.dir_bits, 32 - row_bits));
+        const size_t nbuckets = size_t{1} << t.dir_bits;
+        const uint64_t tag_mask = t.tag_bits ? (uint64_t{1} << t.tag_bits) - 1 : 0;
+        // Counting sort by bucket, rows ascending within a bucket.
+        t.dir.assign(nbuckets + 1, 0);
+        t.entries.resize(n);
         for (size_t i = 0; i < n; ++i) {
-            if (i == 0 || pairs[i].first != pairs[i - 1].first) {
-                if (i) t.offsets.push_back(i);
-                t.keys.push_back(pairs[i].first);
+            const uint64_t key = extract(codes + i * w, t.begin, t.len);
+            bucket_of[i] = static_cast<uint32_t>(t.bucket(key));
+            t.entries[i] = static_cast<uint32_t>((key & tag_mask) << row_bits);  // tag only, for now
+            ++t.dir[bucket_of[i] + 1];
+        }
+        for (size_t v = 0; v < nbuckets; ++v) t.dir[v + 1] += t.dir[v];
+        std::vector<uint32_t> sorted(n), fill(t.dir.begin(), t.dir.end() - 1);
+        for (size_t i = 0; i < n; ++i) sorted[fill[bucket_of[i]]++] = t.entries[i] | static_cast<uint32_t>(i);
+        t.entries.swap(sorted);
+        if (t.tag_bits > 0) {
+            for (size_t v = 0; v < nbuckets; ++v) {
+                if (t.dir[v + 1] - t.dir[v] > 1) std::sort(t.entries.begin() + t.dir[v], t.entries.begin() + t.dir[v + 1]);
             }
-            t.rows[i] = pairs[i].second;
         }
-        t.offsets.push_back(n);
-        if (n == 0) t.offsets.assign(1, 0);
-        // Directory over the top bits: about one key per entry.
-        int bits = 0;
-        while (bits < t.len && bits < 24 && (size_t{1} << (bits + 1)) <= t.keys.size()) ++bits;
-        t.dir_bits = bits;
-        t.dir.assign((size_t{1} << bits) + 1, 0);
-        size_t at = 0;
-        for (size_t p = 0; p < (size_t{1} << bits); ++p) {
-            t.dir[p] = at;
-            while (at < t.keys.size() && static_cast<size_t>(bits ? t.keys[at] >> (t.len - bits) : 0) == p) ++at;
-        }
-        t.dir[size_t{1} << bits] = t.keys.size();
         tables.push_back(std::move(t));
     }
     tables_ = std::move(tables);
     tables_n_ = n;
+}
+
+size_t MIHIndex::table_bytes() const {
+    std::lock_guard<std::mutex> lock(tables_mu_);
+    size_t bytes = 0;
+    for (const auto& t : tables_) bytes += t.memory_bytes();
+    return bytes;
 }
 
 const std::vector<SubstringTable>& MIHIndex::tables() const {
@@ -230,6 +232,72 @@ struct Seen {
     }
 };
 
+// Probes every key of table tb at substring distance exactly s from qs and
+// calls visit(row) once for each row this query has not seen before. Keys go
+// in chunks through three stages (directory, entries, codes), each
+// prefetched a stage ahead, so the random loads of a chunk overlap instead
+// of waiting one after another. Adds the work done to `work` and returns
+// false once it passes `budget` (checked per chunk).
+class Prober {
+   public:
+    Prober(const uint64_t* codes, size_t w, Seen& seen) : codes_(codes), w_(w), seen_(seen) {}
+
+    template <class Visit>
+    bool probe(const SubstringTable& tb, uint64_t qs, int64_t s, double& work, double budget, Visit&& visit) {
+        size_t nk = 0;
+        bool ok = true;
+        for_each_mask(tb.len, s, [&](uint64_t mask) {
+            keys_[nk++] = qs ^ mask;
+            if (nk == kChunk) {
+                ok = flush(tb, nk, work, budget, visit);
+                nk = 0;
+            }
+            return ok;
+        });
+        if (ok && nk > 0) ok = flush(tb, nk, work, budget, visit);
+        return ok;
+    }
+
+   private:
+    static constexpr size_t kChunk = 32;
+    static constexpr size_t kAhead = 12;  // candidates' codes in flight at once
+
+    template <class Visit>
+    bool flush(const SubstringTable& tb, size_t nk, double& work, double budget, Visit& visit) {
+        const uint32_t* dir = tb.dir.data();
+        for (size_t i = 0; i < nk; ++i) prefetch(dir + tb.bucket(keys_[i]));
+        for (size_t i = 0; i < nk; ++i) {
+            const size_t b = tb.bucket(keys_[i]);
+            first_[i] = dir[b];
+            last_[i] = dir[b + 1];
+            prefetch(tb.entries.data() + first_[i]);
+        }
+        cand_.clear();
+        for (size_t i = 0; i < nk; ++i) {
+            const auto run = tb.match(keys_[i], first_[i], last_[i]);
+            for (uint32_t e = run.first; e < run.second; ++e) {
+                const uint32_t r = tb.row(tb.entries[e]);
+                if (seen_.first_visit(r)) cand_.push_back(r);
+            }
+        }
+        const size_t nc = cand_.size();
+        for (size_t i = 0; i < std::min(nc, kAhead); ++i) prefetch(codes_ + size_t{cand_[i]} * w_);
+        for (size_t i = 0; i < nc; ++i) {
+            if (i + kAhead < nc) prefetch(codes_ + size_t{cand_[i + kAhead]} * w_);
+            visit(cand_[i]);
+        }
+        work += static_cast<double>(nk) * kProbeCost + static_cast<double>(nc) * (kCandidateCost + static_cast<double>(w_));
+        return work <= budget;
+    }
+
+    const uint64_t* codes_;
+    size_t w_;
+    Seen& seen_;
+    uint64_t keys_[kChunk];
+    uint32_t first_[kChunk], last_[kChunk];
+    std::vector<uint32_t> cand_;
+};
+
 }  // namespace
 
 void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I,
@@ -256,6 +324,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     parallel_tasks(T, [&](size_t t) {
         const auto range = split_range(nq, T, t);
         Seen seen(n);
+        Prober prober(codes, w, seen);
         std::vector<uint64_t> qsub(static_cast<size_t>(m));
         size_t tried = 0, given_up = 0;
         for (size_t j = range.first; j < range.second; ++j) {
@@ -284,23 +353,11 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
                 }
                 for (int64_t sj = 0; sj < m && !done && !over; ++sj) {
                     const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
-                    const uint64_t qs = qsub[static_cast<size_t>(sj)];
-                    for_each_mask(tb.len, s, [&](uint64_t mask) {
-                        work += kProbeCost;
-                        const auto bucket = tb.find(qs ^ mask);
-                        // The candidates are random rows: start all their
-                        // loads before the first is needed.
-                        for (const uint32_t* r = bucket.first; r != bucket.second; ++r) prefetch(codes + size_t{*r} * w);
-                        for (const uint32_t* r = bucket.first; r != bucket.second; ++r) {
-                            if (!seen.first_visit(*r)) continue;
-                            ++found;
-                            work += kCandidateCost + static_cast<double>(w);
-                            const int32_t d = distance_any(qj, codes + static_cast<size_t>(*r) * w, w);
-                            // The id (another random load) only for a code that can enter.
-                            if (d <= top.threshold()) top.push(d, ids[*r]);
-                        }
-                        if (work > budget) over = true;
-                        return !over;
+                    over = !prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t r) {
+                        ++found;
+                        const int32_t d = distance_any(qj, codes + size_t{r} * w, w);
+                        // The id (another random load) only for a code that can enter.
+                        if (d <= top.threshold()) top.push(d, ids[r]);
                     });
                     if (over) break;
                     // Every code not yet found is at least s+1 away in
@@ -355,6 +412,7 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     parallel_tasks(T, [&](size_t t) {
         const auto range = split_range(nq, T, t);
         Seen seen(n);
+        Prober prober(codes, w, seen);
         std::vector<uint64_t> qsub(tabs.size());
         for (size_t j = range.first; j < range.second; ++j) {
             const uint64_t* qj = q + j * w;
@@ -375,19 +433,9 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
                 for (int64_t sj = 0; sj < m && !over; ++sj) {
                     if (m * s + sj > rr) break;  // every code within rr is found by now
                     const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
-                    const uint64_t qs = qsub[static_cast<size_t>(sj)];
-                    for_each_mask(tb.len, s, [&](uint64_t mask) {
-                        work += kProbeCost;
-                        const auto bucket = tb.find(qs ^ mask);
-                        for (const uint32_t* p = bucket.first; p != bucket.second; ++p) prefetch(codes + size_t{*p} * w);
-                        for (const uint32_t* p = bucket.first; p != bucket.second; ++p) {
-                            if (!seen.first_visit(*p)) continue;
-                            work += kCandidateCost + static_cast<double>(w);
-                            const int32_t d = distance_any(qj, codes + static_cast<size_t>(*p) * w, w);
-                            if (d <= rr) out.push_back({d, ids[*p]});
-                        }
-                        if (work > budget) over = true;
-                        return !over;
+                    over = !prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t row) {
+                        const int32_t d = distance_any(qj, codes + size_t{row} * w, w);
+                        if (d <= rr) out.push_back({d, ids[row]});
                     });
                 }
             }

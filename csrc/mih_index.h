@@ -13,24 +13,32 @@
 
 namespace hamsearch {
 
-/// One substring's table: the sorted distinct keys and, per key, the rows
-/// holding it (compressed rows), plus a directory over the keys' top bits so
-/// a lookup is one short search.
+/// One substring's table, stored compactly: a directory over the top
+/// `dir_bits` bits of the key and one 32-bit entry per code, grouped by
+/// directory bucket. An entry holds the row in its low `row_bits` bits and,
+/// above them, the lowest `tag_bits` of the key's remaining `len - dir_bits`
+/// bits; within a bucket the entries are sorted, so the rows of one key are
+/// a contiguous run. When the rows leave too few bits for the whole rest of
+/// the key (only for substrings much longer than log2(n)), a run can also
+/// hold rows of keys that differ in the bits not kept: extra candidates,
+/// verified like the others, so the search stays exact.
 struct SubstringTable {
     int64_t begin = 0;  ///< first bit of the substring
     int64_t len = 0;    ///< bits, 1..64
-    std::vector<uint64_t> keys;
-    std::vector<uint64_t> offsets;  ///< keys.size() + 1
-    std::vector<uint32_t> rows;
     int dir_bits = 0;
-    std::vector<uint64_t> dir;  ///< 2^dir_bits + 1 offsets into keys
-    /// Direct addressing where the key space is small (2^len <= 2n): the
-    /// rows of key v are rows[direct[v], direct[v+1]), and keys, offsets and
-    /// dir stay empty. Two memory accesses per probe instead of four.
-    std::vector<uint32_t> direct;
+    int row_bits = 0;
+    int tag_bits = 0;
+    std::vector<uint32_t> dir;      ///< 2^dir_bits + 1 offsets into entries
+    std::vector<uint32_t> entries;  ///< (tag << row_bits) | row
 
-    /// The rows whose substring equals key, as [first, last) into rows.
-    std::pair<const uint32_t*, const uint32_t*> find(uint64_t key) const;
+    size_t bucket(uint64_t key) const { return dir_bits ? static_cast<size_t>(key >> (len - dir_bits)) : 0; }
+    uint32_t row(uint32_t entry) const {
+        return row_bits == 32 ? entry : entry & ((uint32_t{1} << row_bits) - 1);
+    }
+    /// The entries of key within its bucket's [first, last), as [first, last).
+    std::pair<uint32_t, uint32_t> match(uint64_t key, uint32_t first, uint32_t last) const;
+    /// Bytes held (directory and entries).
+    size_t memory_bytes() const { return (dir.capacity() + entries.capacity()) * sizeof(uint32_t); }
 };
 
 /// Exact k-NN and radius search by multi-index hashing over a flat store,
@@ -69,6 +77,9 @@ class MIHIndex {
     void knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I,
              size_t* fallbacks = nullptr) const;
     RadiusResult radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const;
+
+    /// Bytes the tables hold (0 before the first search builds them).
+    size_t table_bytes() const;
 
    private:
     void build_tables(size_t n) const;  // caller holds tables_mu_ and the store's lock

@@ -943,37 +943,34 @@ def _mih_next_mask(mask, length):  # pragma: no cover - compiled
 
 
 @_jit
-def _mih_find(key, t, tdirect, toff, tkey, tnk, offs, keys):  # pragma: no cover - compiled
-    """Positions ``a:b`` in ``rows[t]`` of the bucket of ``key`` in table ``t``.
-
-    A direct table (``tdirect[t]`` is 1) indexes its offsets by the key; a
-    sorted one (``tdirect[t]`` is ``-1 - dir_start``) narrows the binary
-    search by a directory over the top ``tnk[t, 1]`` bits of its keys
-    (``offs[dir_start + p]`` is the first key whose top bits are ``p``).
+def _mih_run(key, t, tlen, tinfo, dirs, entries):  # pragma: no cover - compiled
+    """Positions ``a:b`` in ``entries[t]`` of the rows whose substring may
+    equal ``key`` in table ``t``: its directory bucket (the key's top
+    ``tinfo[t, 0]`` bits), narrowed to the entries whose tag (the key's lowest
+    ``tinfo[t, 2]`` bits, stored above the ``tinfo[t, 1]`` row bits) matches.
     """
-    if tdirect[t] == 1:
-        o = toff[t] + np.int64(key)
-        return offs[o], offs[o + 1]
-    first = tkey[t]
-    bits = tnk[t, 1]
-    if bits > 0:
-        p = tdirect[t] * -1 - 1 + np.int64(key >> np.uint64(tnk[t, 2]))
-        lo = first + offs[p]
-        hi = first + offs[p + 1]
-    else:
-        lo = first
-        hi = first + tnk[t, 0]
-    last = hi
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if keys[mid] < key:
-            lo = mid + 1
+    h = tinfo[t, 0]
+    rb = np.uint64(tinfo[t, 1])
+    tb = tinfo[t, 2]
+    bucket = np.int64(key >> np.uint64(tlen[t] - h)) if h > 0 else np.int64(0)
+    lo = dirs[tinfo[t, 3] + bucket]
+    hi = dirs[tinfo[t, 3] + bucket + 1]
+    if tb == 0:
+        return lo, hi
+    tag = key & ((np.uint64(1) << np.uint64(tb)) - np.uint64(1))
+    low = tag << rb
+    a = lo
+    b = hi
+    while a < b:
+        mid = (a + b) >> 1
+        if np.uint64(entries[t, mid]) < low:
+            a = mid + 1
         else:
-            hi = mid
-    if lo < last and keys[lo] == key:
-        o = toff[t] + (lo - first)
-        return offs[o], offs[o + 1]
-    return np.int64(0), np.int64(0)
+            b = mid
+    end = a
+    while end < hi and (np.uint64(entries[t, end]) >> rb) == tag:
+        end += 1
+    return a, end
 
 
 @_jit
@@ -986,13 +983,14 @@ def _mih_distance(codes, row, qv):  # pragma: no cover - compiled
 
 
 @_jit
-def _mih_knn(codes, dbids, tbegin, tlen, tdirect, toff, tkey, tnk, offs, keys, rows,
+def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
              q, j0, j1, kk, budget, probes, nbits, out_d, out_i, gave_up):  # pragma: no cover - compiled
     """k-NN of queries ``j0:j1`` by probing the tables; a query whose work
     would pass ``budget`` is marked in ``gave_up`` and left alone."""
     n = codes.shape[0]
     w = codes.shape[1]
     m = tbegin.shape[0]
+    rowmask = (np.uint64(1) << np.uint64(tinfo[0, 1])) - np.uint64(1) if m else np.uint64(0)
     maxlen = 0
     for t in range(m):
         maxlen = max(maxlen, tlen[t])
@@ -1030,9 +1028,9 @@ def _mih_knn(codes, dbids, tbegin, tlen, tdirect, toff, tkey, tnk, offs, keys, r
                     qs = qsub[t]
                     while True:
                         work += _PROBE_COST
-                        a, b = _mih_find(qs ^ mask, t, tdirect, toff, tkey, tnk, offs, keys)
+                        a, b = _mih_run(qs ^ mask, t, tlen, tinfo, dirs, entries)
                         for p in range(a, b):
-                            r = np.int64(rows[t, p])
+                            r = np.int64(np.uint64(entries[t, p]) & rowmask)
                             if stamp[r] == mark:
                                 continue
                             stamp[r] = mark
@@ -1090,7 +1088,7 @@ def _mih_knn(codes, dbids, tbegin, tlen, tdirect, toff, tkey, tnk, offs, keys, r
 
 
 @_jit
-def _mih_radius(codes, dbids, tbegin, tlen, tdirect, toff, tkey, tnk, offs, keys, rows,
+def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
                 q, j0, j1, rr, budget, probes, counts, gave_up):  # pragma: no cover - compiled
     """Radius search of queries ``j0:j1`` by probing the tables. Returns the
     hits, query after query, each sorted by ``(distance, id)``; ``counts[j]``
@@ -1099,6 +1097,7 @@ def _mih_radius(codes, dbids, tbegin, tlen, tdirect, toff, tkey, tnk, offs, keys
     n = codes.shape[0]
     w = codes.shape[1]
     m = tbegin.shape[0]
+    rowmask = (np.uint64(1) << np.uint64(tinfo[0, 1])) - np.uint64(1) if m else np.uint64(0)
     stamp = np.zeros(n, np.int32)
     qsub = np.empty(m, np.uint64)
     cap = 1024
@@ -1128,9 +1127,9 @@ def _mih_radius(codes, dbids, tbegin, tlen, tdirect, toff, tkey, tnk, offs, keys
                 qs = qsub[t]
                 while True:
                     work += _PROBE_COST
-                    a, b = _mih_find(qs ^ mask, t, tdirect, toff, tkey, tnk, offs, keys)
+                    a, b = _mih_run(qs ^ mask, t, tlen, tinfo, dirs, entries)
                     for p in range(a, b):
-                        r = np.int64(rows[t, p])
+                        r = np.int64(np.uint64(entries[t, p]) & rowmask)
                         if stamp[r] == mark:
                             continue
                         stamp[r] = mark
@@ -1169,7 +1168,10 @@ def _mih_radius(codes, dbids, tbegin, tlen, tdirect, toff, tkey, tnk, offs, keys
 
 
 class _Tables:
-    """The substring tables of the first ``n`` rows, flattened for the kernels."""
+    """The substring tables of the first ``n`` rows, in the native core's
+    compact layout: per table a directory over the key's top bits and one
+    32-bit entry per code, ``(tag << row_bits) | row``, sorted within each
+    directory bucket (see ``csrc/mih_index.h``)."""
 
     def __init__(self, codes: np.ndarray, ids: np.ndarray, subs: List[Tuple[int, int]]) -> None:
         n = codes.shape[0]
@@ -1179,62 +1181,31 @@ class _Tables:
         self.ids = ids
         self.tbegin = np.array([b for b, _ in subs], dtype=np.int64)
         self.tlen = np.array([ln for _, ln in subs], dtype=np.int64)
-        self.tdirect = np.zeros(m, dtype=np.int64)  # 1: direct; -1 - directory start: sorted
-        self.toff = np.zeros(m, dtype=np.int64)
-        self.tkey = np.zeros(m, dtype=np.int64)
-        self.tnk = np.zeros((m, 3), dtype=np.int64)  # keys, directory bits, shift
-        self.rows = np.empty((m, n), dtype=np.uint32)
-        offs: List[np.ndarray] = []
-        keys: List[np.ndarray] = []
-        at_off = 0
-        at_key = 0
+        # per table: directory bits, row bits, tag bits, directory start in dirs
+        self.tinfo = np.zeros((m, 4), dtype=np.int64)
+        self.entries = np.empty((m, n), dtype=np.uint32)
+        row_bits = max(1, (n - 1).bit_length())
+        max_dir = 0
+        while max_dir < 30 and (4 << max_dir) <= n:
+            max_dir += 1
+        rows = np.arange(n, dtype=np.uint64)
+        dirs: List[np.ndarray] = []
+        at = 0
         for t, (begin, length) in enumerate(subs):
+            h = min(length, max_dir)
+            tag_bits = min(length - h, 32 - row_bits)
             key = self._extract(codes, begin, length)
-            order = np.argsort(key, kind="stable")
-            self.rows[t] = order
-            sk = key[order]
-            self.toff[t] = at_off
-            self.tkey[t] = at_key
-            if length <= 30 and (1 << length) <= 2 * max(n, 1):
-                self.tdirect[t] = 1
-                counts = np.bincount(sk.astype(np.int64), minlength=1 << length)
-                off = np.zeros((1 << length) + 1, dtype=np.int64)
-                np.cumsum(counts, out=off[1:])
-            else:
-                if n:
-                    first = np.concatenate(([True], sk[1:] != sk[:-1]))
-                    starts = np.flatnonzero(first)
-                else:
-                    starts = np.zeros(0, dtype=np.int64)
-                uk = sk[starts]
-                off = np.append(starts, n).astype(np.int64)
-                keys.append(uk)
-                self.tnk[t, 0] = uk.shape[0]
-                at_key += uk.shape[0]
-                # Directory over the top bits: about one key per entry.
-                bits = 0
-                while bits < length and bits < 24 and (1 << (bits + 1)) <= uk.shape[0]:
-                    bits += 1
-                offs.append(off)
-                at_off += off.shape[0]
-                if bits:
-                    shift = length - bits
-                    top = uk >> np.uint64(shift)
-                    directory = np.searchsorted(top, np.arange((1 << bits) + 1, dtype=np.uint64)).astype(np.int64)
-                    self.tnk[t, 1] = bits
-                    self.tnk[t, 2] = shift
-                    self.tdirect[t] = -1 - at_off
-                    offs.append(directory)
-                    at_off += directory.shape[0]
-                else:
-                    self.tdirect[t] = -1
-                continue
-            offs.append(off)
-            at_off += off.shape[0]
-        self.offs = np.concatenate(offs) if offs else np.zeros(1, dtype=np.int64)
-        self.keys = np.concatenate(keys) if keys else np.zeros(1, dtype=np.uint64)
-        if self.keys.shape[0] == 0:
-            self.keys = np.zeros(1, dtype=np.uint64)
+            bucket = (key >> np.uint64(length - h)).astype(np.int64) if h else np.zeros(n, np.int64)
+            tag = key & np.uint64((1 << tag_bits) - 1)
+            entry = (tag << np.uint64(row_bits)) | rows
+            order = np.lexsort((entry, bucket))
+            self.entries[t] = entry[order].astype(np.uint32)
+            d = np.zeros((1 << h) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(bucket, minlength=1 << h), out=d[1:])
+            self.tinfo[t] = (h, row_bits, tag_bits, at)
+            dirs.append(d)
+            at += d.shape[0]
+        self.dirs = np.concatenate(dirs) if dirs else np.zeros(1, dtype=np.int64)
 
     @staticmethod
     def _extract(codes: np.ndarray, begin: int, length: int) -> np.ndarray:
@@ -1247,8 +1218,7 @@ class _Tables:
         return np.ascontiguousarray(v)
 
     def args(self) -> tuple:
-        return (self.codes, self.ids, self.tbegin, self.tlen, self.tdirect, self.toff, self.tkey, self.tnk,
-                self.offs, self.keys, self.rows)
+        return (self.codes, self.ids, self.tbegin, self.tlen, self.tinfo, self.dirs, self.entries)
 
     def probes(self) -> np.ndarray:
         """``probes[s]``: keys at distance ``s`` summed over the tables, s = 0..64."""

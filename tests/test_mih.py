@@ -109,3 +109,27 @@ def test_mih_validates_like_flat(native_backend):
     D, I = idx.query(np.zeros((0, 1), np.uint64), 4)
     assert D.shape == (0, 4) and I.shape == (0, 4)
     assert repr(idx) == "MIHIndex(nbits=64, n=2, backend='native')"
+
+
+@pytest.mark.parametrize("nbits", [64, 128])
+def test_mih_long_substrings_and_crowded_buckets(backend, nbits):
+    # m = nbits / 64: 64-bit substrings, far more key bits than a table entry
+    # keeps beside its row, so a bucket's run can hold rows of other keys (extra
+    # candidates the search must verify and drop); and 150 copies of one code,
+    # a bucket too big for the short linear search. Tables only, no scan.
+    rng = np.random.default_rng(5)
+    n = 300
+    bits = clustered_bits(rng, n, nbits)
+    bits[:150] = bits[150]
+    idx = hs.MIHIndex(nbits, m=nbits // 64, backend=backend)
+    idx._store.scan_fraction = float("inf")
+    idx.add(codes_from_bits(bits))
+    ref = Reference(nbits)
+    ref.add(bits)
+    q = bits[rng.integers(0, n, 12)].copy()
+    for j in range(12):  # 0, 1 or 2 bits flipped: the nearest code is within 2
+        q[j, rng.choice(nbits, size=j % 3, replace=False)] ^= 1
+    qc = codes_from_bits(q)
+    assert_knn_equal(idx.query(qc, 1), ref.knn(q, 1))
+    assert idx.last_fallbacks == 0
+    assert_radius_equal(idx.radius(qc, 2), ref.radius(q, 2))
