@@ -4,7 +4,7 @@
 
 Prints Markdown: for every (data, nbits, n, k, threads) the queries per second
 of hamsearch's MIHIndex (and how many of the batch's queries fell back to the
-flat scan), FlatIndex, faiss IndexBinaryMultiHash and IndexBinaryHNSW (with
+flat scan), FlatIndex, faiss IndexBinaryFlat, IndexBinaryMultiHash and IndexBinaryHNSW (with
 their recall at k against the exact answer), MIH's ratio to each (a ratio of
 medians, > 1: MIH faster); then build time and memory per code. Needs only the
 standard library.
@@ -23,6 +23,7 @@ from bench.ratios import fmt_n, fmt_qps, fmt_ratio, markdown_table
 LABELS: Tuple[Tuple[Tuple[str, str], str], ...] = (
     (("hamsearch", "mih"), "mih"),
     (("hamsearch", "flat"), "flat"),
+    (("faiss", "IndexBinaryFlat"), "faiss-flat"),
     (("faiss", "IndexBinaryMultiHash"), "faiss-multihash"),
     (("faiss", "IndexBinaryHNSW"), "faiss-hnsw"),
 )

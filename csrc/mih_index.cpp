@@ -1,6 +1,7 @@
 #include "mih_index.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -320,21 +321,23 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     const int64_t m = static_cast<int64_t>(tabs.size());
     const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);
     std::vector<char> gave_up(nq, 0);
+    // Queries tried on the tables and given up, over all threads: once at
+    // least 16 were tried and half gave up (far neighbours, as for uniform
+    // codes), the rest of the batch goes straight to the scan.
+    std::atomic<size_t> tried{0}, given_up{0};
     const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
     parallel_tasks(T, [&](size_t t) {
         const auto range = split_range(nq, T, t);
         Seen seen(n);
         Prober prober(codes, w, seen);
         std::vector<uint64_t> qsub(static_cast<size_t>(m));
-        size_t tried = 0, given_up = 0;
         for (size_t j = range.first; j < range.second; ++j) {
-            // When most queries of the batch give up (far neighbours, as for
-            // uniform codes), the rest go straight to the scan.
-            if (tried >= 16 && 2 * given_up >= tried) {
+            if (tried.load(std::memory_order_relaxed) >= 16 &&
+                2 * given_up.load(std::memory_order_relaxed) >= tried.load(std::memory_order_relaxed)) {
                 gave_up[j] = 1;
                 continue;
             }
-            ++tried;
+            tried.fetch_add(1, std::memory_order_relaxed);
             const uint64_t* qj = q + j * w;
             for (size_t u = 0; u < tabs.size(); ++u) qsub[u] = extract(qj, tabs[u].begin, tabs[u].len);
             seen.next();
@@ -368,7 +371,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
             }
             if (over) {
                 gave_up[j] = 1;
-                ++given_up;
+                given_up.fetch_add(1, std::memory_order_relaxed);
                 continue;
             }
             top.finish(D + j * k, I + j * k, k);
