@@ -95,6 +95,37 @@ void bind_common(py::class_<Index>& cls) {
             },
             py::arg("codes").noconvert(), py::arg("ids").noconvert())
         .def(
+            "remove",
+            [](Index& self, Ids ids) {
+                if (ids.ndim() != 1) throw std::invalid_argument("ids: expected a 1-D array of ids");
+                const int64_t* i = ids.data();
+                const size_t n = static_cast<size_t>(ids.shape(0));
+                py::gil_scoped_release release;
+                return self.remove(i, n);
+            },
+            py::arg("ids").noconvert())
+        .def_property_readonly("mapped", [](const Index& self) { return self.flat().mapped(); })
+        .def("version", [](const Index& self) { return self.flat().version(); })
+        .def(
+            "map_file",
+            [](Index& self, const std::string& path, uint64_t ids_offset, uint64_t codes_offset, uint64_t n,
+               bool copy) {
+                py::gil_scoped_release release;
+                self.map_file(path, ids_offset, codes_offset, n, copy);
+            },
+            py::arg("path"), py::arg("ids_offset"), py::arg("codes_offset"), py::arg("n"), py::arg("copy"))
+        .def(
+            "save_payload",
+            [](const Index& self, int fd, uint64_t offset) {
+                hamsearch::PayloadLayout at;
+                {
+                    py::gil_scoped_release release;
+                    at = self.flat().save_payload(fd, offset);
+                }
+                return py::make_tuple(at.n, at.ids_offset, at.codes_offset, at.end);
+            },
+            py::arg("fd"), py::arg("offset"))
+        .def(
             "radius",
             [](const Index& self, Codes q, int64_t r, int64_t threads) {
                 const size_t nq = check_matrix(q, self.words(), "q");

@@ -30,17 +30,51 @@ FlatIndex::FlatIndex(int64_t nbits) : nbits_(nbits), w_(0) {
 
 size_t FlatIndex::size() const {
     std::shared_lock<std::shared_mutex> lock(mu_);
-    return ids_.size();
+    return n_;
+}
+
+uint64_t FlatIndex::version() const {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    return version_;
+}
+
+bool FlatIndex::mapped() const {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    return map_ != nullptr;
 }
 
 std::vector<int64_t> FlatIndex::ids() const {
     std::shared_lock<std::shared_mutex> lock(mu_);
-    return ids_;
+    return std::vector<int64_t>(ip_, ip_ + n_);
 }
 
 std::vector<uint64_t> FlatIndex::codes() const {
     std::shared_lock<std::shared_mutex> lock(mu_);
-    return codes_;
+    return std::vector<uint64_t>(cp_, cp_ + n_ * w_);
+}
+
+void FlatIndex::publish() {
+    if (!map_) {
+        cp_ = codes_.data();
+        ip_ = ids_.data();
+        n_ = ids_.size();
+    }
+    ++version_;
+    std::lock_guard<std::mutex> order_lock(order_mu_);
+    order_valid_ = false;
+    order_.clear();
+}
+
+void FlatIndex::own() {
+    if (!map_) return;
+    PodBuffer<uint64_t> codes;
+    PodBuffer<int64_t> ids;
+    codes.append(cp_, n_ * w_);
+    ids.append(ip_, n_);
+    codes_.swap(codes);
+    ids_.swap(ids);
+    map_.reset();
+    publish();
 }
 
 void FlatIndex::check_codes(const uint64_t* codes, size_t n, const char* what) const {
@@ -67,16 +101,108 @@ void FlatIndex::add(const uint64_t* codes, const int64_t* ids, size_t n) {
         if (i && ids[i] <= ids[i - 1]) ascending = false;
     }
     std::unique_lock<std::shared_mutex> lock(mu_);
+    if (n > max_codes_ - n_) {
+        throw std::invalid_argument("add: this index holds at most " + std::to_string(max_codes_) + " codes");
+    }
+    own();
     // Reserve both first: if memory runs out, nothing has changed.
-    codes_.reserve(codes_.size() + n * w_);
-    ids_.reserve(ids_.size() + n);
-    if (!ids_.empty() && ids[0] <= ids_.back()) ascending = false;
-    codes_.insert(codes_.end(), codes, codes + n * w_);
-    ids_.insert(ids_.end(), ids, ids + n);
+    codes_.reserve_for(codes_.size() + n * w_);
+    ids_.reserve_for(ids_.size() + n);
+    if (ids_.size() && ids[0] <= ids_.data()[ids_.size() - 1]) ascending = false;
+    codes_.append(codes, n * w_);
+    ids_.append(ids, n);
     ids_ascending_ = ids_ascending_ && ascending;
-    std::lock_guard<std::mutex> order_lock(order_mu_);
-    order_valid_ = false;
-    order_.clear();
+    publish();
+}
+
+size_t FlatIndex::remove(const int64_t* ids, size_t count) {
+    std::vector<int64_t> gone(ids, ids + count);
+    std::sort(gone.begin(), gone.end());
+    gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    if (gone.empty() || n_ == 0) return 0;
+    // Find the rows first: a remove that removes nothing changes nothing.
+    size_t first = n_;
+    for (size_t i = 0; i < n_; ++i) {
+        if (std::binary_search(gone.begin(), gone.end(), ip_[i])) {
+            first = i;
+            break;
+        }
+    }
+    if (first == n_) return 0;
+    own();
+    uint64_t* c = codes_.data();
+    int64_t* d = ids_.data();
+    size_t out = first;
+    for (size_t i = first; i < n_; ++i) {
+        if (std::binary_search(gone.begin(), gone.end(), d[i])) continue;
+        if (out != i) {
+            std::copy(c + i * w_, c + (i + 1) * w_, c + out * w_);
+            d[out] = d[i];
+        }
+        ++out;
+    }
+    const size_t removed = n_ - out;
+    codes_.truncate(out * w_);
+    ids_.truncate(out);
+    if (out == 0) ids_ascending_ = true;
+    publish();
+    return removed;
+}
+
+void FlatIndex::map_file(const std::string& path, uint64_t ids_offset, uint64_t codes_offset, uint64_t n,
+                         bool copy) {
+    auto map = std::make_shared<const FileMap>(path);
+    const uint64_t size = map->size();
+    const uint64_t code_bytes = static_cast<uint64_t>(w_) * 8;
+    if (ids_offset % 8 != 0 || codes_offset % 8 != 0) {
+        throw std::invalid_argument(path + ": expected 8-byte aligned ids and codes offsets");
+    }
+    if (n > size / 8 || ids_offset > size || n * 8 > size - ids_offset ||
+        (n && code_bytes > size / n) || codes_offset > size || n * code_bytes > size - codes_offset) {
+        throw std::invalid_argument(path + ": expected " + std::to_string(n) + " ids and codes inside the file's " +
+                                    std::to_string(size) + " bytes");
+    }
+    const int64_t* ip = reinterpret_cast<const int64_t*>(map->data() + ids_offset);
+    const uint64_t* cp = reinterpret_cast<const uint64_t*>(map->data() + codes_offset);
+    bool ascending = true;
+    for (uint64_t i = 1; i < n && ascending; ++i) ascending = ip[i] > ip[i - 1];
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    if (n_ != 0) throw std::invalid_argument("map: expected an empty index");
+    if (n > max_codes_) {
+        throw std::invalid_argument(path + ": " + std::to_string(n) + " codes, more than this index holds (" +
+                                    std::to_string(max_codes_) + ")");
+    }
+    codes_.release();
+    ids_.release();
+    if (copy || n == 0) {
+        codes_.append(cp, static_cast<size_t>(n) * w_);
+        ids_.append(ip, static_cast<size_t>(n));
+        map_.reset();
+    } else {
+        map_ = std::move(map);
+        cp_ = cp;
+        ip_ = ip;
+        n_ = static_cast<size_t>(n);
+    }
+    ids_ascending_ = ascending;
+    publish();
+}
+
+PayloadLayout FlatIndex::save_payload(int fd, uint64_t offset) const {
+    if (offset % 64 != 0) throw std::invalid_argument("save: expected a 64-byte aligned offset");
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    PayloadLayout out;
+    out.n = n_;
+    out.ids_offset = offset;
+    const uint64_t ids_end = offset + 8 * static_cast<uint64_t>(n_);
+    out.codes_offset = (ids_end + 63) / 64 * 64;
+    out.end = out.codes_offset + 8 * static_cast<uint64_t>(n_) * w_;
+    write_at(fd, out.ids_offset, ip_, 8 * n_);
+    static const unsigned char zeros[64] = {};
+    write_at(fd, ids_end, zeros, static_cast<size_t>(out.codes_offset - ids_end));
+    write_at(fd, out.codes_offset, cp_, 8 * n_ * w_);
+    return out;
 }
 
 size_t FlatIndex::block_rows() const {
@@ -87,7 +213,7 @@ size_t FlatIndex::block_rows() const {
 }
 
 size_t FlatIndex::plan_threads(size_t requested, size_t nq) const {
-    const size_t work = nq * ids_.size() * w_;
+    const size_t work = nq * n_ * w_;
     const size_t by_work = std::max<size_t>(1, work / kMinWorkPerThread);
     return std::max<size_t>(1, std::min({requested, by_work, size_t{1024}}));
 }
@@ -95,9 +221,10 @@ size_t FlatIndex::plan_threads(size_t requested, size_t nq) const {
 const std::vector<size_t>& FlatIndex::id_order() const {
     std::lock_guard<std::mutex> lock(order_mu_);
     if (!order_valid_) {
-        order_.resize(ids_.size());
+        order_.resize(n_);
         std::iota(order_.begin(), order_.end(), size_t{0});
-        std::sort(order_.begin(), order_.end(), [this](size_t a, size_t b) { return ids_[a] < ids_[b]; });
+        const int64_t* ip = ip_;
+        std::sort(order_.begin(), order_.end(), [ip](size_t a, size_t b) { return ip[a] < ip[b]; });
         order_valid_ = true;
     }
     return order_;
@@ -116,8 +243,8 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
     std::vector<uint32_t> rows(std::max(block, prime));
     std::vector<int32_t> dists(std::max(block, prime));
     {
-        const uint64_t* base = codes_.data() + row_begin * w_;
-        const int64_t* ids = ids_.data() + row_begin;
+        const uint64_t* base = cp_ + row_begin * w_;
+        const int64_t* ids = ip_ + row_begin;
         int32_t* d = dists.data();
         uint32_t* r = rows.data();
         for (size_t j = 0; j < nq; ++j) {
@@ -135,8 +262,8 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
     }
     for (size_t b0 = row_begin + prime; b0 < row_end; b0 += block) {
         const size_t len = std::min(block, row_end - b0);
-        const uint64_t* base = codes_.data() + b0 * w_;
-        const int64_t* ids = ids_.data() + b0;
+        const uint64_t* base = cp_ + b0 * w_;
+        const int64_t* ids = ip_ + b0;
         // Where ids ascend with rows, every id of this block exceeds those kept.
         const int64_t min_id = ids_ascending_ ? ids[0] : -1;
         for (size_t j = 0; j < nq; ++j) {
@@ -154,7 +281,7 @@ void FlatIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int3
 }
 
 void FlatIndex::knn_impl(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I) const {
-    const size_t n = ids_.size();
+    const size_t n = n_;
     if (nq == 0) return;
     if (n == 0) {
         std::fill(D, D + nq * k, kDistancePad);
@@ -203,7 +330,7 @@ RadiusResult FlatIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t t
 }
 
 RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, size_t threads) const {
-    const size_t n = ids_.size();
+    const size_t n = n_;
     const int32_t tau = static_cast<int32_t>(std::min<int64_t>(r, nbits_));
     const Kernels& K = active_kernels();
     const size_t T = plan_threads(std::max<size_t>(threads, 1), nq);
@@ -218,9 +345,9 @@ RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, siz
         for (size_t b0 = row_begin; b0 < row_end; b0 += block) {
             const size_t len = std::min(block, row_end - b0);
             for (size_t j = q0; j < q1; ++j) {
-                const size_t c = K.filter(q + j * w_, codes_.data() + b0 * w_, len, w_, tau, rows.data(), dists.data());
+                const size_t c = K.filter(q + j * w_, cp_ + b0 * w_, len, w_, tau, rows.data(), dists.data());
                 auto& out = hits[part][j];
-                for (size_t t = 0; t < c; ++t) out.push_back({dists[t], ids_[b0 + rows[t]]});
+                for (size_t t = 0; t < c; ++t) out.push_back({dists[t], ip_[b0 + rows[t]]});
             }
         }
     };
@@ -278,7 +405,7 @@ RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, siz
 
 size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, std::vector<int64_t>& ranked) const {
     std::shared_lock<std::shared_mutex> lock(mu_);
-    const size_t n = ids_.size();
+    const size_t n = n_;
     ranked.resize(nq * n);
     if (n == 0 || nq == 0) return n;
     int64_t* out = ranked.data();
@@ -292,9 +419,9 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, std::vector
         for (size_t i = 0; i < n; ++i) ++offset[static_cast<size_t>(dist[i]) + 1];
         for (size_t b = 1; b < offset.size(); ++b) offset[b] += offset[b - 1];
         if (order) {
-            for (size_t i : *order) row_out[offset[static_cast<size_t>(dist[i])]++] = ids_[i];
+            for (size_t i : *order) row_out[offset[static_cast<size_t>(dist[i])]++] = ip_[i];
         } else {
-            for (size_t i = 0; i < n; ++i) row_out[offset[static_cast<size_t>(dist[i])]++] = ids_[i];
+            for (size_t i = 0; i < n; ++i) row_out[offset[static_cast<size_t>(dist[i])]++] = ip_[i];
         }
     };
     if (T == 1 || nq >= T) {
@@ -303,7 +430,7 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, std::vector
             std::vector<int32_t> dist(n);
             std::vector<size_t> offset(nbins + 1);
             for (size_t j = range.first; j < range.second; ++j) {
-                K.distances(q + j * w_, codes_.data(), n, w_, dist.data());
+                K.distances(q + j * w_, cp_, n, w_, dist.data());
                 place(dist.data(), out + j * n, offset);
             }
         });
@@ -313,7 +440,7 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, std::vector
         for (size_t j = 0; j < nq; ++j) {
             parallel_tasks(T, [&](size_t t) {
                 const auto range = split_range(n, T, t);
-                K.distances(q + j * w_, codes_.data() + range.first * w_, range.second - range.first, w_,
+                K.distances(q + j * w_, cp_ + range.first * w_, range.second - range.first, w_,
                             dist.data() + range.first);
             });
             place(dist.data(), out + j * n, offset);

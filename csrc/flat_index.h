@@ -3,11 +3,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <string>
 #include <vector>
 
 #include "common.h"
+#include "storage.h"
 
 namespace hamsearch {
 
@@ -18,8 +21,18 @@ struct RadiusResult {
     std::vector<int64_t> I;     ///< ids, ties ascending
 };
 
+/// Where save_payload put the ids and codes in the file.
+struct PayloadLayout {
+    uint64_t n = 0;             ///< codes written
+    uint64_t ids_offset = 0;    ///< n int64 ids, little-endian
+    uint64_t codes_offset = 0;  ///< n x words uint64 codes, 64-byte aligned
+    uint64_t end = 0;           ///< first byte past the codes
+};
+
 /// Exact Hamming search by a linear scan. Thread-safe: searches take a shared
-/// lock and may run concurrently; add takes an exclusive lock.
+/// lock and may run concurrently; add, remove and map take an exclusive lock.
+/// The codes and ids live in buffers the index owns or in a read-only file
+/// map; a change to a mapped index copies it into owned buffers first.
 class FlatIndex {
    public:
     /// Throws std::invalid_argument unless 1 <= nbits <= kMaxBits.
@@ -33,6 +46,9 @@ class FlatIndex {
     /// bindings treat every index alike.
     const FlatIndex& flat() const { return *this; }
     size_t size() const;
+    /// Changes so far (add, remove, map): lets derived tables notice any.
+    uint64_t version() const;
+    bool mapped() const;
     std::vector<int64_t> ids() const;
     std::vector<uint64_t> codes() const;
 
@@ -40,6 +56,24 @@ class FlatIndex {
     /// bits and the ids' signs before changing anything; id uniqueness is the
     /// caller's contract.
     void add(const uint64_t* codes, const int64_t* ids, size_t n);
+
+    /// Removes the codes whose ids are among ids[0..count) and returns how
+    /// many it removed (ids not present count as not removed; repeats once).
+    /// The other codes keep their ids and order.
+    size_t remove(const int64_t* ids, size_t count);
+
+    /// Replaces the (empty) index's contents by n codes of a file: ids at
+    /// ids_offset, codes at codes_offset, little-endian as save_payload
+    /// writes them. The file is mapped read-only and searched in place, or
+    /// with copy=true read into owned buffers and unmapped. Checks that the
+    /// ranges lie inside the file and are aligned; the caller has checked
+    /// the contents (pad bits, ids).
+    void map_file(const std::string& path, uint64_t ids_offset, uint64_t codes_offset, uint64_t n, bool copy);
+
+    /// Writes the ids and then the codes, 64-byte aligned, to the open file
+    /// descriptor fd from byte `offset` on (a multiple of 64), under the
+    /// shared lock so that they are one consistent snapshot.
+    PayloadLayout save_payload(int fd, uint64_t offset) const;
 
     /// k nearest per query into D, I (nq x k, row-major), sorted by
     /// (distance, id), padded with (INT32_MAX, -1).
@@ -70,10 +104,19 @@ class FlatIndex {
                   class TopK* states) const;
     const std::vector<size_t>& id_order() const;
 
+    void own();        // caller holds mu_ exclusively: copy a mapped index into owned buffers
+    void publish();    // caller holds mu_ exclusively: point cp_, ip_, n_ at the storage
+
     int64_t nbits_;
     size_t w_;
-    std::vector<uint64_t> codes_;
-    std::vector<int64_t> ids_;
+    PodBuffer<uint64_t> codes_;  // owned storage (empty while mapped)
+    PodBuffer<int64_t> ids_;
+    std::shared_ptr<const FileMap> map_;  // set while the index is a file map
+    const uint64_t* cp_ = nullptr;        // the codes searched: owned or mapped
+    const int64_t* ip_ = nullptr;
+    size_t n_ = 0;
+    uint64_t version_ = 0;
+    size_t max_codes_ = ~size_t{0};  // MIHIndex lowers it to what its tables address
     bool ids_ascending_ = true;  // ids increase with row number: row order is id order
     mutable std::shared_mutex mu_;
     mutable std::mutex order_mu_;

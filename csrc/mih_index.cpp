@@ -109,6 +109,8 @@ std::pair<uint32_t, uint32_t> SubstringTable::match(uint64_t key, uint32_t first
 }
 
 MIHIndex::MIHIndex(int64_t nbits, int64_t m) : flat_(nbits), m_(m), scan_fraction_(kScanFraction) {
+    // Table entries hold 32-bit row numbers.
+    flat_.max_codes_ = std::numeric_limits<uint32_t>::max();
     const int64_t min_m = (nbits + 63) / 64;
     if (m != 0 && (m < min_m || m > nbits)) {
         throw std::invalid_argument("m: expected 0 (automatic) or " + std::to_string(min_m) + " <= m <= " +
@@ -144,15 +146,9 @@ void MIHIndex::set_scan_fraction(double f) {
     scan_fraction_ = f;
 }
 
-void MIHIndex::add(const uint64_t* codes, const int64_t* ids, size_t n) {
-    if (flat_.size() + n > std::numeric_limits<uint32_t>::max()) {
-        throw std::invalid_argument("MIHIndex holds at most 2^32 - 1 codes");
-    }
-    flat_.add(codes, ids, n);
-}
 
 void MIHIndex::build_tables(size_t n) const {
-    const uint64_t* codes = flat_.codes_.data();
+    const uint64_t* codes = flat_.cp_;
     const size_t w = flat_.w_;
     // Rows need bit_width(n - 1) bits; the directory gets about n/4 to n/8
     // buckets (at most 8 bits of key per code beyond the rows), or one per key
@@ -193,7 +189,7 @@ void MIHIndex::build_tables(size_t n) const {
         tables.push_back(std::move(t));
     }
     tables_ = std::move(tables);
-    tables_n_ = n;
+    tables_version_ = flat_.version_;
 }
 
 size_t MIHIndex::table_bytes() const {
@@ -205,8 +201,8 @@ size_t MIHIndex::table_bytes() const {
 
 const std::vector<SubstringTable>& MIHIndex::tables() const {
     std::lock_guard<std::mutex> lock(tables_mu_);
-    const size_t n = flat_.ids_.size();
-    if (tables_n_ != n || tables_.empty()) build_tables(n);
+    const size_t n = flat_.n_;
+    if (tables_version_ != flat_.version_ || tables_.empty()) build_tables(n);
     return tables_;
 }
 
@@ -305,7 +301,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
                    size_t* fallbacks) const {
     if (k == 0) throw std::invalid_argument("k: expected k >= 1, got 0");
     std::shared_lock<std::shared_mutex> lock(flat_.mu_);
-    const size_t n = flat_.ids_.size();
+    const size_t n = flat_.n_;
     if (fallbacks) *fallbacks = 0;
     if (nq == 0) return;
     if (n == 0) {
@@ -315,8 +311,8 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     }
     const auto& tabs = tables();
     const size_t w = flat_.w_;
-    const uint64_t* codes = flat_.codes_.data();
-    const int64_t* ids = flat_.ids_.data();
+    const uint64_t* codes = flat_.cp_;
+    const int64_t* ids = flat_.ip_;
     const size_t kk = std::min(k, n);
     const int64_t m = static_cast<int64_t>(tabs.size());
     const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);
@@ -398,14 +394,14 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
 RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const {
     if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
     std::shared_lock<std::shared_mutex> lock(flat_.mu_);
-    const size_t n = flat_.ids_.size();
+    const size_t n = flat_.n_;
     RadiusResult res;
     res.lims.assign(nq + 1, 0);
     if (n == 0 || nq == 0) return res;
     const auto& tabs = tables();
     const size_t w = flat_.w_;
-    const uint64_t* codes = flat_.codes_.data();
-    const int64_t* ids = flat_.ids_.data();
+    const uint64_t* codes = flat_.cp_;
+    const int64_t* ids = flat_.ip_;
     const int64_t m = static_cast<int64_t>(tabs.size());
     const int64_t rr = std::min<int64_t>(r, nbits());
     const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);

@@ -64,7 +64,14 @@ class MIHIndex {
     /// parts, the longer ones first.
     std::vector<std::pair<int64_t, int64_t>> substrings(size_t n) const;
 
-    void add(const uint64_t* codes, const int64_t* ids, size_t n);
+    /// At most 2^32 - 1 codes (the tables hold 32-bit rows).
+    void add(const uint64_t* codes, const int64_t* ids, size_t n) { flat_.add(codes, ids, n); }
+    size_t remove(const int64_t* ids, size_t count) { return flat_.remove(ids, count); }
+    void map_file(const std::string& path, uint64_t ids_offset, uint64_t codes_offset, uint64_t n, bool copy) {
+        flat_.map_file(path, ids_offset, codes_offset, n, copy);
+    }
+    PayloadLayout save_payload(int fd, uint64_t offset) const { return flat_.save_payload(fd, offset); }
+    bool mapped() const { return flat_.mapped(); }
 
     /// The fraction of a full scan a query may spend probing before the scan
     /// answers it (default 0.5); infinity never falls back (tests use it to
@@ -90,7 +97,7 @@ class MIHIndex {
     double scan_fraction_;
     mutable std::mutex tables_mu_;
     mutable std::vector<SubstringTable> tables_;
-    mutable size_t tables_n_ = 0;  // rows the tables cover
+    mutable uint64_t tables_version_ = ~uint64_t{0};  // the store's version the tables cover
 };
 
 }  // namespace hamsearch

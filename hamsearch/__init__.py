@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ._backend import isa
 from ._codes import from_bytes, pack, to_bytes, unpack
+from ._io import load
 from .flat import DISTANCE_PAD, ID_PAD, FlatIndex
 from .mih import MIHIndex
 
@@ -22,6 +23,7 @@ __all__ = [
     "MIHIndex",
     "from_bytes",
     "isa",
+    "load",
     "pack",
     "to_bytes",
     "unpack",

@@ -10,6 +10,7 @@ from . import _backend
 from ._validate import (
     check_codes,
     check_ids,
+    check_remove_ids,
     check_k,
     check_nbits,
     check_radius,
@@ -100,6 +101,44 @@ class _Index:
             self._store.add(arr, new_ids)
             self._next_id = max(self._next_id, int(new_ids.max()) + 1)
         return new_ids
+
+    def remove(self, ids: Any) -> int:
+        """Remove the codes with these ids.
+
+        Parameters
+        ----------
+        ids : int or array_like of int
+            Ids to remove; ids not in the index (negative ones included) are
+            ignored, and an id given twice is removed once.
+
+        Returns
+        -------
+        int
+            The number of codes removed. The other codes keep their ids, and
+            default ids never reuse a removed one.
+        """
+        arr = check_remove_ids(ids)
+        with self._add_lock:
+            if arr.size == 0:
+                return 0
+            return int(self._store.remove(arr))
+
+    # -- persistence ------------------------------------------------------
+    def save(self, path: Any) -> None:
+        """Write the index to ``path`` (see ``docs/format.md``), atomically:
+        a temporary file in the same directory, flushed, then renamed, so a
+        crash never leaves a half-written index under ``path``. Read it back
+        with :func:`hamsearch.load`."""
+        from . import _io
+
+        _io.save(self, path)
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the codes are searched in place in a memory-mapped file
+        (``hamsearch.load(path, mmap=True)``); an add or remove copies them
+        into memory first."""
+        return bool(getattr(self._store, "mapped", False))
 
     # -- search -----------------------------------------------------------
     def _prepare(self, q: Any, threads: Optional[int]) -> Tuple[np.ndarray, int]:

@@ -586,7 +586,8 @@ class _Snapshot:
     snapshot stays valid while other threads add.
     """
 
-    def __init__(self, blocks: np.ndarray, n: int, ids: np.ndarray, ascending: bool) -> None:
+    def __init__(self, blocks: np.ndarray, n: int, ids: np.ndarray, ascending: bool, version: int) -> None:
+        self.version = version  # the store's changes so far when taken
         self.blocks = blocks  # (ceil(n / B), W, B)
         self.n = n
         self.ids = ids  # (n,)
@@ -635,7 +636,8 @@ class FlatStore:
         self._n = 0
         self._ascending = True  # ids increase with the row: ties need no id sort
         self._perm = np.zeros(0, dtype=np.int64)  # rows in id order, cached
-        self._perm_n = 0  # rows self._perm covers
+        self._perm_version = -1  # the version self._perm belongs to
+        self._version = 0  # changes so far (add, remove)
 
     def size(self) -> int:
         """Number of codes."""
@@ -649,10 +651,7 @@ class FlatStore:
     def codes(self) -> np.ndarray:
         """The codes in insertion order: uint64, shape ``(n, words)``, a copy."""
         with self._lock:
-            n = self._n
-            used = -(-n // self._rows)
-            rows = self._blocks[:used].transpose(0, 2, 1).reshape(used * self._rows, self._words)
-            return np.ascontiguousarray(rows[:n])
+            return np.ascontiguousarray(self._rows_of(self._n))
 
     def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
         """Append ``codes`` (uint64, ``(m, words)``) with ``ids`` (int64, ``(m,)``).
@@ -688,6 +687,49 @@ class FlatStore:
                 ascending = bool(ids[0] > self._ids[n - 1])
             self._ascending = ascending
             self._n = n + m
+            self._version += 1
+
+    def version(self) -> int:
+        """Changes so far (add, remove): derived tables compare it."""
+        with self._lock:
+            return self._version
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Removes the codes whose ids are in ``ids`` (int64, 1-D) and returns
+        how many it removed; the others keep their ids and order. Builds new
+        buffers, so searches running on the old ones are undisturbed."""
+        with self._lock:
+            n = self._n
+            if n == 0 or ids.size == 0:
+                return 0
+            gone = np.isin(self._ids[:n], ids)
+            removed = int(np.count_nonzero(gone))
+            if removed == 0:
+                return 0
+            keep = ~gone
+            codes = self._rows_of(n)[keep]
+            kept_ids = self._ids[:n][keep]
+            m = n - removed
+            B = self._rows
+            cap = max(1, -(-m // B))
+            blocks = np.zeros((cap, self._words, B), dtype=np.uint64)
+            full = np.zeros((cap * B, self._words), dtype=np.uint64)
+            full[:m] = codes
+            blocks[:] = full.reshape(cap, B, self._words).transpose(0, 2, 1)
+            new_ids = np.empty(cap * B, dtype=np.int64)
+            new_ids[:m] = kept_ids
+            self._blocks, self._ids, self._n = blocks, new_ids, m
+            if m == 0:
+                self._ascending = True
+            self._version += 1
+            return removed
+
+    def _rows_of(self, n: int) -> np.ndarray:
+        """The first n codes as a row-major (n, words) view or copy; the
+        caller holds the lock."""
+        used = -(-n // self._rows)
+        rows = self._blocks[:used].transpose(0, 2, 1).reshape(used * self._rows, self._words)
+        return rows[:n]
 
     # -- search -------------------------------------------------------------
     def knn(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -817,20 +859,20 @@ class FlatStore:
         """The rows present now."""
         with self._lock:
             n = self._n
-            return _Snapshot(self._blocks[: -(-n // self._rows)], n, self._ids[:n], self._ascending)
+            return _Snapshot(self._blocks[: -(-n // self._rows)], n, self._ids[:n], self._ascending, self._version)
 
     def _id_order(self, snap: _Snapshot) -> np.ndarray:
         """The rows of a snapshot in ascending id order (empty when the ids
-        already ascend), cached until the next ``add``."""
+        already ascend), cached until the next change."""
         if snap.ascending:
             return np.zeros(0, dtype=np.int64)
         with self._lock:
-            if self._perm_n == snap.n:
+            if self._perm_version == snap.version:
                 return self._perm
         perm = np.argsort(snap.ids).astype(np.int64, copy=False)
         with self._lock:
-            if self._n == snap.n:  # still the whole store: keep it
-                self._perm, self._perm_n = perm, snap.n
+            if self._version == snap.version:  # still the whole store: keep it
+                self._perm, self._perm_version = perm, snap.version
         return perm
 
     @staticmethod
@@ -1177,6 +1219,7 @@ class _Tables:
         n = codes.shape[0]
         m = len(subs)
         self.n = n
+        self.version = -1  # the store's version these tables cover, set by the store
         self.codes = codes  # (n, W), row-major
         self.ids = ids
         self.tbegin = np.array([b for b, _ in subs], dtype=np.int64)
@@ -1271,10 +1314,17 @@ class MIHStore:
         return self._flat.codes()
 
     def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
-        if self._flat.size() + codes.shape[0] > 2**32 - 1:
-            raise ValueError("MIHIndex holds at most 2^32 - 1 codes")
         with self._lock:
+            if self._flat.size() + codes.shape[0] > 2**32 - 1:
+                raise ValueError(f"add: this index holds at most {2**32 - 1} codes")
             self._flat.add(codes, ids)
+
+    def remove(self, ids: np.ndarray) -> int:
+        with self._lock:
+            return self._flat.remove(ids)
+
+    def version(self) -> int:
+        return self._flat.version()
 
     # -- layout ------------------------------------------------------------------
     def _effective_m(self, n: int) -> int:
@@ -1307,8 +1357,10 @@ class MIHStore:
         with self._lock:
             tabs = self._tables
             n = self._flat.size()
-            if tabs is None or tabs.n != n:
+            version = self._flat.version()
+            if tabs is None or tabs.version != version:
                 tabs = _Tables(self._flat.codes(), self._flat.ids(), self._substrings(n))
+                tabs.version = version
                 self._tables = tabs
                 self._probes = tabs.probes()
             return tabs

@@ -153,3 +153,26 @@ def check_ids(ids: Any, n: int) -> np.ndarray:
             raise ValueError(f"ids: expected unique ids, got {int(dup[0])} more than once")
     return out
 
+
+
+def check_remove_ids(ids: Any) -> np.ndarray:
+    """Ids to remove: an integer or a 1-D integer array, as C-contiguous
+    int64. Values that cannot be ids (negative, or 2**63 and above) are
+    dropped: they are not in any index, so they count as not removed."""
+    if isinstance(ids, bool):
+        raise TypeError("ids: expected an integer or an integer array, got bool")
+    if isinstance(ids, (int, np.integer)):
+        ids = [int(ids)] if -(2**63) <= int(ids) < 2**63 else []
+    arr = to_numpy(ids, "ids")
+    if arr.size == 0 and arr.ndim == 1 and arr.dtype.kind in "iuf":  # [] comes in as float64
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
+        raise TypeError(f"ids: expected an integer or an integer array, got dtype {arr.dtype}")
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"ids: expected a 1-D array of ids, got shape {arr.shape}")
+    if arr.dtype.kind == "u":
+        arr = arr[arr <= np.iinfo(np.int64).max]
+    out = np.ascontiguousarray(arr, dtype=np.int64)
+    return out[out >= 0] if out.size and int(out.min()) < 0 else out

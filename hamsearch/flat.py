@@ -34,6 +34,8 @@ class FlatIndex(_Index):
     are serialised, so default ids are never handed out twice.
     """
 
+    _kind = "flat"
+
     def _new_store(self) -> Any:
         if self._backend == "native":
             return _backend.native_module().FlatIndex(self._nbits)

@@ -52,6 +52,11 @@ class MIHIndex(_Index):
     queries have given up, the rest go straight to the scan. Tables are
     (re)built on the first search after an ``add``. Thread safety as for
     :class:`FlatIndex`.
+
+    Memory: the codes and ids as in :class:`FlatIndex` (``8 * W + 8`` bytes
+    a code), plus per table one 4-byte entry a code (its row, and the low key
+    bits the row leaves room for) and a directory of at most one 4-byte
+    offset per 4 codes: about ``8 * W + 8 + 4.5 * m`` bytes a code.
     """
 
     def __init__(
@@ -73,6 +78,8 @@ class MIHIndex(_Index):
         self._m = m
         self._last_fallbacks = 0
         super().__init__(nbits, backend=backend, threads=threads)
+
+    _kind = "mih"
 
     def _new_store(self) -> Any:
         if self._backend == "numba":

@@ -90,15 +90,25 @@ class Reference:
         self.nbits = nbits
         self.bits = np.zeros((0, nbits), dtype=np.uint8)
         self.ids = np.zeros(0, dtype=np.int64)
+        self.next_id = 0  # one past the largest id ever added (removed ones too)
 
     def add(self, bits: np.ndarray, ids: Optional[np.ndarray] = None) -> np.ndarray:
         n = bits.shape[0]
         if ids is None:
-            start = int(self.ids.max()) + 1 if self.ids.size else 0
-            ids = np.arange(start, start + n, dtype=np.int64)
+            ids = np.arange(self.next_id, self.next_id + n, dtype=np.int64)
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size:
+            self.next_id = max(self.next_id, int(ids.max()) + 1)
         self.bits = np.concatenate([self.bits, np.asarray(bits, dtype=np.uint8)])
-        self.ids = np.concatenate([self.ids, np.asarray(ids, dtype=np.int64)])
-        return np.asarray(ids, dtype=np.int64)
+        self.ids = np.concatenate([self.ids, ids])
+        return ids
+
+    def remove(self, ids) -> int:
+        """Drops the rows whose ids are listed; returns how many."""
+        gone = np.isin(self.ids, np.asarray(ids, dtype=np.int64).ravel())
+        self.bits = self.bits[~gone]
+        self.ids = self.ids[~gone]
+        return int(gone.sum())
 
     def dist(self, qbits: np.ndarray) -> np.ndarray:
         return distances(np.asarray(qbits, dtype=np.uint8), self.bits)
