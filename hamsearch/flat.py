@@ -28,10 +28,12 @@ class FlatIndex(_Index):
     Results are sorted by ``(distance, id)`` and are identical across
     backends, kernel levels and thread counts. Queries release the GIL.
     Thread safety: ``query``, ``radius`` and ``rank`` may run concurrently from
-    many Python threads, and with ``add``: a search sees the index before or
-    after an ``add``, never half of it (a reader-writer lock in the native
-    core; the Numba store publishes a new snapshot). Concurrent ``add`` calls
-    are serialised, so default ids are never handed out twice.
+    many Python threads, and with ``add`` and ``remove``: a search sees the
+    index before or after a change, never half of one (a reader-writer lock in
+    the native core; the Numba store publishes a new snapshot). Changes and
+    ``save`` are serialised, so default ids are never handed out twice and a
+    saved file is one snapshot. ``save`` / :func:`hamsearch.load` persist the
+    index (``docs/format.md``).
     """
 
     _kind = "flat"
