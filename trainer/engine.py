@@ -1,0 +1,453 @@
+"""The one training loop, shared by every method.
+
+A method (``trainer/methods/<name>.py``) is a :class:`HashMethod`: it builds its
+networks (``self.networks["image"]`` and ``["text"]`` map features to ``bits``
+real values), its losses (``nn.Module``) and a frozen config dataclass, and
+describes each epoch as a list of :class:`Phase` objects (an optimizer, a loss
+over a mini-batch of training positions, a number of iterations). The loop
+here does everything else, once:
+
+- the device (explicit; ``"cpu"`` by default, never a hard-coded GPU) and the
+  seeds (python, numpy, torch, plus a ``torch.Generator`` for batches and
+  initialisation), so that a run is deterministic under its seed;
+- a validation split carved from the training items (never the test
+  queries); the training proper uses the rest;
+- mini-batches, the optimizer steps, a check that each loss is finite,
+  progress bars (tqdm when installed) and logging;
+- after each epoch, validation MAP (image->text and text->image, validation
+  items as queries against the remaining training items) and a copy of the
+  best epoch's weights, restored at the end and written as a checkpoint;
+- encoding: sign of each branch's output, with 0 -> bit 1 (``x >= 0``), packed
+  by :func:`hamsearch.pack`.
+
+Methods with a closed-form fit (``iterative = False``, e.g. CCA+ITQ) implement
+:meth:`HashMethod.fit` and skip the epochs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Dict, List, Mapping, Optional, Sequence, Tuple, Type, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import config_dict, make_config
+from .data import Dataset
+
+log = logging.getLogger(__name__)
+
+try:  # optional: progress bars
+    from tqdm.auto import tqdm as _tqdm
+except ImportError:  # pragma: no cover - depends on the environment
+    _tqdm = None
+
+
+# --------------------------------------------------------------------------- interface
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TrainSet:
+    """The training items on the device: features, labels as float {0,1}, and
+    their rows in the dataset."""
+
+    image: torch.Tensor
+    text: torch.Tensor
+    labels: torch.Tensor
+    rows: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclasses.dataclass(eq=False)
+class Phase:
+    """One optimisation phase of an epoch.
+
+    ``loss(positions)`` gets a 1-D int64 tensor of training positions (0..n-1)
+    on the device and returns a scalar loss; the loop runs ``iterations``
+    optimizer steps. ``sampling="draw"`` draws a fresh random batch for every
+    iteration (DCMH's code); ``"epoch"`` walks a shuffled partition.
+    """
+
+    name: str
+    optimizer: torch.optim.Optimizer
+    loss: Callable[[torch.Tensor], torch.Tensor]
+    iterations: int
+    batch_size: int
+    sampling: str = "draw"
+
+
+class HashMethod:
+    """Base class of a hashing method; see the module docstring.
+
+    Subclasses set the class attributes and implement :meth:`build`, and
+    either :meth:`phases` (and optionally :meth:`setup`, :meth:`end_epoch`) or,
+    for a closed-form method, :meth:`fit`.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""  #: the row name in tables
+    Config: ClassVar[Type[Any]]
+    supervised: ClassVar[bool] = True  #: False: labels are never read in training
+    iterative: ClassVar[bool] = True
+    default_epochs: ClassVar[int] = 1
+    #: per-dataset settings [project]: config overrides plus an optional
+    #: "epochs", applied under the caller's own overrides (``fit(preset=True)``).
+    presets: ClassVar[Dict[str, Dict[str, Any]]] = {}
+
+    def __init__(self, config: Any, bits: int, dims: Tuple[int, int, int], device: torch.device,
+                 generator: torch.Generator) -> None:
+        self.config = config
+        self.bits = int(bits)
+        self.dims = dims
+        self.device = device
+        self.generator = generator
+        self.networks = nn.ModuleDict()
+        self.losses = nn.ModuleDict()
+        self.build()
+        self.networks.to(device)
+        self.losses.to(device)
+
+    @classmethod
+    def make_config(cls, overrides: Optional[Mapping[str, Any]] = None) -> Any:
+        """The method's frozen config; an unknown key is a ValueError."""
+        return make_config(cls.Config, overrides)
+
+    # hooks ---------------------------------------------------------------
+    def build(self) -> None:
+        """Create ``self.networks["image"]``, ``["text"]`` and ``self.losses``."""
+        raise NotImplementedError
+
+    def setup(self, train: TrainSet) -> None:
+        """Before the first epoch: buffers, optimizers."""
+
+    def phases(self, epoch: int, epochs: int) -> Sequence[Phase]:
+        """The optimisation phases of epoch ``epoch`` (0-based) of ``epochs``."""
+        raise NotImplementedError
+
+    def end_epoch(self, epoch: int, epochs: int) -> Dict[str, float]:
+        """After the phases of an epoch (e.g. DCMH's B update); returns values to log."""
+        return {}
+
+    def fit(self, train: TrainSet) -> None:
+        """Closed-form training (``iterative = False``)."""
+        raise NotImplementedError
+
+    def extra_state(self) -> Dict[str, Any]:
+        """Anything besides the networks' weights worth keeping in the checkpoint."""
+        return {}
+
+    # encoding --------------------------------------------------------------
+    @torch.no_grad()
+    def outputs(self, modality: str, x: torch.Tensor, batch: int = 2048) -> torch.Tensor:
+        """Real-valued outputs ``(n, bits)`` of one branch, in eval mode."""
+        net = self.networks[modality]
+        was = net.training
+        net.eval()
+        try:
+            outs = [net(x[i : i + batch].to(self.device)) for i in range(0, x.shape[0], batch)]
+        finally:
+            net.train(was)
+        return torch.cat(outs) if outs else torch.empty(0, self.bits, device=self.device)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def settings(cls: Type[HashMethod], dataset_name: str, config: Optional[Mapping[str, Any]] = None,
+             epochs: Optional[int] = None, preset: bool = True) -> Tuple[Any, int]:
+    """The method's config and epoch count for a dataset: the defaults, then
+    the dataset's preset (when ``preset``), then ``config`` and ``epochs``."""
+    merged: Dict[str, Any] = dict(cls.presets.get(dataset_name, {})) if preset else {}
+    n_epochs = int(merged.pop("epochs", cls.default_epochs))
+    merged.update(config or {})
+    if epochs is not None:
+        n_epochs = int(epochs)
+    return cls.make_config(merged), n_epochs
+
+
+def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``...; a CUDA request without CUDA is an error, not a fallback."""
+    dev = torch.device(device or "cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {dev} requested but torch.cuda.is_available() is False; use --device cpu")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators (for any code that
+    uses them); the loop itself draws from explicit generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def sign_bits(outputs: torch.Tensor) -> np.ndarray:
+    """Bits of real outputs: 1 where the value is >= 0 (so 0 -> 1, never half a bit), as bool."""
+    return (outputs >= 0).cpu().numpy()
+
+
+def pack_outputs(outputs: torch.Tensor) -> np.ndarray:
+    """Packed uint64 codes (``hamsearch.pack``) of real outputs, bit = output >= 0."""
+    import hamsearch
+
+    return hamsearch.pack(sign_bits(outputs))
+
+
+def carve_validation(train_rows: np.ndarray, fraction: float, seed: int, minimum: int = 20) -> Tuple[np.ndarray, np.ndarray]:
+    """Split the training rows into (fit, validation), seeded.
+
+    ``fraction`` of them (at least ``minimum`` where there are 4x as many) are
+    held out; 0 means no validation (the last epoch is kept).
+    """
+    n = train_rows.size
+    if fraction <= 0 or n < 2 * minimum:
+        return np.sort(train_rows), np.empty(0, dtype=np.int64)
+    if fraction >= 0.5:
+        raise ValueError(f"val_fraction: expected a value in [0, 0.5), got {fraction}")
+    nval = max(int(round(fraction * n)), min(minimum, n // 4))
+    rng = np.random.default_rng([seed, 0xA1])
+    perm = rng.permutation(n)
+    return np.sort(train_rows[perm[nval:]]), np.sort(train_rows[perm[:nval]])
+
+
+def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
+    if enabled and _tqdm is not None:
+        return _tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+    return iterable
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclasses.dataclass(eq=False)
+class FitResult:
+    """A trained method (best epoch's weights loaded) and how it got there."""
+
+    method: HashMethod
+    bits: int
+    epochs: int
+    best_epoch: int
+    best_val_map: Optional[float]
+    history: List[Dict[str, float]]
+    seconds: float
+    val_rows: np.ndarray
+    fit_rows: np.ndarray
+    checkpoint: Optional[Path] = None
+
+
+def _validation_map(method: HashMethod, image: torch.Tensor, text: torch.Tensor, labels: np.ndarray,
+                    val_pos: np.ndarray, fit_pos: np.ndarray) -> Tuple[float, float]:
+    """(I->T, T->I) MAP@all of the validation items against the fitted training items."""
+    from hamsearch import metrics
+
+    img = pack_outputs(method.outputs("image", image))
+    txt = pack_outputs(method.outputs("text", text))
+    ql, dl = labels[val_pos], labels[fit_pos]
+    i2t = metrics.mean_average_precision(img[val_pos], txt[fit_pos], ql, dl)
+    t2i = metrics.mean_average_precision(txt[val_pos], img[fit_pos], ql, dl)
+    return i2t, t2i
+
+
+def fit(
+    method: Union[str, Type[HashMethod]],
+    dataset: Dataset,
+    bits: int,
+    *,
+    config: Union[None, Mapping[str, Any], Any] = None,
+    epochs: Optional[int] = None,
+    seed: int = 0,
+    device: Union[str, torch.device, None] = "cpu",
+    val_fraction: float = 0.1,
+    eval_every: int = 1,
+    checkpoint_dir: Optional[Union[str, Path]] = None,
+    progress: bool = True,
+    preset: bool = True,
+) -> FitResult:
+    """Train ``method`` on ``dataset``'s training items for ``bits``-bit codes.
+
+    Parameters
+    ----------
+    method : str or HashMethod subclass
+        A registered name (:func:`trainer.methods.get_method`) or the class.
+    dataset : Dataset
+        Features should already be centred (``load_dataset`` does it).
+    bits : int
+        Code length.
+    config : mapping or the method's Config instance, optional
+        Overrides of the method's defaults (and of the dataset's preset); an
+        unknown key is a ValueError. A Config instance is used as it is.
+    epochs : int, optional
+        Outer epochs (default: the preset's, else the method's ``default_epochs``).
+    seed : int
+        Seeds python, numpy and torch, the validation carve, the batches and
+        the initialisation: the same seed gives bit-identical codes on the
+        same machine, device and thread count.
+    device : str or torch.device
+        ``"cpu"`` (default), ``"cuda"``, ``"cuda:1"``...
+    val_fraction : float
+        Share of the training items held out to choose the epoch (0: keep the
+        last epoch). Validation never touches the test queries.
+    eval_every : int
+        Validate every this many epochs (and after the last).
+    checkpoint_dir : path, optional
+        Where to write ``checkpoint_{method}_{bits}.pt`` with the best epoch's
+        weights (they are always kept in memory and restored).
+    progress : bool
+        tqdm bars where tqdm is installed.
+    preset : bool
+        Apply the method's preset for ``dataset.name`` (:attr:`HashMethod.presets`).
+    """
+    from .methods import get_method
+
+    cls = get_method(method) if isinstance(method, str) else method
+    if isinstance(config, cls.Config):
+        cfg, n_epochs = config, settings(cls, dataset.name, None, epochs, preset)[1]
+    else:
+        cfg, n_epochs = settings(cls, dataset.name, config, epochs, preset)
+    dev = resolve_device(device)
+    if bits < 1:
+        raise ValueError(f"bits: expected a positive code length, got {bits}")
+    if n_epochs < 1:
+        raise ValueError(f"epochs: expected at least 1, got {n_epochs}")
+    seed_everything(seed)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+
+    fit_rows, val_rows = carve_validation(dataset.split.train, val_fraction if cls.iterative else 0.0, seed)
+    rows = np.concatenate([fit_rows, val_rows])
+    image = torch.from_numpy(dataset.image[rows]).to(dev)
+    text = torch.from_numpy(dataset.text[rows]).to(dev)
+    labels_np = dataset.labels[rows]
+    nfit = fit_rows.size
+    fit_pos, val_pos = np.arange(nfit), np.arange(nfit, rows.size)
+    train = TrainSet(
+        image=image[:nfit], text=text[:nfit],
+        labels=torch.from_numpy(labels_np[:nfit].astype(np.float32)).to(dev), rows=fit_rows,
+    )
+    m = cls(cfg, bits, dataset.dims, dev, gen)
+    log.info("%s, %d bits on %s: %d training items (+%d validation), config %s",
+             cls.name, bits, dev, nfit, val_rows.size, config_dict(cfg))
+    t0 = time.perf_counter()
+    history: List[Dict[str, float]] = []
+    best_state: Optional[Dict[str, Any]] = None
+    best_epoch, best_val = n_epochs - 1, None
+
+    if not cls.iterative:  # closed form: nothing to choose, so no validation split either
+        m.fit(train)
+        n_epochs, best_epoch = 1, 0
+    else:
+        m.setup(train)
+        bar = _progress(range(n_epochs), n_epochs, f"{cls.name} {bits} bits", progress)
+        for epoch in bar:
+            record: Dict[str, float] = {"epoch": float(epoch)}
+            m.networks.train()
+            for phase in m.phases(epoch, n_epochs):
+                record[f"loss_{phase.name}"] = _run_phase(phase, nfit, gen, dev)
+            record.update(m.end_epoch(epoch, n_epochs))
+            last = epoch == n_epochs - 1
+            if val_rows.size and (epoch % max(eval_every, 1) == 0 or last):
+                i2t, t2i = _validation_map(m, image, text, labels_np, val_pos, fit_pos)
+                score = (i2t + t2i) / 2
+                record.update(val_i2t=i2t, val_t2i=t2i)
+                if best_val is None or score > best_val:
+                    best_val, best_epoch = score, epoch
+                    best_state = _snapshot(m)
+            history.append(record)
+            log.debug("epoch %d: %s", epoch, record)
+            if _tqdm is not None and progress and hasattr(bar, "set_postfix"):
+                bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
+        if best_state is not None:
+            _restore(m, best_state)
+    seconds = time.perf_counter() - t0
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Path(checkpoint_dir) / f"checkpoint_{cls.name}_{bits}.pt"
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "method": cls.name, "bits": bits, "dims": list(dataset.dims), "config": config_dict(cfg),
+                "epoch": best_epoch, "val_map": best_val, "seed": seed,
+                "networks": {k: v.detach().cpu() for k, v in m.networks.state_dict().items()},
+                "extra": m.extra_state(),
+            },
+            ckpt,
+        )
+    log.info("%s, %d bits: best epoch %d of %d (validation MAP %s), %.1f s", cls.name, bits, best_epoch + 1,
+             n_epochs, "n/a" if best_val is None else f"{best_val:.4f}", seconds)
+    return FitResult(m, bits, n_epochs, best_epoch, best_val, history, seconds, val_rows, fit_rows, ckpt)
+
+
+def _run_phase(phase: Phase, n: int, gen: torch.Generator, dev: torch.device) -> float:
+    """Run one phase; returns the mean loss over its iterations."""
+    bs = min(phase.batch_size, n)
+    total = 0.0
+    order: Optional[torch.Tensor] = None
+    cursor = 0
+    for _ in range(phase.iterations):
+        if phase.sampling == "draw":
+            pos = torch.randperm(n, generator=gen)[:bs]
+        elif phase.sampling == "epoch":
+            if order is None or cursor >= n:
+                order, cursor = torch.randperm(n, generator=gen), 0
+            pos = order[cursor : cursor + bs]
+            cursor += bs
+        else:
+            raise ValueError(f"{phase.name}: expected sampling 'draw' or 'epoch', got {phase.sampling!r}")
+        pos = pos.to(dev)
+        phase.optimizer.zero_grad(set_to_none=True)
+        loss = phase.loss(pos)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"{phase.name}: the loss is {loss.item()}; lower the learning rate (--set lr_start=...)"
+            )
+        loss.backward()
+        phase.optimizer.step()
+        total += float(loss.detach())
+    return total / max(phase.iterations, 1)
+
+
+def _snapshot(m: HashMethod) -> Dict[str, Any]:
+    # The weights are all that encoding needs; training buffers stay as they are.
+    return {"networks": {k: v.detach().clone() for k, v in m.networks.state_dict().items()}}
+
+
+def _restore(m: HashMethod, state: Dict[str, Any]) -> None:
+    m.networks.load_state_dict(state["networks"])
+
+
+# --------------------------------------------------------------------------- codes
+
+
+def encode_dataset(m: HashMethod, dataset: Dataset, stats: Optional[Dict[str, int]] = None) -> Dict[str, np.ndarray]:
+    """Packed codes of the query and database items, both modalities, and their labels.
+
+    Returns the ``codes_{bits}.npz`` arrays: ``query_image``, ``query_text``,
+    ``db_image``, ``db_text`` (uint64, ``(n, ceil(bits/64))``) and
+    ``query_labels``, ``db_labels`` ({0,1} uint8). Where ``stats`` is a dict,
+    ``stats["zero_outputs"]`` counts the outputs that were exactly 0 (each
+    became bit 1; METHODS pitfall 1).
+    """
+    out: Dict[str, np.ndarray] = {}
+    zeros = 0
+    for part, rows in (("query", dataset.split.query), ("db", dataset.split.database)):
+        for modality, x in (("image", dataset.image), ("text", dataset.text)):
+            real = m.outputs(modality, torch.from_numpy(x[rows]))
+            zeros += int((real == 0).sum())
+            out[f"{part}_{modality}"] = pack_outputs(real)
+        out[f"{part}_labels"] = np.ascontiguousarray(dataset.labels[rows], dtype=np.uint8)
+    if stats is not None:
+        stats["zero_outputs"] = zeros
+    return out
+
+
+__all__ = [
+    "FitResult", "HashMethod", "Phase", "TrainSet", "carve_validation",
+    "encode_dataset", "fit", "pack_outputs", "resolve_device", "seed_everything", "settings",
+    "sign_bits",
+]
