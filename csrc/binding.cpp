@@ -4,6 +4,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -23,7 +25,19 @@ namespace {
 using Codes = py::array_t<uint64_t, py::array::c_style>;
 using Ids = py::array_t<int64_t, py::array::c_style>;
 
+// The kernels load whole words: an array at an odd address (a view into a
+// byte buffer) must be copied by the caller, as the Python layer does.
+template <class Array>
+void check_aligned(const Array& a, const char* what) {
+    if (reinterpret_cast<uintptr_t>(a.data()) % alignof(typename Array::value_type) != 0) {
+        throw std::invalid_argument(std::string(what) + ": expected an array aligned to its " +
+                                    std::to_string(sizeof(typename Array::value_type)) +
+                                    "-byte items, got a misaligned view; pass a copy");
+    }
+}
+
 size_t check_matrix(const Codes& a, size_t w, const char* what) {
+    check_aligned(a, what);
     if (a.ndim() != 2) {
         throw std::invalid_argument(std::string(what) + ": expected a 2-D array, got " + std::to_string(a.ndim()) +
                                     "-D");
@@ -56,6 +70,11 @@ py::tuple knn_arrays(const Index& self, const Codes& q, int64_t k, int64_t threa
     const size_t nq = check_matrix(q, self.words(), "q");
     self.flat().check_codes(q.data(), nq, "q");
     if (k < 1) throw std::invalid_argument("k: expected k >= 1, got " + std::to_string(k));
+    // nq * k distances and ids must be addressable (12 bytes each).
+    if (static_cast<uint64_t>(k) > static_cast<uint64_t>(PY_SSIZE_T_MAX) / 16 / std::max<size_t>(nq, 1)) {
+        throw std::invalid_argument("k: expected nq * k results to fit in memory, got nq = " + std::to_string(nq) +
+                                    ", k = " + std::to_string(k));
+    }
     const size_t t = check_threads(threads);
     py::array_t<int32_t> D({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
     py::array_t<int64_t> I({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(k)});
@@ -85,6 +104,7 @@ void bind_common(py::class_<Index>& cls) {
             "add",
             [](Index& self, Codes codes, Ids ids) {
                 const size_t n = check_matrix(codes, self.words(), "codes");
+                check_aligned(ids, "ids");
                 if (ids.ndim() != 1 || static_cast<size_t>(ids.shape(0)) != n) {
                     throw std::invalid_argument("ids: expected a 1-D array of " + std::to_string(n) + " ids");
                 }
@@ -97,6 +117,7 @@ void bind_common(py::class_<Index>& cls) {
         .def(
             "remove",
             [](Index& self, Ids ids) {
+                check_aligned(ids, "ids");
                 if (ids.ndim() != 1) throw std::invalid_argument("ids: expected a 1-D array of ids");
                 const int64_t* i = ids.data();
                 const size_t n = static_cast<size_t>(ids.shape(0));
@@ -179,6 +200,7 @@ PYBIND11_MODULE(_core, m) {
 
     m.def("_read_bandwidth",
           [](Codes data, int64_t threads) {
+              check_aligned(data, "data");
               const size_t t = check_threads(threads);
               const uint64_t* p = data.data();
               const size_t n = static_cast<size_t>(data.size());

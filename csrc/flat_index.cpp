@@ -412,7 +412,9 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, std::vector
     const Kernels& K = active_kernels();
     const size_t T = plan_threads(std::max<size_t>(threads, 1), nq);
     const std::vector<size_t>* order = ids_ascending_ ? nullptr : &id_order();
-    const size_t nbins = static_cast<size_t>(nbits_) + 1;
+    // Every distance a code can have: pad bits are zero in valid data, but a
+    // file loaded with verify=False may break that, and must not break this.
+    const size_t nbins = 64 * w_ + 1;
     // Counting sort by distance, visiting rows in id order so ties come out by id.
     auto place = [&](const int32_t* dist, int64_t* row_out, std::vector<size_t>& offset) {
         std::fill(offset.begin(), offset.end(), 0);

@@ -165,6 +165,8 @@ class _Index:
         """
         k = check_k(k)
         arr, nthreads = self._prepare(q, threads)
+        if k > (2**62 // 16) // max(1, arr.shape[0]):
+            raise ValueError(f"k: expected nq * k results to fit in memory, got nq = {arr.shape[0]}, k = {k}")
         return self._store.knn(arr, k, nthreads)
 
     def radius(self, q: Any, r: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,7 +180,7 @@ class _Index:
         I : ndarray of int64, shape (lims[-1],)
             Each query's results sorted by ``(distance, id)``.
         """
-        r = check_radius(r)
+        r = min(check_radius(r), 64 * self.words)  # no distance exceeds 64 per word
         arr, nthreads = self._prepare(q, threads)
         return self._store.radius(arr, r, nthreads)
 

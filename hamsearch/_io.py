@@ -198,7 +198,10 @@ def save(index: Any, path: PathLike) -> None:
         with index._add_lock:  # one snapshot: no add or remove between the data and the header
             next_id = index._next_id
             if hasattr(index._store, "save_payload"):
-                count, ids_offset, codes_offset, end = index._store.save_payload(fd, HEADER_SIZE)
+                try:
+                    count, ids_offset, codes_offset, end = index._store.save_payload(fd, HEADER_SIZE)
+                except RuntimeError as exc:  # the native core's write error, with errno's text
+                    raise OSError(f"{path}: {exc}") from exc
             else:
                 ids = index._store.ids()
                 codes = index._store.codes()

@@ -579,6 +579,10 @@ def _usable(q: np.ndarray) -> np.ndarray:
     return np.array(q, dtype=np.uint64, order="C")
 
 
+class _Stale(Exception):
+    """The store changed since the version a caller pinned."""
+
+
 class _Snapshot:
     """The rows of a store at one moment, split into parts of whole blocks.
 
@@ -732,7 +736,7 @@ class FlatStore:
         return rows[:n]
 
     # -- search -------------------------------------------------------------
-    def knn(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray]:
+    def knn(self, q: np.ndarray, k: int, threads: int, version: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest codes of each query.
 
         Parameters
@@ -740,6 +744,9 @@ class FlatStore:
         q : ndarray of uint64, shape (nq, words)
         k : int, >= 1
         threads : int, >= 1
+        version : int, optional
+            Search only the store at this version (raise :class:`_Stale`
+            otherwise): the MIH store's scan must see what its tables saw.
 
         Returns
         -------
@@ -751,7 +758,7 @@ class FlatStore:
         k = int(k)
         q = _usable(q)
         nq = q.shape[0]
-        snap = self._snapshot()
+        snap = self._snapshot(version)
         n = snap.n
         out_d = np.full((nq, k), _DISTANCE_PAD, dtype=np.int32)
         out_i = np.full((nq, k), _ID_PAD, dtype=np.int64)
@@ -773,7 +780,7 @@ class FlatStore:
             bd = np.empty((nparts, m, cap), dtype=np.int32)
             bi = np.empty((nparts, m, cap), dtype=np.int64)
             bcnt = np.zeros((nparts, m), dtype=np.int64)
-            btau = np.full((nparts, m), self._nbits + 1, dtype=np.int64)  # admits every row
+            btau = np.full((nparts, m), 64 * self._words + 1, dtype=np.int64)  # admits every row, pad bits or not
             btid = np.zeros((nparts, m), dtype=np.int64)
             groups = _bounds(m, min(ngroups, m))
             _run(_knn_scan, [
@@ -787,7 +794,8 @@ class FlatStore:
             _run(_knn_merge, [(a, b, k, bd, bi, bcnt, snap.ascending, od, oi) for a, b in zip(merge, merge[1:])])
         return out_d, out_i
 
-    def radius(self, q: np.ndarray, r: int, threads: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def radius(self, q: np.ndarray, r: int, threads: int,
+               version: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every code within distance ``r`` of each query.
 
         Parameters
@@ -806,7 +814,7 @@ class FlatStore:
         """
         q = _usable(q)
         nq = q.shape[0]
-        snap = self._snapshot()
+        snap = self._snapshot(version)
         lims = np.zeros(nq + 1, dtype=np.int64)
         if nq == 0 or snap.n == 0:
             return lims, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
@@ -855,9 +863,11 @@ class FlatStore:
         return out_i
 
     # -- helpers -------------------------------------------------------------
-    def _snapshot(self) -> _Snapshot:
-        """The rows present now."""
+    def _snapshot(self, version: Optional[int] = None) -> _Snapshot:
+        """The rows present now (at ``version``, if given, else :class:`_Stale`)."""
         with self._lock:
+            if version is not None and version != self._version:
+                raise _Stale()
             n = self._n
             return _Snapshot(self._blocks[: -(-n // self._rows)], n, self._ids[:n], self._ascending, self._version)
 
@@ -1053,7 +1063,7 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
             qsub[t] = _mih_extract(qv, tbegin[t], tlen[t])
         mark = np.int32(j + 1)
         cnt = 0
-        tau = np.int64(nbits + 1)
+        tau = np.int64(64 * w + 1)  # admits every row, pad bits or not
         found = 0
         work = 0.0
         done = False
@@ -1285,7 +1295,7 @@ class MIHStore:
         self._nbits = int(nbits)
         self._m = int(m)
         self._flat = FlatStore(nbits)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by _consistent's last try
         self._tables: Optional[_Tables] = None
         self._probes = np.zeros(65)
         self._scan_fraction = _SCAN_FRACTION
@@ -1370,6 +1380,22 @@ class MIHStore:
 
     # -- search ------------------------------------------------------------------
     def knn(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray, int]:
+        return self._consistent(self._knn, q, k, threads)
+
+    def _consistent(self, search: Callable, *args: Any) -> Any:
+        """``search`` on one state of the store: the tables and the scan that
+        answers the queries that give up must see the same rows. A change in
+        between makes it start again; after a few tries it runs holding the
+        lock (changes then wait for it)."""
+        for _ in range(4):
+            try:
+                return search(*args)
+            except _Stale:
+                continue
+        with self._lock:
+            return search(*args)
+
+    def _knn(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray, int]:
         k = int(k)
         if k < 1:
             raise ValueError(f"k: expected k >= 1, got {k}")
@@ -1393,12 +1419,15 @@ class MIHStore:
         ])
         rest = np.flatnonzero(gave_up)
         if rest.size:
-            d, i = self._flat.knn(np.ascontiguousarray(q[rest]), k, threads)
+            d, i = self._flat.knn(np.ascontiguousarray(q[rest]), k, threads, version=tabs.version)
             out_d[rest] = d
             out_i[rest] = i
         return out_d, out_i, int(rest.size)
 
     def radius(self, q: np.ndarray, r: int, threads: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._consistent(self._radius, q, r, threads)
+
+    def _radius(self, q: np.ndarray, r: int, threads: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         r = int(r)
         if r < 0:
             raise ValueError(f"r: expected r >= 0, got {r}")
@@ -1424,7 +1453,7 @@ class MIHStore:
         _run(task, [(t, a, b) for t, (a, b) in enumerate(zip(cuts, cuts[1:]))])
         rest = np.flatnonzero(gave_up)
         if rest.size:
-            slims, sd, si = self._flat.radius(np.ascontiguousarray(q[rest]), r, threads)
+            slims, sd, si = self._flat.radius(np.ascontiguousarray(q[rest]), r, threads, version=tabs.version)
             counts[rest] = np.diff(slims)
         np.cumsum(counts, out=lims[1:])
         out_d = np.empty(int(lims[-1]), dtype=np.int32)

@@ -14,6 +14,9 @@ import numpy as np
 MAX_NBITS = 1 << 20
 
 
+MAX_THREADS = 1024  # the most worker threads a search starts; larger requests mean this
+
+
 def words(nbits: int) -> int:
     """Number of uint64 words in a code of ``nbits`` bits."""
     return (nbits + 63) // 64
@@ -50,6 +53,8 @@ def check_k(k: Any) -> int:
 
 
 def check_radius(r: Any) -> int:
+    """``r >= 0``; any size: a radius past every possible distance (64 per
+    word) means the same as that bound, and the caller clamps it."""
     r = as_int(r, "r")
     if r < 0:
         raise ValueError(f"r: expected r >= 0, got {r}")
@@ -62,7 +67,7 @@ def check_threads(threads: Any, default: int) -> int:
     threads = as_int(threads, "threads")
     if threads < 1:
         raise ValueError(f"threads: expected None or an int >= 1, got {threads}")
-    return threads
+    return min(threads, MAX_THREADS)
 
 
 def to_numpy(x: Any, name: str) -> np.ndarray:
