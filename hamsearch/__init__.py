@@ -16,6 +16,16 @@ from .mih import MIHIndex
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):  # type: ignore[no-untyped-def]
+    # hs.distributed on first use: the module imports Ray only when an index
+    # is created, and the engine never imports it.
+    if name == "distributed":
+        import importlib
+
+        return importlib.import_module(".distributed", __name__)
+    raise AttributeError(f"module 'hamsearch' has no attribute {name!r}")
+
 __all__ = [
     "DISTANCE_PAD",
     "ID_PAD",
