@@ -37,7 +37,7 @@ import hamsearch as hs
 from hamsearch import _backend
 
 from bench.grid import BenchConfig, bench_config, n_label
-from bench.peers import ByteCodes, Unavailable, _preload, _resident_bytes, _trim_heap
+from bench.peers import ByteCodes, OneDataSetCache, Unavailable, _preload, _resident_bytes, _trim_heap
 
 # (library, variant)
 MIH = ("hamsearch", "mih")
@@ -281,15 +281,9 @@ def make_searcher(key: Tuple[str, str], data: MihDataset) -> Searcher:
     raise ValueError(f"searcher: expected one of {SEARCHERS}, got {key!r}")
 
 
-class MihCache:
+class MihCache(OneDataSetCache):
     """One data set and its searchers at a time; the exact answer (FlatIndex)
     computed once per data set, MIH checked against it once."""
-
-    def __init__(self, seed: int, nq: int) -> None:
-        self.seed, self.nq = seed, nq
-        self.key: Optional[Tuple[str, int, int]] = None
-        self.data: Optional[MihDataset] = None
-        self.searchers: Dict[Tuple[str, str], Any] = {}
 
     def dataset(self, data: str, nbits: int, n: int) -> MihDataset:
         key = (data, nbits, n)
@@ -335,15 +329,6 @@ class MihCache:
                     raise err
             self.searchers[key] = got
         return got
-
-    def clear(self) -> None:
-        for s in self.searchers.values():
-            if isinstance(s, Searcher):
-                s.close()
-        self.searchers.clear()
-        self.data = None
-        self.key = None
-        _trim_heap()
 
 
 # -- tests -------------------------------------------------------------------

@@ -340,20 +340,37 @@ def check_against_oracle(searcher: Searcher, data: Dataset) -> None:
         )
 
 
-class DataCache:
-    """The current data set and the searchers built on it.
+class OneDataSetCache:
+    """One data set at a time and the searchers built on it (a searcher, or
+    the exception that refused it): asking for another data set frees the
+    previous one and every index built on it (10^7 x 256-bit codes are 320 MB
+    a copy). Subclasses say how a data set and its searchers are made."""
 
-    Holds one data set at a time: asking for another frees the previous one
-    and every index built on it (10^7 x 256-bit codes are 320 MB a copy).
+    def __init__(self, seed: int, nq: int) -> None:
+        self.seed, self.nq = seed, nq
+        self.key: Optional[Tuple[Any, ...]] = None
+        self.data: Any = None
+        self.searchers: Dict[Tuple[str, str], Any] = {}
+
+    def clear(self) -> None:
+        for s in self.searchers.values():
+            if not isinstance(s, BaseException):
+                s.close()
+        self.searchers.clear()
+        self.data = None
+        self.key = None
+        _trim_heap()
+
+
+class DataCache(OneDataSetCache):
+    """The current data set of bench_flat.py and the searchers built on it.
+
     A searcher that is unavailable, or fails its oracle check, is remembered
     and not retried for the same data set.
     """
 
     def __init__(self, seed: int, nq: int) -> None:
-        self.seed, self.nq = seed, nq
-        self.key: Optional[Tuple[int, int]] = None
-        self.data: Optional[Dataset] = None
-        self.searchers: Dict[Tuple[str, str], Any] = {}
+        super().__init__(seed, nq)
         self.unavailable: Dict[Tuple[str, str], str] = {}  # across data sets
 
     def dataset(self, nbits: int, n: int) -> Dataset:
@@ -396,15 +413,6 @@ class DataCache:
                 got.memory_bytes = max(0, _resident_bytes() - before)
             self.searchers[key] = got
         return got
-
-    def clear(self) -> None:
-        for s in self.searchers.values():
-            if isinstance(s, Searcher):
-                s.close()
-        self.searchers.clear()
-        self.data = None
-        self.key = None
-        _trim_heap()
 
 
 # -- the memory-bandwidth floor ----------------------------------------------
