@@ -98,3 +98,17 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
     """A generator seeded from the test function's name: reproducible, the same
     data for every backend and kernel level, distinct between tests."""
     return np.random.default_rng(zlib.crc32(request.node.originalname.encode()))
+
+
+@pytest.fixture
+def torch_one_thread() -> Iterator[None]:
+    """PyTorch on one thread for the test (the machine is shared; one thread
+    also keeps trained codes bit-identical run to run). Imports torch only
+    when a test asks for it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+

@@ -25,12 +25,7 @@ TINY = ["--synthetic", "n=600", "--synthetic", "n_query=60", "--synthetic", "n_t
 FAST = ["--set", "text_hidden=256", "--set", "batch_size=32"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -32,13 +32,7 @@ SMALL = dict(n=1500, n_query=200, n_train=800, image_dim=128, text_dim=200)
 FAST = dict(text_hidden=1024, batch_size=64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The machine is shared; one thread also keeps the codes bit-identical run to run.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
