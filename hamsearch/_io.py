@@ -207,9 +207,9 @@ def save(index: Any, path: PathLike) -> None:
                 codes = index._store.codes()
                 count = ids.shape[0]
                 ids_offset, codes_offset, end = layout(count, index.nbits)
-                os.pwrite(fd, ids.astype("<i8", copy=False).tobytes(), ids_offset)
-                os.pwrite(fd, bytes(codes_offset - ids_offset - 8 * count), ids_offset + 8 * count)
-                os.pwrite(fd, codes.astype("<u8", copy=False).tobytes(), codes_offset)
+                _write_all(fd, ids.astype("<i8", copy=False), ids_offset)
+                _write_all(fd, bytes(codes_offset - ids_offset - 8 * count), ids_offset + 8 * count)
+                _write_all(fd, codes.astype("<u8", copy=False), codes_offset)
         if (ids_offset, codes_offset, end) != layout(count, index.nbits):  # pragma: no cover - internal check
             raise RuntimeError("save: the payload layout differs from the format's")
         os.ftruncate(fd, end)
@@ -220,7 +220,7 @@ def save(index: Any, path: PathLike) -> None:
             data_crc = zlib.crc32(b"")
         header = Header(kind, index.nbits, count, next_id, int(getattr(index, "_m", None) or 0), ids_offset,
                         codes_offset, end, data_crc)
-        os.pwrite(fd, pack_header(header), 0)
+        _write_all(fd, pack_header(header), 0)
         if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the file the usual mode
             os.fchmod(fd, _MODE)
         os.fsync(fd)
@@ -236,6 +236,19 @@ def save(index: Any, path: PathLike) -> None:
             pass
         raise
     _fsync_directory(directory)
+
+
+def _write_all(fd: int, data: Any, offset: int) -> None:
+    """Writes every byte of ``data`` (a C-contiguous buffer) at ``offset``:
+    ``os.pwrite`` may write less than asked (Linux stops at about 2 GiB a call)."""
+    view = memoryview(data)
+    if view.nbytes == 0:
+        return
+    view = view.cast("B")
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+    view.release()
 
 
 def _fsync_directory(directory: str) -> None:
@@ -325,7 +338,8 @@ def load(path: PathLike, mmap: bool = False, *, backend: Optional[str] = "auto",
                     codes = np.frombuffer(mm, dtype="<u8", count=h.count * h.words,
                                           offset=h.codes_offset).reshape(h.count, h.words)
                     try:
-                        index._store.add(codes.astype(np.uint64), ids.astype(np.int64))
+                        # views of the map (native-endian on little-endian machines): add copies them in
+                        index._store.add(codes.astype(np.uint64, copy=False), ids.astype(np.int64, copy=False))
                     finally:
                         del ids, codes
     index._next_id = h.next_id
