@@ -323,6 +323,8 @@ def load(path: PathLike, mmap: bool = False, *, backend: Optional[str] = "auto",
             index: Any = MIHIndex(h.nbits, m=h.m or None, backend=backend, threads=threads)
         else:
             index = FlatIndex(h.nbits, backend=backend, threads=threads)
+        if verify and h.count == 0 and h.data_crc != zlib.crc32(b""):  # no data: its CRC is that of nothing
+            raise _bad(path, "data checksum mismatch: the ids or codes are corrupt")
         if h.count:
             with _mmap.mmap(fh.fileno(), 0, access=_mmap.ACCESS_READ) as mm:
                 problem = _verify(mm, h, path) if verify else None

@@ -359,3 +359,14 @@ def test_remove_inputs(be):
         idx.add(np.zeros((1, 1), np.uint64), ids=[7])
     assert idx.add(np.zeros((1, 1), np.uint64), ids=[3]).tolist() == [3]  # a removed id may be given back explicitly
     assert len(idx) == 8
+
+
+def test_empty_file_data_checksum_is_checked(tmp_path, be):
+    """An empty index has no data, so its data CRC must be that of nothing
+    (0); a header with another value and a valid header CRC is corrupt."""
+    raw = bytearray(spec_file(16, np.zeros(0, np.int64), np.zeros((0, 1), np.uint64)))
+    raw[88:92] = struct.pack("<I", 1)
+    raw[124:128] = struct.pack("<I", zlib.crc32(bytes(raw[:124])))
+    with pytest.raises(ValueError, match="data checksum"):
+        _load_bytes(tmp_path, bytes(raw), be)
+    assert len(_load_bytes(tmp_path, bytes(raw), be, verify=False)) == 0
