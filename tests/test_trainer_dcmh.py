@@ -195,7 +195,7 @@ def test_defaults_follow_the_paper():
     text = [mod for mod in m.networks["text"] if isinstance(mod, torch.nn.Linear)]
     assert [(lin.in_features, lin.out_features) for lin in text] == [(11, 8192), (8192, 16)]
     assert abs(float(text[0].weight.detach().std()) - 0.01) < 1e-3  # N(0, 0.01²)
-    assert available_methods()[:2] == ["dcmh", "cca_itq"] and get_method("dcmh") is DCMH
+    assert available_methods()[0] == "dcmh" and "cca_itq" in available_methods() and get_method("dcmh") is DCMH
     with pytest.raises(ValueError, match="expected one of"):
         get_method("dcmh2")
 

@@ -11,7 +11,10 @@ here does everything else, once:
   seeds (python, numpy, torch, plus a ``torch.Generator`` for batches and
   initialisation), so that a run is deterministic under its seed;
 - a validation split carved from the training items (never the test
-  queries); the training proper uses the rest;
+  queries); the training proper uses the rest. Unsupervised methods
+  (``supervised = False``) get neither labels (``TrainSet.labels`` is None)
+  nor a label-based choice of epoch: they keep their last epoch, so that
+  nothing in their training depends on the labels;
 - mini-batches, the optimizer steps, a check that each loss is finite,
   progress bars (tqdm when installed) and logging;
 - after each epoch, validation MAP (image->text and text->image, validation
@@ -52,13 +55,20 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TrainSet:
-    """The training items on the device: features, labels as float {0,1}, and
-    their rows in the dataset."""
+    """The training items on the device: features, labels as float {0,1}
+    (None for an unsupervised method: it never sees them), and their rows in
+    the dataset."""
 
     image: torch.Tensor
     text: torch.Tensor
-    labels: torch.Tensor
+    labels: Optional[torch.Tensor]
     rows: np.ndarray
+
+    def require_labels(self, method: str) -> torch.Tensor:
+        """The labels, or a clear error where the method was declared unsupervised."""
+        if self.labels is None:
+            raise ValueError(f"{method}: this training set carries no labels (the method is unsupervised)")
+        return self.labels
 
     @property
     def n(self) -> int:
@@ -73,14 +83,28 @@ class Phase:
     on the device and returns a scalar loss; the loop runs ``iterations``
     optimizer steps. ``sampling="draw"`` draws a fresh random batch for every
     iteration (DCMH's code); ``"epoch"`` walks a shuffled partition.
+
+    ``optimizer`` may be one optimizer or several stepped together (DCGH's
+    network and class proxies). ``clip_grad_norm`` clips the global gradient
+    norm of ``clip_params`` (default: every parameter of those optimizers)
+    before the step; ``after_step`` runs after each step (a per-step
+    learning-rate schedule).
     """
 
     name: str
-    optimizer: torch.optim.Optimizer
+    optimizer: Union[torch.optim.Optimizer, Sequence[torch.optim.Optimizer]]
     loss: Callable[[torch.Tensor], torch.Tensor]
     iterations: int
     batch_size: int
     sampling: str = "draw"
+    clip_grad_norm: Optional[float] = None
+    clip_params: Optional[Sequence[torch.Tensor]] = None
+    after_step: Optional[Callable[[], None]] = None
+
+    @property
+    def optimizers(self) -> List[torch.optim.Optimizer]:
+        opt = self.optimizer
+        return [opt] if isinstance(opt, torch.optim.Optimizer) else list(opt)
 
 
 class HashMethod:
@@ -319,16 +343,24 @@ def fit(
     seed_everything(seed)
     gen = torch.Generator(device="cpu").manual_seed(seed)
 
-    fit_rows, val_rows = carve_validation(dataset.split.train, val_fraction if cls.iterative else 0.0, seed)
+    # Validation chooses the epoch by MAP, which needs labels: an unsupervised
+    # method keeps its last epoch instead, so its codes never depend on them.
+    use_val = cls.iterative and cls.supervised
+    if val_fraction and not use_val:
+        log.info("%s: no validation split (%s); the last epoch is kept", cls.name,
+                 "closed form" if not cls.iterative else "unsupervised: labels are not used in training")
+    fit_rows, val_rows = carve_validation(dataset.split.train, val_fraction if use_val else 0.0, seed)
     rows = np.concatenate([fit_rows, val_rows])
     image = torch.from_numpy(dataset.image[rows]).to(dev)
     text = torch.from_numpy(dataset.text[rows]).to(dev)
-    labels_np = dataset.labels[rows]
+    labels_np = dataset.labels[rows] if use_val else None
     nfit = fit_rows.size
     fit_pos, val_pos = np.arange(nfit), np.arange(nfit, rows.size)
     train = TrainSet(
         image=image[:nfit], text=text[:nfit],
-        labels=torch.from_numpy(labels_np[:nfit].astype(np.float32)).to(dev), rows=fit_rows,
+        labels=(torch.from_numpy(dataset.labels[fit_rows].astype(np.float32)).to(dev)
+                if cls.supervised else None),
+        rows=fit_rows,
     )
     m = cls(cfg, bits, dataset.dims, dev, gen)
     log.info("%s, %d bits on %s: %d training items (+%d validation), config %s",
@@ -351,7 +383,7 @@ def fit(
                 record[f"loss_{phase.name}"] = _run_phase(phase, nfit, gen, dev)
             record.update(m.end_epoch(epoch, n_epochs))
             last = epoch == n_epochs - 1
-            if val_rows.size and (epoch % max(eval_every, 1) == 0 or last):
+            if labels_np is not None and val_rows.size and (epoch % max(eval_every, 1) == 0 or last):
                 i2t, t2i = _validation_map(m, image, text, labels_np, val_pos, fit_pos)
                 score = (i2t + t2i) / 2
                 record.update(val_i2t=i2t, val_t2i=t2i)
@@ -386,6 +418,7 @@ def fit(
 def _run_phase(phase: Phase, n: int, gen: torch.Generator, dev: torch.device) -> float:
     """Run one phase; returns the mean loss over its iterations."""
     bs = min(phase.batch_size, n)
+    optimizers = phase.optimizers
     total = 0.0
     order: Optional[torch.Tensor] = None
     cursor = 0
@@ -400,14 +433,22 @@ def _run_phase(phase: Phase, n: int, gen: torch.Generator, dev: torch.device) ->
         else:
             raise ValueError(f"{phase.name}: expected sampling 'draw' or 'epoch', got {phase.sampling!r}")
         pos = pos.to(dev)
-        phase.optimizer.zero_grad(set_to_none=True)
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
         loss = phase.loss(pos)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"{phase.name}: the loss is {loss.item()}; lower the learning rate (--set lr_start=...)"
             )
         loss.backward()
-        phase.optimizer.step()
+        if phase.clip_grad_norm is not None:
+            params = (list(phase.clip_params) if phase.clip_params is not None
+                      else [p for opt in optimizers for g in opt.param_groups for p in g["params"]])
+            torch.nn.utils.clip_grad_norm_(params, phase.clip_grad_norm)
+        for opt in optimizers:
+            opt.step()
+        if phase.after_step is not None:
+            phase.after_step()
         total += float(loss.detach())
     return total / max(phase.iterations, 1)
 

@@ -31,6 +31,7 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from ..engine import HashMethod, Phase, TrainSet
+from ._common import Standardize, mlp, to_signs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,43 +73,6 @@ class DCMHConfig:
     #: scale of the gradient: the code divides the batch loss by n·batch [code];
     #: "batch" divides by batch only (for experiments).
     normalise: Literal["n_batch", "batch"] = "n_batch"
-
-
-def _mlp(d_in: int, hidden: Sequence[int], d_out: int, std: float, gen: torch.Generator) -> nn.Sequential:
-    layers = []
-    prev = d_in
-    for h in hidden:
-        layers += [nn.Linear(prev, h), nn.ReLU()]
-        prev = h
-    layers.append(nn.Linear(prev, d_out))  # identity activation on the code layer [paper]
-    net = nn.Sequential(*layers)
-    with torch.no_grad():
-        for mod in net:
-            if isinstance(mod, nn.Linear):
-                nn.init.normal_(mod.weight, 0.0, std, generator=gen)
-                nn.init.normal_(mod.bias, 0.0, std, generator=gen)
-    return net
-
-
-class Standardize(nn.Module):
-    """x -> (x - mean) / std with fixed statistics (buffers), set by :meth:`fit`."""
-
-    mean: torch.Tensor
-    scale: torch.Tensor
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("scale", torch.ones(dim))
-
-    @torch.no_grad()
-    def fit(self, x: torch.Tensor, eps: float = 1e-8) -> None:
-        self.mean.copy_(x.mean(dim=0))
-        std = x.std(dim=0)
-        self.scale.copy_(torch.where(std > eps, 1.0 / std.clamp_min(eps), torch.ones_like(std)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) * self.scale
 
 
 def similarity(labels_a: torch.Tensor, labels_b: torch.Tensor) -> torch.Tensor:
@@ -200,8 +164,8 @@ class DCMH(HashMethod):
     def build(self) -> None:
         cfg: DCMHConfig = self.config
         d_img, d_txt, _ = self.dims
-        self.networks["image"] = _mlp(d_img, cfg.image_hidden, self.bits, cfg.init_std, self.generator)
-        self.networks["text"] = _mlp(d_txt, (cfg.text_hidden,), self.bits, cfg.init_std, self.generator)
+        self.networks["image"] = mlp(d_img, cfg.image_hidden, self.bits, self.generator, std=cfg.init_std)
+        self.networks["text"] = mlp(d_txt, (cfg.text_hidden,), self.bits, self.generator, std=cfg.init_std)
         if cfg.input_norm == "standardize":
             for modality, dim in (("image", d_img), ("text", d_txt)):
                 cast(nn.Sequential, self.networks[modality]).insert(0, Standardize(dim))
@@ -212,6 +176,7 @@ class DCMH(HashMethod):
         cfg: DCMHConfig = self.config
         n, c = train.n, self.bits
         self.train_set = train
+        self.labels = train.require_labels(self.name)
         if cfg.input_norm == "standardize":
             for modality, x in (("image", train.image), ("text", train.text)):
                 first = cast(nn.Sequential, self.networks[modality])[0]
@@ -231,7 +196,7 @@ class DCMH(HashMethod):
 
     def _codes(self) -> torch.Tensor:
         # B = sign(γ(F + G)) = sign(F + G) [paper][code], with 0 -> +1 [project].
-        return torch.where(self.F + self.G >= 0, 1.0, -1.0).to(self.F.dtype)
+        return to_signs(self.F + self.G)
 
     def _step_loss(self, modality: str, pos: torch.Tensor) -> torch.Tensor:
         train = self.train_set
@@ -239,7 +204,7 @@ class DCMH(HashMethod):
         own, other = (self.F, self.G) if modality == "image" else (self.G, self.F)
         out = self.networks[modality](x[pos])
         own[pos] = out.detach()  # write the batch's outputs into its buffer rows [code]
-        sim = similarity(train.labels[pos], train.labels)
+        sim = similarity(self.labels[pos], self.labels)
         return self.losses[modality](out, pos, own, other, self.B, sim)
 
     def phases(self, epoch: int, epochs: int) -> Sequence[Phase]:
@@ -261,5 +226,5 @@ class DCMH(HashMethod):
     def objective(self) -> float:
         """J over the training buffers (O(n²); for monitoring small sets)."""
         cfg: DCMHConfig = self.config
-        S = similarity(self.train_set.labels, self.train_set.labels)
+        S = similarity(self.labels, self.labels)
         return float(full_objective(self.F, self.G, self.B, S, cfg.gamma, cfg.eta))
