@@ -112,3 +112,12 @@ def torch_one_thread() -> Iterator[None]:
     yield
     torch.set_num_threads(before)
 
+
+
+@pytest.fixture(scope="session")
+def small():
+    """The small synthetic set of the trainer's method tests (``trainer_checks.SMALL``)."""
+    from trainer.data import load_dataset
+    from trainer_checks import SMALL
+
+    return load_dataset("synthetic", seed=0, synthetic=SMALL)

@@ -25,19 +25,15 @@ from trainer import engine
 from trainer.cli import evaluate_codes
 from trainer.data import load_dataset
 from trainer.methods import available_methods, get_method
+from trainer_checks import assert_phase_gradients_finite, assert_seeded_codes, SMALL
 from trainer.methods.cca_itq import cca, itq
 from trainer.methods.dcmh import DCMH, DCMHLoss, full_objective, lr_schedule, similarity
 
-SMALL = dict(n=1500, n_query=200, n_train=800, image_dim=128, text_dim=200)
 FAST = dict(text_hidden=1024, batch_size=64)
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-
-@pytest.fixture(scope="module")
-def small():
-    return load_dataset("synthetic", seed=0, synthetic=SMALL)
 
 
 def _softplus(x):
@@ -115,15 +111,7 @@ def test_gradients_finite_on_a_real_batch(small):
     train = engine.TrainSet(torch.from_numpy(small.image[tr]), torch.from_numpy(small.text[tr]),
                             torch.from_numpy(small.labels[tr].astype(np.float32)), tr)
     m.setup(train)
-    for phase in m.phases(0, 5):
-        pos = torch.randperm(train.n, generator=gen)[:64]
-        phase.optimizer.zero_grad()
-        loss = phase.loss(pos)
-        loss.backward()
-        assert torch.isfinite(loss)
-        grads = [p.grad for p in m.networks[phase.name].parameters()]
-        assert all(g is not None and torch.isfinite(g).all() for g in grads)
-        assert any(float(g.abs().max()) > 0 for g in grads)
+    assert_phase_gradients_finite(m, train.n, gen)
     # The buffers hold one row per training item.
     assert m.F.shape == (train.n, 16)
     assert m.objective() > 0
@@ -142,15 +130,7 @@ def test_short_run_beats_random_codes(small):
 
 
 def test_codes_bit_identical_under_a_seed(small):
-    def run(seed):
-        res = engine.fit("dcmh", small, 24, config={**FAST, "lr_start": 1.0}, epochs=3, seed=seed, progress=False)
-        return engine.encode_dataset(res.method, small)
-
-    a, b, c = run(7), run(7), run(8)
-    for key in ("query_image", "query_text", "db_image", "db_text"):
-        assert a[key].dtype == np.uint64 and a[key].shape[1] == 1
-        np.testing.assert_array_equal(a[key], b[key])
-    assert any(not np.array_equal(a[k], c[k]) for k in ("db_image", "db_text"))
+    assert_seeded_codes("dcmh", small, config={**FAST, "lr_start": 1.0}, epochs=3)
 
 
 def test_validation_split_is_inside_training_items(small):

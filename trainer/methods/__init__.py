@@ -1,8 +1,8 @@
 """The registry of hashing methods: one module per method.
 
 A method is a :class:`trainer.engine.HashMethod` subclass in
-``trainer/methods/<name>.py``. Adding one (Bi_NCMH, DBRC, DCGH, UCHM) takes
-that file and one line in :data:`BUILTIN` below; out-of-tree methods call
+``trainer/methods/<name>.py``. Adding one takes that file and one line in
+:data:`BUILTIN` below; out-of-tree methods call
 :func:`register` on their class. Modules are imported on first use, so a
 method with heavy imports costs nothing until it is asked for.
 """
@@ -17,6 +17,10 @@ if TYPE_CHECKING:  # pragma: no cover
 #: name -> "module:Class" of the methods shipped here, in table order.
 BUILTIN: Dict[str, str] = {
     "dcmh": "trainer.methods.dcmh:DCMH",
+    "bi_ncmh": "trainer.methods.bi_ncmh:BiNCMH",
+    "dbrc": "trainer.methods.dbrc:DBRC",
+    "dcgh": "trainer.methods.dcgh:DCGH",
+    "uchm": "trainer.methods.uchm:UCHM",
     "cca_itq": "trainer.methods.cca_itq:CCAITQ",
 }
 
