@@ -25,7 +25,7 @@ from trainer import engine
 from trainer.cli import evaluate_codes
 from trainer.data import load_dataset
 from trainer.methods import available_methods, get_method
-from trainer_checks import assert_phase_gradients_finite, assert_seeded_codes, SMALL
+from trainer_checks import assert_phase_gradients_finite, assert_seeded_codes, mirflickr_array, SMALL, t
 from trainer.methods.cca_itq import cca, itq
 from trainer.methods.dcmh import DCMH, DCMHLoss, full_objective, lr_schedule, similarity
 
@@ -51,6 +51,19 @@ def _tiny(seed=0, n=9, c=5, nlab=4, b=4):
     return F, G, B, labels, pos, out
 
 
+def test_similarity_on_real_mirflickr_labels():
+    labels = mirflickr_array("mirflickr25k-lall.mat", "LAll")
+    assert labels.shape == (20015, 24)
+    rng = np.random.default_rng(1)
+    a = labels[rng.choice(labels.shape[0], 300, replace=False)].astype(bool)
+    b = labels[rng.choice(labels.shape[0], 1000, replace=False)].astype(bool)
+    # S_ij = 1 where some label is on in both rows: elementwise AND, any.
+    expected = (a[:, None, :] & b[None, :, :]).any(axis=2).astype(np.float64)
+    got = similarity(t(a.astype(np.float64)), t(b.astype(np.float64))).numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert 0.3 < expected.mean() < 0.8  # about 56% of MIRFLICKR-25K pairs share a label
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_batch_loss_matches_formula(seed):
     gamma, eta = 0.7, 1.3  # unequal, so a swapped weight shows
@@ -66,7 +79,6 @@ def test_batch_loss_matches_formula(seed):
     balance = ((out.sum(0) + rest) ** 2).sum()
     expected = (nll + gamma * quant + eta * balance) / (n * b)
 
-    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     sim = similarity(t(labels[pos]), t(labels))
     np.testing.assert_array_equal(sim.numpy(), S)
     loss = DCMHLoss(gamma, eta)(t(out), t(pos), t(own), t(G), t(B), sim)

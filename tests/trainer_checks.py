@@ -72,3 +72,18 @@ def assert_phase_gradients_finite(method: Any, n: int, gen: Any, batch: int = 64
         grads = [p.grad for p in method.networks[phase.name].parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
         assert any(float(g.abs().max()) > 0 for g in grads)
+
+
+def mirflickr_array(filename: str, variable: str) -> np.ndarray:
+    """A variable of the real MIRFLICKR-25K files in ``../shared/data``; the
+    test is skipped where they are absent."""
+    from pathlib import Path
+
+    import pytest
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "mirflickr25k" / filename
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    from trainer.data import read_mat
+
+    return np.asarray(read_mat(path)[variable])
