@@ -385,6 +385,10 @@ def test_mih(mcase: MihCase, mih_data: MihCache, benchmark) -> None:
     benchmark.extra_info["median_s"] = median
     benchmark.extra_info["queries_per_second"] = c.nq / median
     benchmark.extra_info.update(s.extra())
+    if ds.truth is not None:
+        # How far the k-th neighbour lies decides MIH's speed: bench/report.py
+        # plots MIH's speed-up over the flat scan against this mean.
+        benchmark.extra_info["kth_distance_mean"] = float(np.mean(ds.truth[0][: c.nq, c.k - 1]))
     if s.exact:
         assert ds.truth is not None or (c.library, c.variant) == FLAT
         if ds.truth is not None:

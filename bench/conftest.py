@@ -20,6 +20,11 @@ stays so for hamsearch, while deprecation warnings raised inside the peers
 """
 from __future__ import annotations
 
+import os
+import shlex
+import sys
+from typing import Any, Dict, Optional
+
 import pytest
 
 from bench.grid import bench_config
@@ -96,3 +101,66 @@ def bench_data(request: pytest.FixtureRequest):
     cache = DataCache(seed=cfg.seed, nq=cfg.max_nq)
     yield cache
     cache.clear()
+
+
+def _version_of(module: str) -> Optional[str]:
+    """``module.__version__``, or None when it cannot be imported (never raises)."""
+    import importlib
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mod = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - any failure means "not available"
+        return None
+    version = getattr(mod, "__version__", None)
+    return str(version) if version is not None else "unknown"
+
+
+def _cpu_model() -> Optional[str]:
+    """The first ``model name`` of ``/proc/cpuinfo``, or None where unreadable."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() in ("model name", "Processor", "cpu model"):
+                    return value.strip() or None
+    except OSError:
+        return None
+    return None
+
+
+def _command_line() -> str:
+    """``sys.argv`` as a shell command, ``python -m pytest`` for pytest's
+    ``__main__``, prefixed by the ``HAMSEARCH_*`` variables that shape the grid."""
+    argv = list(sys.argv)
+    if argv and os.path.basename(os.path.dirname(argv[0])) == "pytest" and argv[0].endswith("__main__.py"):
+        argv = ["python", "-m", "pytest"] + argv[1:]
+    env = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("HAMSEARCH_")]
+    return " ".join([shlex.quote(e) for e in env] + [shlex.join(argv)])
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: Dict[str, Any]) -> None:
+    """Record what ``bench/report.py`` states about a run: the versions, the
+    ISA hamsearch chose, the CPU model and count, and the command (with its
+    working directory). Every probe is guarded: a missing library is recorded
+    as None, never an error."""
+    info: Dict[str, Any] = {}
+    try:
+        import hamsearch as hs
+
+        info["isa"] = str(hs.isa())
+    except Exception as exc:  # noqa: BLE001
+        info["isa"] = None
+        info["isa_error"] = repr(exc)
+    info["versions"] = {name: _version_of(name) for name in ("hamsearch", "numpy", "faiss", "usearch", "numba")}
+    info["cpu_model"] = _cpu_model()
+    info["cpu_count"] = os.cpu_count()
+    try:
+        info["cpus_usable"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        info["cpus_usable"] = None
+    info["command"] = _command_line()
+    info["cwd"] = os.getcwd()
+    machine_info["hamsearch_bench"] = info

@@ -1,0 +1,912 @@
+"""The public benchmark report: pytest-benchmark JSON files into ``bench/README.md``.
+
+    python -m bench.report bench/results/flat.json bench/results/mih.json \\
+        [--readme bench/README.md] [--plots-dir bench/plots] [--stdout] [--no-plots]
+
+Reads the ``--benchmark-json`` files of ``bench/bench_flat.py``,
+``bench/bench_mih.py`` and ``bench/bench_distributed.py`` (any mix, several
+suites in one file too; each entry's suite is told by its test name and
+``extra_info``; entries of no known suite are listed as skipped) and writes a
+Markdown section between the lines ``<!-- report:begin -->`` and
+``<!-- report:end -->`` of the README (appended at its end when the markers are
+absent; every byte outside them is kept). The section holds, for each file,
+the machine, the versions, the ISA, the date, commit, load and the command
+that produced it; per suite the tables of queries per second with hamsearch's
+ratio to each peer (ratios of medians of the same run), memory per code,
+build time and the recall of the approximate peers (the tables of
+``bench/ratios.py`` and ``bench/mih_report.py``); every row where a peer is
+not behind hamsearch's best index; and the plots: queries per second against
+n (``qps_vs_n_*.png``) and MIH's speed-up over the flat scan against the
+distance to the k-th neighbour (``mih_speedup_vs_kth_distance.png``). Plots
+need matplotlib; without it the section says they were skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from bench import mih_report, ratios
+from bench.ratios import fmt_n, fmt_qps, fmt_ratio, markdown_table
+
+BEGIN = "<!-- report:begin -->"
+END = "<!-- report:end -->"
+# a marker counts only on a line of its own (prose may quote it)
+_BEGIN_RE = re.compile(r"^" + re.escape(BEGIN) + r"[ \t]*(?=\r?$)", re.MULTILINE)
+_END_RE = re.compile(r"^" + re.escape(END) + r"[ \t]*(?=\r?$)", re.MULTILINE)
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_README = HERE / "README.md"
+DEFAULT_PLOTS = HERE / "plots"
+
+SUITES: Dict[str, str] = {
+    "flat": "bench/bench_flat.py",
+    "mih": "bench/bench_mih.py",
+    "distributed": "bench/bench_distributed.py",
+}
+SUITE_TITLES: Dict[str, str] = {
+    "flat": "Flat scan",
+    "mih": "Multi-index hashing",
+    "distributed": "Sharded index",
+}
+# test function -> suite; the file name in "fullname" must agree when present
+TEST_SUITE: Dict[str, str] = {
+    "test_knn": "flat",
+    "test_read_floor": "flat",
+    "test_mih": "mih",
+    "test_flat": "distributed",
+    "test_sharded": "distributed",
+    "test_merge": "distributed",
+}
+FILE_SUITE: Dict[str, str] = {Path(path).name: suite for suite, path in SUITES.items()}
+FLAT_KINDS = ("knn", "single", "floor")
+DISTRIBUTED_KINDS = ("FlatIndex", "ShardedIndex", "merge_topk")
+REQUIRED: Dict[str, Tuple[str, ...]] = {
+    "flat": ("library", "nbits", "n", "k", "threads"),
+    "mih": ("library", "data", "nbits", "n", "k", "threads"),
+    "distributed": ("library", "kind", "nbits", "n", "k", "nq"),
+}
+
+# The peers each suite runs: label (as in the tables) -> (module whose
+# version says whether it could run, description). hamsearch's own indexes
+# and backends are not peers.
+PEERS: Dict[str, Dict[str, Tuple[str, str]]] = {
+    "flat": {
+        "faiss": ("faiss", "faiss `IndexBinaryFlat`"),
+        "usearch": ("usearch", "usearch exact search"),
+        "numpy": ("numpy", "the numpy scan"),
+    },
+    "mih": {
+        "faiss-flat": ("faiss", "faiss `IndexBinaryFlat`"),
+        "faiss-multihash": ("faiss", "faiss `IndexBinaryMultiHash`, approximate"),
+        "faiss-hnsw": ("faiss", "faiss `IndexBinaryHNSW`, approximate"),
+    },
+    "distributed": {},
+}
+OWN: Dict[str, Dict[str, Tuple[str, str]]] = {
+    "flat": {"hamsearch": ("hamsearch", "`FlatIndex`, native core"),
+             "hamsearch-numba": ("numba", "`FlatIndex`, Numba backend")},
+    "mih": {"mih": ("hamsearch", "`MIHIndex`"), "flat": ("hamsearch", "`FlatIndex`")},
+    "distributed": {},
+}
+MIH_HAMSEARCH = frozenset(label for (library, _), label in mih_report.LABELS if library == "hamsearch")
+VERSION_ORDER = ("hamsearch", "numpy", "faiss", "usearch", "numba")
+
+
+class ReportError(ValueError):
+    """A JSON file or README the report cannot use; the message says what was
+    expected and what was found."""
+
+
+# -- reading -------------------------------------------------------------------
+@dataclass
+class Run:
+    """One pytest-benchmark JSON file, its entries split by suite."""
+
+    path: str
+    tag: str
+    doc: Dict[str, Any]
+    by_suite: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+    skipped: List[Tuple[str, str]] = field(default_factory=list)
+
+    def subdoc(self, suite: str) -> Dict[str, Any]:
+        """The document with only ``suite``'s benchmarks (for the renderers of
+        ``ratios.py`` and ``mih_report.py``, which read a whole document)."""
+        return dict(self.doc, benchmarks=list(self.by_suite.get(suite, [])))
+
+    @property
+    def hook_info(self) -> Dict[str, Any]:
+        """What ``bench/conftest.py``'s machine-info hook recorded ({} before it existed)."""
+        info = (self.doc.get("machine_info") or {}).get("hamsearch_bench")
+        return info if isinstance(info, dict) else {}
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(repr(k) for k in list(value)[:6])
+        return f"an object with keys {keys}" if keys else "an empty object"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    return f"a {type(value).__name__}"
+
+
+def load_document(path: str) -> Dict[str, Any]:
+    """Read one pytest-benchmark JSON document.
+
+    Parameters
+    ----------
+    path : str
+        A file written by ``pytest --benchmark-json``.
+
+    Returns
+    -------
+    dict
+        The document: ``machine_info``, ``commit_info``, ``benchmarks``, ``datetime``.
+
+    Raises
+    ------
+    ReportError
+        If the file cannot be read, is not JSON, or is not pytest-benchmark output.
+    """
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except OSError as exc:
+        raise ReportError(f"{path}: could not read it ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: expected a pytest-benchmark JSON file, got text that is not JSON ({exc})") from None
+    if not (isinstance(doc, dict) and isinstance(doc.get("benchmarks"), list)
+            and isinstance(doc.get("machine_info"), dict)):
+        raise ReportError(
+            f"{path}: expected pytest-benchmark output (an object with 'machine_info' and a "
+            f"'benchmarks' list, as written by pytest --benchmark-json), got {_describe(doc)}"
+        )
+    return doc
+
+
+def recognise(bench: Any) -> Tuple[Optional[str], str]:
+    """The suite of one benchmark entry, or ``(None, reason)``.
+
+    The test function (``name`` before ``[``) names the suite; ``fullname``'s
+    file, where present, must agree; the suite's ``extra_info`` keys and a
+    positive median must be there.
+    """
+    if not isinstance(bench, dict):
+        return None, f"expected a benchmark object, got {_describe(bench)}"
+    name = str(bench.get("name", ""))
+    func = name.split("[", 1)[0]
+    suite = TEST_SUITE.get(func)
+    fullname = str(bench.get("fullname", ""))
+    if "::" in fullname:
+        by_file = FILE_SUITE.get(Path(fullname.split("::", 1)[0]).name)
+        if by_file is None or by_file != suite:
+            return None, f"test {fullname.split('[', 1)[0]!r} is in no known suite ({', '.join(SUITES.values())})"
+    if suite is None:
+        return None, f"test {func!r} is in no known suite ({', '.join(SUITES.values())})"
+    info = bench.get("extra_info")
+    info = info if isinstance(info, dict) else {}
+    missing = [key for key in REQUIRED[suite] if info.get(key) is None]
+    if missing:
+        return None, f"{suite} entry without extra_info {', '.join(missing)}"
+    median = (bench.get("stats") or {}).get("median") if isinstance(bench.get("stats"), dict) else None
+    if not isinstance(median, (int, float)) or not median > 0:
+        return None, f"expected a positive stats.median, got {median!r}"
+    try:
+        for key in ("nbits", "n", "k", "threads", "nq"):
+            if info.get(key) is not None:
+                int(info[key])
+    except (TypeError, ValueError):
+        return None, f"expected integer nbits, n, k, threads, nq in extra_info, got {key}={info[key]!r}"
+    if suite == "flat" and str(info.get("kind", "knn")) not in FLAT_KINDS:
+        return None, f"flat entry of kind {info.get('kind')!r}, expected one of {FLAT_KINDS}"
+    if suite == "distributed" and str(info["kind"]) not in DISTRIBUTED_KINDS:
+        return None, f"distributed entry of kind {info['kind']!r}, expected one of {DISTRIBUTED_KINDS}"
+    return suite, ""
+
+
+def _tag(path: str, taken: set) -> str:
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem) or "run"
+    tag, i = base, 2
+    while tag in taken:
+        tag, i = f"{base}-{i}", i + 1
+    taken.add(tag)
+    return tag
+
+
+def load_runs(paths: Sequence[str]) -> List[Run]:
+    """Read every file and split its entries by suite.
+
+    Raises
+    ------
+    ReportError
+        If no path is given, or a file is not pytest-benchmark output.
+    """
+    if not paths:
+        raise ReportError("expected at least one pytest-benchmark JSON file, got none")
+    runs, taken = [], set()
+    for path in paths:
+        doc = load_document(path)
+        run = Run(path=str(path), tag=_tag(str(path), taken), doc=doc)
+        for bench in doc["benchmarks"]:
+            suite, reason = recognise(bench)
+            if suite is None:
+                name = (bench.get("fullname") or bench.get("name")) if isinstance(bench, dict) else None
+                run.skipped.append((str(name or "(unnamed)"), reason))
+            else:
+                run.by_suite.setdefault(suite, []).append(bench)
+        runs.append(run)
+    return runs
+
+
+# -- the comparison every row is checked by --------------------------------------
+@dataclass(frozen=True)
+class Point:
+    """One searcher's queries per second in one row of a suite's table."""
+
+    run: str
+    suite: str
+    row: Tuple[Any, ...]  # (data, nbits, n, k, threads, kind): the cases compared
+    label: str
+    hamsearch: bool
+    qps: float
+    recall: Optional[float]
+    kth_distance_mean: Optional[float] = None
+
+    @property
+    def data(self) -> str:
+        return str(self.row[0])
+
+    @property
+    def nbits(self) -> int:
+        return int(self.row[1])
+
+    @property
+    def n(self) -> int:
+        return int(self.row[2])
+
+    @property
+    def k(self) -> int:
+        return int(self.row[3])
+
+    @property
+    def threads(self) -> int:
+        return int(self.row[4])
+
+    @property
+    def kind(self) -> str:
+        return str(self.row[5])
+
+
+def points(run: Run) -> List[Point]:
+    """Every search measurement of ``run`` as a :class:`Point` (the bandwidth
+    floor and the distributed suite, which has no peers, are left out)."""
+    out: List[Point] = []
+    flat_raw = run.by_suite.get("flat", [])
+    entries = ratios.entries_from_json(run.subdoc("flat"))
+    if len(entries) != len(flat_raw):  # every entry was validated: a mismatch is a bug here
+        raise ReportError(f"{run.path}: expected {len(flat_raw)} flat-scan entries from bench.ratios, got {len(entries)}")
+    for e in entries:
+        if e.kind not in ("knn", "single"):
+            continue
+        out.append(Point(run.path, "flat", ("uniform", e.nbits, e.n, e.k, e.threads, e.kind), e.label,
+                         e.label.startswith("hamsearch"), e.qps, None))
+    mih_raw = run.by_suite.get("mih", [])
+    rows = mih_report.rows_from_json(run.subdoc("mih"))
+    if len(rows) != len(mih_raw):
+        raise ReportError(f"{run.path}: expected {len(mih_raw)} MIH entries from bench.mih_report, got {len(rows)}")
+    for r, raw in zip(rows, mih_raw):
+        kth = (raw.get("extra_info") or {}).get("kth_distance_mean")
+        out.append(Point(run.path, "mih", (r.data, r.nbits, r.n, r.k, r.threads, "knn"), r.label,
+                         r.label in MIH_HAMSEARCH or r.label.startswith("hamsearch"), r.qps, r.recall,
+                         float(kth) if kth is not None else None))
+    return out
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A row where a peer answers at least as many queries per second as the
+    best hamsearch index (``best`` is None where hamsearch has no result)."""
+
+    run: str
+    suite: str
+    row: Tuple[Any, ...]
+    best: Optional[Point]
+    peer: Point
+
+    @property
+    def ratio(self) -> float:
+        return self.best.qps / self.peer.qps if self.best is not None and self.peer.qps > 0 else math.nan
+
+
+def _row_order(row: Tuple[Any, ...]) -> Tuple[Any, ...]:
+    data, nbits, n, k, threads, kind = row
+    return (kind != "knn", mih_report.DATA_ORDER.get(data, 9), n, nbits, k, threads)
+
+
+def not_ahead(pts: Sequence[Point]) -> List[Loss]:
+    """Every (row, peer) where the peer's queries per second are >= those of
+    hamsearch's best index in that row, exact and approximate peers alike.
+
+    Parameters
+    ----------
+    pts : sequence of Point
+        Measurements; rows are compared within one run and suite only.
+
+    Returns
+    -------
+    list of Loss
+        In file order, then row order, then peer label.
+    """
+    rows: Dict[Tuple[str, str, Tuple[Any, ...]], List[Point]] = {}
+    for p in pts:
+        rows.setdefault((p.run, p.suite, p.row), []).append(p)
+    run_order = {r: i for i, r in enumerate(dict.fromkeys(p.run for p in pts))}
+    out = []
+    for (run, suite, row), cell in sorted(rows.items(), key=lambda kv: (run_order[kv[0][0]], kv[0][1], _row_order(kv[0][2]))):
+        own = [p for p in cell if p.hamsearch and math.isfinite(p.qps)]
+        best = max(own, key=lambda p: p.qps) if own else None
+        for peer in sorted((p for p in cell if not p.hamsearch), key=lambda p: p.label):
+            if not math.isfinite(peer.qps):
+                continue
+            if best is None or peer.qps >= best.qps:
+                out.append(Loss(run, suite, row, best, peer))
+    return out
+
+
+def row_text(row: Tuple[Any, ...], suite: str) -> str:
+    """A row of a suite's table in words: ``clustered nbits=64 n=10^6 k=10 threads=1``."""
+    data, nbits, n, k, threads, kind = row
+    text = f"nbits={nbits} n={fmt_n(n)} k={k} threads={threads}"
+    if suite == "mih":
+        text = f"{data} {text}"
+    if kind == "single":
+        text += ", one query a round"
+    return text
+
+
+def losses_table(losses: Sequence[Loss]) -> str:
+    """The Markdown table of :func:`not_ahead`'s rows."""
+    header = ["file", "suite", "row", "best hamsearch", "its q/s", "peer", "peer q/s", "peer recall",
+              "hamsearch / peer"]
+    body = []
+    for x in losses:
+        body.append([
+            f"`{x.run}`", x.suite, row_text(x.row, x.suite),
+            x.best.label if x.best else "(no hamsearch result)",
+            fmt_qps(x.best.qps) if x.best else "—",
+            x.peer.label, fmt_qps(x.peer.qps),
+            f"{x.peer.recall:.3f}" if x.peer.recall is not None else "exact",
+            fmt_ratio(x.ratio),
+        ])
+    return markdown_table(header, body, "lllrrlrrr")
+
+
+# -- the header of each file ------------------------------------------------------
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _loads(doc: Dict[str, Any]) -> List[float]:
+    out = []
+    for b in doc.get("benchmarks", []):
+        info = (b.get("extra_info") or {}) if isinstance(b, dict) else {}
+        v = info.get("loadavg_1min")
+        if isinstance(v, (int, float)):
+            out.append(float(v))
+    return out
+
+
+def _isas(run: Run) -> List[str]:
+    isa = run.hook_info.get("isa")
+    if isa:
+        return [str(isa)]
+    found = set()
+    for benches in run.by_suite.values():
+        for b in benches:
+            info = b.get("extra_info") or {}
+            if info.get("library") == "hamsearch" and info.get("isa") and info.get("backend") != "numba":
+                found.add(str(info["isa"]))
+    return sorted(found)
+
+
+def _date(text: Any) -> str:
+    s = str(text or "")
+    m = re.match(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?(\+00:00|Z)?", s)
+    if not m:
+        return s or "not recorded"
+    return f"{m.group(1)} {m.group(2)}" + (" UTC" if m.group(3) else "")
+
+
+def machine_text(run: Run) -> str:
+    """CPU model, CPU count, architecture and system of one run."""
+    mi = run.doc.get("machine_info") or {}
+    cpu = mi.get("cpu") if isinstance(mi.get("cpu"), dict) else {}
+    hook = run.hook_info
+    model = hook.get("cpu_model") or cpu.get("brand_raw") or mi.get("processor") or "CPU model not recorded"
+    parts = [str(model)]
+    count = hook.get("cpu_count") or cpu.get("count")
+    if count:
+        usable = hook.get("cpus_usable")
+        parts.append(f"{count} logical CPUs" + (f" ({usable} usable by the run)" if usable and usable != count else ""))
+    if mi.get("machine"):
+        parts.append(str(mi["machine"]))
+    if mi.get("system"):
+        parts.append(" ".join(str(x) for x in (mi.get("system"), mi.get("release")) if x))
+    return ", ".join(parts)
+
+
+def versions_text(run: Run) -> str:
+    """Python and, where the hook recorded them, the libraries' versions of one run."""
+    mi = run.doc.get("machine_info") or {}
+    parts = []
+    if mi.get("python_version"):
+        parts.append(f"Python {mi['python_version']}")
+    versions = run.hook_info.get("versions")
+    if isinstance(versions, dict):
+        for name in VERSION_ORDER:
+            if name in versions:
+                v = versions[name]
+                parts.append(f"{name} {v}" if v else f"{name} not installed")
+    else:
+        parts.append("library versions not recorded in this file (it predates the machine-info hook "
+                     "of `bench/conftest.py`)")
+    return ", ".join(parts) or "not recorded"
+
+
+def run_header(run: Run) -> List[str]:
+    """The bullet list that states where, when and how a file was measured."""
+    counts = ", ".join(f"{suite} ({len(run.by_suite[suite])} benchmarks)" for suite in SUITES if suite in run.by_suite)
+    commit = run.doc.get("commit_info") or {}
+    when = _date(run.doc.get("datetime"))
+    if commit.get("id"):
+        when += f", commit {str(commit['id'])[:10]}"
+        if commit.get("dirty"):
+            when += " (with uncommitted changes)"
+    loads = _loads(run.doc)
+    isas = _isas(run)
+    command = run.hook_info.get("command")
+    cwd = run.hook_info.get("cwd")
+    out = [f"**`{run.path}`**", "",
+           f"- Suites: {counts or 'none recognised'}",
+           f"- Machine: {machine_text(run)}",
+           f"- hamsearch ISA: {'/'.join(isas) if isas else 'not recorded'}",
+           f"- Versions: {versions_text(run)}",
+           f"- Date: {when}",
+           "- 1-minute load average during the run: "
+           + ("not recorded" if not loads else f"{loads[0]:.2f}" if min(loads) == max(loads)
+              else f"{min(loads):.2f} to {max(loads):.2f}")]
+    if command:
+        out.append(f"- Command: `{command}`" + (f" (in `{cwd}`)" if cwd else ""))
+    else:
+        out.append("- Command: not recorded in this file (it predates the machine-info hook of "
+                   "`bench/conftest.py`)")
+    if run.skipped:
+        count = len(run.skipped)
+        out.append(f"- Skipped {count} {'entry' if count == 1 else 'entries'} of no known suite:")
+        for name, reason in run.skipped[:20]:
+            out.append(f"  - `{name}`: {reason}")
+        if len(run.skipped) > 20:
+            out.append(f"  - … and {len(run.skipped) - 20} more")
+    return out + [""]
+
+
+# -- per-suite sections ---------------------------------------------------------
+def missing_notes(run: Run, suite: str, labels: Sequence[str]) -> List[str]:
+    """A note for each of the suite's peers (and hamsearch indexes) with no
+    result in the file, with the reason where the file tells it."""
+    versions = run.hook_info.get("versions")
+    out = []
+    expected = dict(OWN.get(suite, {}))
+    expected.update(PEERS.get(suite, {}))
+    for label, (module, description) in expected.items():
+        if label in labels:
+            continue
+        if isinstance(versions, dict) and module in versions and not versions[module]:
+            why = f"{module} was not importable when the suite ran"
+        elif label == "faiss-hnsw":
+            why = "the suite builds HNSW only at n = 10^6 and not in quick mode, or it was skipped"
+        else:
+            why = "skipped or deselected in this run"
+        out.append(f"- No `{label}` result ({description}) in this file: {why}.")
+    return out
+
+
+def flat_section(run: Run) -> List[str]:
+    """``bench_flat.py``'s tables (``bench/ratios.py``'s renderers) and missing-peer notes."""
+    entries = ratios.entries_from_json(run.subdoc("flat"))
+    knn_labels = sorted({e.label for e in entries if e.kind == "knn"})
+    ref = ratios.reference_label(entries)
+    out = [f"### {SUITE_TITLES['flat']} (`{SUITES['flat']}`): `{run.path}`", ""]
+    out += missing_notes(run, "flat", knn_labels)
+    if out[-1] != "":
+        out.append("")
+    header, rows = ratios.ratio_rows(entries)
+    if rows:
+        out.append(f"Queries per second; `{ref} / X` is {ref}'s queries per second over X's, medians of "
+                   f"the same run (> 1: {ref} faster)." if ref else
+                   "Queries per second (no hamsearch result in this file: no ratios).")
+        out += ["", markdown_table(header, rows, "r" * len(header)), ""]
+    fh, frows = ratios.floor_rows(entries)
+    if frows:
+        out += ["#### One query against the memory-bandwidth floor", "",
+                "Floor: the time to read every code once with the same threads; `/ floor` is the "
+                "one-query time over it (1 is the floor).", "",
+                markdown_table(fh, frows, "r" * len(fh)), ""]
+    bh, brows = ratios.batch_rows(entries)
+    if brows:
+        out += ["#### Batch sizes (queries per timed round)", "", markdown_table(bh, brows, "r" * len(bh)), ""]
+    mh, mrows = ratios.memory_rows(entries)
+    if mrows:
+        out += ["#### Memory per code (resident-set growth at build / n)", "",
+                markdown_table(mh, mrows, "r" * len(mh)), ""]
+    out += ["Build time: this suite does not record it (a flat index's build is a copy of the codes; "
+            "see the MIH suite for `FlatIndex` build times).", ""]
+    return out
+
+
+def mih_section(run: Run) -> List[str]:
+    """``bench_mih.py``'s tables (``bench/mih_report.py``'s renderers) and missing-peer notes."""
+    rows = mih_report.rows_from_json(run.subdoc("mih"))
+    labels = sorted({r.label for r in rows})
+    out = [f"### {SUITE_TITLES['mih']} (`{SUITES['mih']}`): `{run.path}`", ""]
+    out += missing_notes(run, "mih", labels)
+    if out[-1] != "":
+        out.append("")
+    h, body = mih_report.qps_table(rows)
+    out += ["Queries per second; `mih / X` is `MIHIndex`'s queries per second over X's, medians of the "
+            "same run (> 1: MIH faster). Recall at k of the approximate faiss indexes against the exact "
+            "answer (a returned id counts when its distance is within the exact k-th distance). "
+            "`mih fallbacks`: queries of the batch that MIH answered with the flat scan.", "",
+            markdown_table(h, body, "lrrrr" + "r" * (len(h) - 5)), ""]
+    h, body = mih_report.build_table(rows)
+    out += ["#### Build time and memory per code (resident-set growth at build / n)", "",
+            "MIH build time includes its first query (k = 1), which builds the tables.", "",
+            markdown_table(h, body, "lrr" + "r" * (len(h) - 4) + "l"), ""]
+    return out
+
+
+def distributed_section(run: Run) -> List[str]:
+    """``bench_distributed.py``: the sharded index against one ``FlatIndex``."""
+    cells: Dict[Tuple[int, int, int, int], Dict[str, Dict[str, Any]]] = {}
+    for b in run.by_suite.get("distributed", []):
+        info = dict(b.get("extra_info") or {})
+        info["_median"] = float(b["stats"]["median"])
+        key = (int(info["nbits"]), int(info["n"]), int(info["k"]), int(info["nq"]))
+        cells.setdefault(key, {})[str(info["kind"])] = info
+    header = ["nbits", "n", "k", "batch", "FlatIndex threads", "FlatIndex q/s", "shards",
+              "ShardedIndex q/s", "sharded / flat", "interleaved", "merge of 64 shards' top k"]
+    body = []
+    for key in sorted(cells, key=lambda t: (t[1], t[0], t[2], t[3])):
+        nbits, n, k, nq = key
+        c = cells[key]
+        flat, sharded, merge = c.get("FlatIndex"), c.get("ShardedIndex"), c.get("merge_topk")
+        fq = nq / flat["_median"] if flat else math.nan
+        sq = nq / sharded["_median"] if sharded else math.nan
+        inter = sharded.get("ratio_interleaved") if sharded else None
+        body.append([str(nbits), fmt_n(n), str(k), str(nq),
+                     str(flat.get("threads", "—")) if flat else "—", fmt_qps(fq),
+                     str(sharded.get("shards", "—")) if sharded else "—", fmt_qps(sq),
+                     fmt_ratio(sq / fq) if (flat and sharded) else "—",
+                     fmt_ratio(float(inter)) if isinstance(inter, (int, float)) else "—",
+                     ratios.fmt_seconds(merge["_median"]) if merge else "—"])
+    return [f"### {SUITE_TITLES['distributed']} (`{SUITES['distributed']}`): `{run.path}`", "",
+            "hamsearch against itself, no peers: `ShardedIndex` (one Ray actor and one thread a shard) "
+            "over one `FlatIndex` on the same codes; `sharded / flat` is a ratio of medians, "
+            "`interleaved` the median, over alternating rounds, of the flat time over the sharded time.", "",
+            markdown_table(header, body, "r" * len(header)), ""]
+
+
+SECTIONS: Dict[str, Callable[[Run], List[str]]] = {
+    "flat": flat_section, "mih": mih_section, "distributed": distributed_section,
+}
+
+
+# -- plots ---------------------------------------------------------------------
+@dataclass
+class Plots:
+    files: List[Tuple[str, Path]] = field(default_factory=list)  # (caption, path)
+    notes: List[str] = field(default_factory=list)
+
+
+def _figure_class() -> Tuple[Optional[Any], str]:
+    """matplotlib's ``Figure`` (no pyplot, no global backend), or None and why."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        return None, f"matplotlib is not importable ({exc}); `pip install matplotlib` to get them"
+    return Figure, ""
+
+
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+            "#bcbd22", "#17becf")
+
+
+def _label_order(suite: str, labels: Sequence[str]) -> List[str]:
+    table = ratios.LABELS if suite == "flat" else mih_report.LABELS
+    known = [label for _, label in table if label in labels]
+    return known + sorted(set(labels) - set(known))
+
+
+def qps_vs_n_plots(run: Run, pts: Sequence[Point], plots_dir: Path, figure: Any, plots: Plots) -> None:
+    """One figure per (suite, data, threads) of ``run``: subplots over nbits x k,
+    queries per second against n, log-log, one line per index and peer."""
+    groups: Dict[Tuple[str, str, int], List[Point]] = {}
+    for p in pts:
+        if p.kind == "knn" and math.isfinite(p.qps) and p.qps > 0:
+            groups.setdefault((p.suite, p.data, p.threads), []).append(p)
+    for (suite, data, threads), group in sorted(groups.items(), key=lambda kv: (
+            list(SUITES).index(kv[0][0]), mih_report.DATA_ORDER.get(kv[0][1], 9), kv[0][2])):
+        ns_of: Dict[Tuple[int, int, str], set] = {}
+        for p in group:
+            ns_of.setdefault((p.nbits, p.k, p.label), set()).add(p.n)
+        panels = sorted({(nb, k) for (nb, k, _), ns in ns_of.items() if len(ns) >= 2})
+        name = f"qps_vs_n_{run.tag}_{data}_t{threads}.png"
+        if not panels:
+            ns = sorted({p.n for p in group})
+            plots.notes.append(f"`{name}` not drawn: `{run.path}` ({suite}, {data}, {threads} thread"
+                               f"{'s' if threads != 1 else ''}) has one n only ({', '.join(fmt_n(n) for n in ns)}).")
+            continue
+        nbits_list = sorted({nb for nb, _ in panels})
+        ks = sorted({k for _, k in panels})
+        labels = _label_order(suite, sorted({p.label for p in group}))
+        colour = {label: _COLOURS[i % len(_COLOURS)] for i, label in enumerate(labels)}
+        approximate = {p.label for p in group if p.recall is not None}
+        # Fixed margins, not constrained layout: it costs a second draw.
+        width, height = 3.4 * len(ks) + 0.9, 2.5 * len(nbits_list) + 1.4
+        fig = figure(figsize=(width, height))
+        fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, top=1 - 0.55 / height,
+                            bottom=1.05 / height, hspace=0.45, wspace=0.3)
+        axes = fig.subplots(len(nbits_list), len(ks), squeeze=False, sharex=True)
+        for i, nb in enumerate(nbits_list):
+            for j, k in enumerate(ks):
+                ax = axes[i][j]
+                cell = [p for p in group if p.nbits == nb and p.k == k]
+                for label in labels:
+                    line = sorted((p.n, p.qps) for p in cell if p.label == label)
+                    if line:
+                        ax.plot([x for x, _ in line], [y for _, y in line], marker="o", color=colour[label],
+                                label=label + (" (approximate)" if label in approximate else ""))
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.set_title(f"nbits={nb}, k={k}", fontsize=9)
+                ax.grid(True, which="major", alpha=0.3)
+                if i == len(nbits_list) - 1:
+                    ax.set_xlabel("n (codes)")
+                if j == 0:
+                    ax.set_ylabel("queries / s")
+        handles = [h for h in (next((line for ax in axes.flat for line in ax.get_lines()
+                                     if line.get_label().split(" (")[0] == label), None) for label in labels)
+                   if h is not None]
+        fig.legend(handles, [h.get_label() for h in handles], loc="lower center",
+                   ncols=min(len(handles), 5), fontsize=8, frameon=False)
+        fig.suptitle(f"{SUITE_TITLES[suite]}, {data} codes, {threads} thread{'s' if threads != 1 else ''}: "
+                     f"queries per second against n ({Path(run.path).name})", fontsize=10)
+        path = plots_dir / name
+        fig.savefig(path, dpi=90)
+        plots.files.append((f"Queries per second against n: {SUITE_TITLES[suite].lower()}, {data} codes, "
+                            f"{threads} thread{'s' if threads != 1 else ''} (`{run.path}`)", path))
+
+
+def speedup_points(pts: Sequence[Point]) -> List[Tuple[Point, float]]:
+    """``(mih point, MIH q/s over FlatIndex q/s of the same row and run)`` for
+    every MIH measurement that carries ``kth_distance_mean``."""
+    flat = {(p.run, p.row): p for p in pts if p.suite == "mih" and p.label == "flat"}
+    out = []
+    for p in pts:
+        if p.suite == "mih" and p.label == "mih" and p.kth_distance_mean is not None:
+            f = flat.get((p.run, p.row))
+            if f is not None and f.qps > 0 and math.isfinite(p.qps):
+                out.append((p, p.qps / f.qps))
+    return out
+
+
+def speedup_plot(pts: Sequence[Point], plots_dir: Path, figure: Any, plots: Plots) -> None:
+    """``mih_speedup_vs_kth_distance.png``: :func:`speedup_points` of every MIH file, one figure."""
+    name = "mih_speedup_vs_kth_distance.png"
+    if not any(p.suite == "mih" for p in pts):
+        return
+    pairs = speedup_points(pts)
+    if not pairs:
+        plots.notes.append(f"`{name}` not drawn: no MIH result with both `FlatIndex` in the same run and "
+                           "`extra_info[\"kth_distance_mean\"]` (files written before `bench/bench_mih.py` "
+                           "recorded it lack it).")
+        return
+    fig = figure(figsize=(7.5, 5.0))
+    fig.subplots_adjust(left=0.11, right=0.97, top=0.88, bottom=0.11)
+    ax = fig.subplots()
+    widths = sorted({p.nbits for p, _ in pairs})
+    colour = {nb: _COLOURS[i % len(_COLOURS)] for i, nb in enumerate(widths)}
+    markers = {"uniform": "o", "clustered": "^"}
+    for data in sorted({p.data for p, _ in pairs}, key=lambda d: mih_report.DATA_ORDER.get(d, 9)):
+        for nb in widths:
+            sel = [(p, s) for p, s in pairs if p.data == data and p.nbits == nb]
+            if sel:
+                ax.scatter([p.kth_distance_mean for p, _ in sel], [s for _, s in sel], s=28,
+                           marker=markers.get(data, "s"), color=colour[nb], alpha=0.8,
+                           label=f"{data}, {nb} bits")
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.set_yscale("log")
+    ax.set_xlabel("mean Hamming distance to the exact k-th neighbour")
+    ax.set_ylabel("MIHIndex q/s / FlatIndex q/s (same run)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Speed-up of exact multi-index hashing over the flat scan\n"
+                 "(every n, k and thread count of the MIH suite)", fontsize=10)
+    path = plots_dir / name
+    fig.savefig(path, dpi=90)
+    plots.files.append(("Speed-up of `MIHIndex` over `FlatIndex` against the mean distance to the k-th "
+                        "neighbour", path))
+
+
+def make_plots(runs: Sequence[Run], all_points: Dict[str, List[Point]], plots_dir: Path) -> Plots:
+    """Draw every plot into ``plots_dir`` (created); without matplotlib, a note."""
+    plots = Plots()
+    figure, why = _figure_class()
+    if figure is None:
+        plots.notes.append(f"Plots skipped: {why}.")
+        return plots
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    for run in runs:
+        qps_vs_n_plots(run, all_points[run.path], plots_dir, figure, plots)
+    speedup_plot([p for run in runs for p in all_points[run.path]], plots_dir, figure, plots)
+    return plots
+
+
+# -- the whole section -------------------------------------------------------------
+def render(runs: Sequence[Run], plots: Optional[Plots], readme_dir: Path, command: str,
+           all_points: Optional[Dict[str, List[Point]]] = None) -> str:
+    """The Markdown between the markers (without them).
+
+    Parameters
+    ----------
+    runs : sequence of Run
+        The files, in the order given.
+    plots : Plots or None
+        The drawn plots and notes; None when plots were not asked for.
+    readme_dir : Path
+        Directory of the README: plot links are relative to it.
+    command : str
+        The command that produced the section, stated in it.
+    all_points : dict, optional
+        ``points(run)`` by ``run.path``, when already computed.
+    """
+    if all_points is None:
+        all_points = {run.path: points(run) for run in runs}
+    out = ["## Benchmark report", "",
+           f"Generated by `{command}` from the pytest-benchmark JSON files below; "
+           "everything between the `report:begin` and `report:end` markers is rewritten on each run.", "",
+           "### Runs", ""]
+    for run in runs:
+        out += run_header(run)
+    losses = not_ahead([p for run in runs for p in all_points[run.path]])
+    out += ["### Rows where hamsearch is not ahead of every peer", "",
+            "Every row of the tables below where a peer, exact or approximate, answers at least as many "
+            "queries per second as hamsearch's best index of that row (`FlatIndex` or its Numba backend in "
+            "the flat suite, `MIHIndex` or `FlatIndex` in the MIH suite), with the peer's recall at k "
+            "where it is approximate.", ""]
+    compared = [p for pts in all_points.values() for p in pts]
+    if losses:
+        out += [losses_table(losses), ""]
+    elif compared:
+        out += ["None: in every row hamsearch's best index answers more queries per second than every peer.", ""]
+    else:
+        out += ["No suite with peers in these files.", ""]
+    for run in runs:
+        for suite in SUITES:
+            if run.by_suite.get(suite):
+                out += SECTIONS[suite](run)
+    out += ["### Plots", ""]
+    if plots is None:
+        out += ["Plots not drawn in this run of the report (`--no-plots`).", ""]
+    else:
+        for caption, path in plots.files:
+            rel = Path(os.path.relpath(path, readme_dir)).as_posix()
+            out += [f"**{caption}**", "", f"![{path.name}]({rel})", ""]
+        out += [f"- {note}" for note in plots.notes]
+        if not plots.files and not plots.notes:
+            out.append("No plot applies to these files.")
+        out.append("")
+    while out and out[-1] == "":
+        out.pop()
+    return "\n".join(out)
+
+
+def splice(text: str, section: str) -> str:
+    """``text`` with ``section`` between its marker lines, or appended at the
+    end within new markers; every character outside the markers is kept.
+
+    Parameters
+    ----------
+    text : str
+        The README, read with ``newline=""`` (line endings as they are).
+    section : str
+        The Markdown to put between the markers, ``\\n`` line endings.
+
+    Raises
+    ------
+    ReportError
+        If the markers are not one begin line followed by one end line.
+    """
+    nl = "\r\n" if "\r\n" in text else "\n"
+    body = section.replace("\n", nl)
+    begins, ends = list(_BEGIN_RE.finditer(text)), list(_END_RE.finditer(text))
+    if not begins and not ends:
+        if text and not text.endswith(("\n", "\r")):
+            text += nl
+        sep = nl if text and not text.endswith(nl + nl) else ""
+        return f"{text}{sep}{BEGIN}{nl}{body}{nl}{END}{nl}"
+    if len(begins) != 1 or len(ends) != 1 or ends[0].start() < begins[0].end():
+        order = " (the end line first)" if len(begins) == 1 == len(ends) else ""
+        raise ReportError(f"expected one line {BEGIN} followed by one line {END} in the README, got "
+                          f"{len(begins)} begin and {len(ends)} end lines{order}")
+    return text[: begins[0].end()] + nl + body + nl + text[ends[0].start():]
+
+
+def write_readme(readme: Path, section: str) -> bool:
+    """Put ``section`` between the markers of ``readme``; True if the file changed.
+
+    Raises
+    ------
+    ReportError
+        If the README does not exist or its markers are malformed.
+    """
+    try:
+        with open(readme, encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ReportError(f"expected an existing README at {readme}, got no such file "
+                          "(create it, or pass --readme PATH or --stdout)") from None
+    new = splice(text, section)
+    if new == text:
+        return False
+    tmp = readme.with_name(readme.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(new)
+    os.replace(tmp, readme)
+    return True
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line: ``python -m bench.report JSON [JSON ...] [options]``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("json", nargs="+", help="pytest-benchmark --benchmark-json files of the bench suites")
+    parser.add_argument("--readme", default=None,
+                        help=f"README to write the section into (default {os.path.relpath(DEFAULT_README)})")
+    parser.add_argument("--plots-dir", default=None,
+                        help=f"directory of the PNG plots (default {os.path.relpath(DEFAULT_PLOTS)})")
+    parser.add_argument("--stdout", action="store_true",
+                        help="print the section to standard output and leave the README alone")
+    parser.add_argument("--no-plots", action="store_true", help="draw no plots")
+    args = parser.parse_args(argv)
+    readme = Path(args.readme) if args.readme else DEFAULT_README
+    plots_dir = Path(args.plots_dir) if args.plots_dir else DEFAULT_PLOTS
+    shown = list(sys.argv[1:] if argv is None else argv)
+    command = "python -m bench.report " + shlex.join(shown)
+    try:
+        runs = load_runs(args.json)
+        all_points = {run.path: points(run) for run in runs}
+        plots = None if args.no_plots else make_plots(runs, all_points, plots_dir)
+        section = render(runs, plots, readme.resolve().parent, command, all_points)
+        if args.stdout:
+            print(section)
+            return 0
+        changed = write_readme(readme, section)
+    except ReportError as exc:
+        print(f"report: {exc}", file=sys.stderr)
+        return 2
+    n_plots = len(plots.files) if plots else 0
+    print(f"report: {'wrote' if changed else 'unchanged'} {readme} "
+          f"({sum(len(r.doc['benchmarks']) for r in runs)} benchmarks from {len(runs)} file{'' if len(runs) == 1 else 's'}, "
+          f"{n_plots} plot{'' if n_plots == 1 else 's'} in {plots_dir})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,484 @@
+"""``python -m bench.report``: pytest-benchmark JSON into the README section.
+
+Hand-made documents with round queries-per-second values, so that every
+ratio and every row where a peer is not behind hamsearch is known in advance;
+the real ``bench/results/*.json`` files where present (git-ignored), checked
+against a count made here straight from their ``extra_info``; the README
+markers; files that are not pytest-benchmark output; plots with and without
+matplotlib; and the machine-info hook of ``bench/conftest.py``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `pytest` without `python -m`: the bench package lives at the root
+    sys.path.insert(0, str(ROOT))
+
+from bench import report  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# -- hand-made documents ------------------------------------------------------------
+def _bench(file: str, func: str, param: str, median: float, **extra: Any) -> Dict[str, Any]:
+    name = f"{func}[{param}]" if param else func
+    return {
+        "group": "g", "name": name, "fullname": f"bench/{file}::{name}", "params": {}, "param": param,
+        "extra_info": extra,
+        "stats": {"min": median, "max": median, "mean": median, "median": median, "rounds": 3},
+        "options": {},
+    }
+
+
+def _flat(library: str, backend: str, n: int, median: float, nq: int = 100, kind: str = "knn",
+          threads: int = 1, **extra: Any) -> Dict[str, Any]:
+    return _bench("bench_flat.py", "test_knn" if kind != "floor" else "test_read_floor",
+                  f"{library}-{backend}-n{n}-t{threads}-{kind}", median,
+                  library=library, backend=backend, kind=kind, nbits=64, n=n, k=10, threads=threads, nq=nq,
+                  isa="avx2" if library == "hamsearch" else "n/a", loadavg_1min=0.5,
+                  memory_bytes_per_code=16.0 if library == "hamsearch" else 8.0, **extra)
+
+
+def _mih(variant: str, data: str, n: int, median: float, recall: Optional[float] = None,
+         kth: Optional[float] = 3.0, nq: int = 100) -> Dict[str, Any]:
+    library = "hamsearch" if variant in ("mih", "flat") else "faiss"
+    extra: Dict[str, Any] = dict(library=library, backend=variant, variant=variant, data=data, nbits=64, n=n,
+                                 k=10, threads=1, nq=nq, isa="avx2", build_seconds=0.5,
+                                 memory_bytes_per_code=32.0, exact=recall is None, params={},
+                                 loadavg_1min=1.5)
+    if recall is not None:
+        extra["recall_at_k"] = recall
+    if variant == "mih":
+        extra["mih_fallbacks"] = 0
+    if kth is not None:
+        extra["kth_distance_mean"] = kth
+    return _bench("bench_mih.py", "test_mih", f"{library}-{variant}-{data}-n{n}", median, **extra)
+
+
+def _doc(benchmarks: List[Dict[str, Any]], hook: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    machine: Dict[str, Any] = {"node": "box", "processor": "", "machine": "x86_64", "python_version": "3.11.7",
+                               "system": "Linux", "release": "6.1",
+                               "cpu": {"brand_raw": "Test CPU 9000", "count": 4}}
+    if hook is not None:
+        machine["hamsearch_bench"] = hook
+    return {"machine_info": machine,
+            "commit_info": {"id": "0123456789abcdef", "dirty": False},
+            "benchmarks": benchmarks, "datetime": "2026-01-02T03:04:05.678+00:00", "version": "5.3.1"}
+
+
+HOOK = {"isa": "avx512_vpopcntdq",
+        "versions": {"hamsearch": "0.1.0", "numpy": "2.4.6", "faiss": "1.15.1", "usearch": None, "numba": "0.68.1"},
+        "cpu_model": "Hand-made CPU @ 3.0GHz", "cpu_count": 4, "cpus_usable": 2,
+        "command": "HAMSEARCH_BENCH_QUICK=1 python -m pytest bench/bench_flat.py --benchmark-json=x.json",
+        "cwd": "/src/hamsearch"}
+
+
+def flat_doc() -> Dict[str, Any]:
+    """q/s: n=10^3: hamsearch 10,000, faiss 5,000 (2.00x), numpy 100 (100x);
+    n=10^4: hamsearch 1,000, faiss 2,000 (0.50x: not ahead); one query on 2
+    threads at 10^4: hamsearch 500, faiss 1,000 (0.50x: not ahead); no usearch;
+    one entry of no known suite."""
+    return _doc([
+        _flat("hamsearch", "native", 1000, 0.01),
+        _flat("faiss", "IndexBinaryFlat", 1000, 0.02),
+        _flat("numpy", "scan", 1000, 0.1, nq=10),
+        _flat("hamsearch", "native", 10000, 0.1),
+        _flat("faiss", "IndexBinaryFlat", 10000, 0.05),
+        _flat("hamsearch", "native", 10000, 0.002, nq=1, kind="single", threads=2, bytes_scanned=80000),
+        _flat("faiss", "IndexBinaryFlat", 10000, 0.001, nq=1, kind="single", threads=2, bytes_scanned=80000),
+        _flat("floor", "read", 10000, 0.0005, nq=1, kind="floor", threads=2, bytes_scanned=80000),
+        _bench("bench_other.py", "test_other", "x", 0.1, library="x"),
+    ], hook=HOOK)
+
+
+def mih_doc(kth: bool = True) -> Dict[str, Any]:
+    """clustered 10^3: mih 100,000, flat 10,000, multihash 25,000 (recall 1),
+    hnsw 200,000 (recall 0.9: not ahead, 0.50x); clustered 10^4: mih 10,000,
+    flat 1,000, faiss-flat 500; uniform 10^3: mih 5,000, flat 10,000 (best),
+    faiss-flat 8,000 (behind flat); uniform 10^4: all 1,000 (a tie: listed)."""
+    k = (lambda d: d) if kth else (lambda d: None)
+    return _doc([
+        _mih("mih", "clustered", 1000, 0.001, kth=k(3.0)),
+        _mih("flat", "clustered", 1000, 0.01, kth=k(3.0)),
+        _mih("IndexBinaryMultiHash", "clustered", 1000, 0.004, recall=1.0, kth=k(3.0)),
+        _mih("IndexBinaryHNSW", "clustered", 1000, 0.0005, recall=0.9, kth=k(3.0)),
+        _mih("mih", "clustered", 10000, 0.01, kth=k(2.0)),
+        _mih("flat", "clustered", 10000, 0.1, kth=k(2.0)),
+        _mih("IndexBinaryFlat", "clustered", 10000, 0.2, kth=k(2.0)),
+        _mih("mih", "uniform", 1000, 0.02, kth=k(20.0)),
+        _mih("flat", "uniform", 1000, 0.01, kth=k(20.0)),
+        _mih("IndexBinaryFlat", "uniform", 1000, 0.0125, kth=k(20.0)),
+        _mih("mih", "uniform", 10000, 0.1, kth=k(18.0)),
+        _mih("flat", "uniform", 10000, 0.1, kth=k(18.0)),
+        _mih("IndexBinaryFlat", "uniform", 10000, 0.1, kth=k(18.0)),
+    ])
+
+
+def distributed_doc() -> Dict[str, Any]:
+    common = dict(library="hamsearch", nbits=64, n=100000, k=10, nq=1000, isa="avx2", loadavg_1min=2.0)
+    return _doc([
+        _bench("bench_distributed.py", "test_flat", "", 0.05, kind="FlatIndex", threads=2, **common),
+        _bench("bench_distributed.py", "test_sharded", "", 0.1, kind="ShardedIndex", shards=2, threads=1,
+               ratio_interleaved=0.4, **common),
+        _bench("bench_distributed.py", "test_merge", "", 0.02, kind="merge_topk", shards=64, **common),
+    ])
+
+
+def _write(tmp_path: Path, name: str, doc: Any) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> List[str]:
+    return [_write(tmp_path, "flat.json", flat_doc()), _write(tmp_path, "mih.json", mih_doc()),
+            _write(tmp_path, "distributed.json", distributed_doc())]
+
+
+def _section(paths: List[str], tmp_path: Path, plots: bool = False) -> str:
+    runs = report.load_runs(paths)
+    made = report.make_plots(runs, {r.path: report.points(r) for r in runs}, tmp_path / "plots") if plots else None
+    return report.render(runs, made, tmp_path, "python -m bench.report test")
+
+
+# -- suites, rows and ratios ---------------------------------------------------------
+def test_recognise_each_suite_and_skip_the_rest() -> None:
+    flat, mih, dist = flat_doc()["benchmarks"], mih_doc()["benchmarks"], distributed_doc()["benchmarks"]
+    assert {report.recognise(b)[0] for b in flat[:-1]} == {"flat"}
+    assert {report.recognise(b)[0] for b in mih} == {"mih"}
+    assert {report.recognise(b)[0] for b in dist} == {"distributed"}
+    suite, why = report.recognise(flat[-1])
+    assert suite is None and "no known suite" in why
+    broken = dict(mih[0], extra_info={k: v for k, v in mih[0]["extra_info"].items() if k != "data"})
+    suite, why = report.recognise(broken)
+    assert suite is None and "data" in why
+    zero = dict(flat[0], stats={"median": 0.0})
+    assert report.recognise(zero)[0] is None
+    assert report.recognise("not a benchmark")[0] is None
+    # the file must agree with the test function
+    moved = dict(flat[0], fullname="bench/bench_mih.py::test_knn[x]")
+    assert report.recognise(moved)[0] is None
+
+
+def test_unknown_entries_are_listed_as_skipped(tmp_path: Path) -> None:
+    runs = report.load_runs([_write(tmp_path, "flat.json", flat_doc())])
+    assert [name for name, _ in runs[0].skipped] == ["bench/bench_other.py::test_other[x]"]
+    assert len(runs[0].by_suite["flat"]) == 8
+    text = _section([runs[0].path], tmp_path)
+    assert "- Skipped 1 entry of no known suite:" in text
+    assert "`bench/bench_other.py::test_other[x]`" in text
+
+
+def test_not_ahead_rows_known_by_hand(files: List[str]) -> None:
+    runs = report.load_runs(files)
+    losses = report.not_ahead([p for r in runs for p in report.points(r)])
+    got = [(x.suite, report.row_text(x.row, x.suite), x.best.label if x.best else None, x.peer.label,
+            x.peer.recall, round(x.ratio, 6)) for x in losses]
+    assert got == [
+        ("flat", "nbits=64 n=10^4 k=10 threads=1", "hamsearch", "faiss", None, 0.5),
+        ("flat", "nbits=64 n=10^4 k=10 threads=2, one query a round", "hamsearch", "faiss", None, 0.5),
+        ("mih", "uniform nbits=64 n=10^4 k=10 threads=1", "mih", "faiss-flat", None, 1.0),
+        ("mih", "clustered nbits=64 n=10^3 k=10 threads=1", "mih", "faiss-hnsw", 0.9, 0.5),
+    ]
+
+
+def test_rows_without_hamsearch_are_called_out() -> None:
+    doc = _doc([_flat("faiss", "IndexBinaryFlat", 1000, 0.02)])
+    run = report.Run("x.json", "x", doc, by_suite={"flat": doc["benchmarks"]})
+    (loss,) = report.not_ahead(report.points(run))
+    assert loss.best is None and loss.peer.label == "faiss" and math.isnan(loss.ratio)
+    assert "(no hamsearch result)" in report.losses_table([loss])
+
+
+def test_rendered_tables_and_losses(files: List[str], tmp_path: Path) -> None:
+    text = _section(files, tmp_path)
+    flat, mih, dist = files
+    # flat suite: q/s and ratios of medians (hamsearch / faiss, hamsearch / numpy)
+    assert "| 64 | 10^3 | 10 | 1 | 10,000 | 5,000 | 2.00× | 100 | 100× |" in text
+    assert "| 64 | 10^4 | 10 | 1 | 1,000 | 2,000 | 0.50× | — | — |" in text
+    # one query against the floor: 2 ms and 1 ms over 0.5 ms
+    assert "| 64 | 10^4 | 2 | 0 MB | 500 µs | 0.2 GB/s | 2.00 ms | 4.00× | 1.00 ms | 2.00× |" in text
+    assert "| 64 | 10^3 | 16.0 | 8.0 | 8.0 |" in text  # memory per code
+    # MIH suite: q/s, fallbacks, recall, ratios; build time and memory
+    assert ("| clustered | 64 | 10^3 | 10 | 1 | 100,000 | 0/100 | 10,000 | 10.0× | — | — | 25,000 | 1.000 "
+            "| 4.00× | 200,000 | 0.900 | 0.50× |") in text
+    assert "| clustered | 64 | 10^4 | 10 | 1 | 10,000 | 0/100 | 1,000 | 10.0× | 500 | 20.0× |" in text
+    assert "| uniform | 64 | 10^3 | 10 | 1 | 5,000 | 0/100 | 10,000 | 0.50× | 8,000 | 0.62× |" in text
+    assert "| uniform | 64 | 10^3 | 0.50 s | 32.0 | 0.50 s | 32.0 | 0.50 s | 32.0 | — | — | — | — | —" in text
+    # distributed: 20,000 and 10,000 q/s, 0.50x, interleaved 0.40x, merge 20 ms
+    assert "| 64 | 10^5 | 10 | 1000 | 2 | 20,000 | 2 | 10,000 | 0.50× | 0.40× | 20.00 ms |" in text
+    # the losses, each with the peer's recall when approximate
+    assert f"| `{flat}` | flat | nbits=64 n=10^4 k=10 threads=1 | hamsearch | 1,000 | faiss | 2,000 | exact | 0.50× |" in text
+    assert (f"| `{mih}` | mih | clustered nbits=64 n=10^3 k=10 threads=1 | mih | 100,000 | faiss-hnsw | 200,000 "
+            "| 0.900 | 0.50× |") in text
+    assert f"| `{mih}` | mih | uniform nbits=64 n=10^4 k=10 threads=1 | mih | 1,000 | faiss-flat | 1,000 | exact | 1.00× |" in text
+    assert text.count(f"| `{dist}` |") == 0
+    # order of the sections
+    order = [text.index(s) for s in ("### Runs", "### Rows where hamsearch is not ahead of every peer",
+                                     "### Flat scan", "### Multi-index hashing", "### Sharded index", "### Plots")]
+    assert order == sorted(order)
+
+
+def test_header_states_machine_versions_and_command(files: List[str], tmp_path: Path) -> None:
+    text = _section(files, tmp_path)
+    assert "- Machine: Hand-made CPU @ 3.0GHz, 4 logical CPUs (2 usable by the run), x86_64, Linux 6.1" in text
+    assert "- hamsearch ISA: avx512_vpopcntdq" in text
+    assert ("- Versions: Python 3.11.7, hamsearch 0.1.0, numpy 2.4.6, faiss 1.15.1, usearch not installed, "
+            "numba 0.68.1") in text
+    assert "- Date: 2026-01-02 03:04:05 UTC, commit 0123456789" in text
+    assert f"- Command: `{HOOK['command']}` (in `/src/hamsearch`)" in text
+    # without the hook: pytest-benchmark's own cpu brand, the ISA of the entries, and a note
+    assert "- Machine: Test CPU 9000, 4 logical CPUs, x86_64, Linux 6.1" in text
+    assert "- hamsearch ISA: avx2" in text
+    assert "- Command: not recorded in this file" in text
+    assert "- 1-minute load average during the run: 0.50" in text
+    assert "- 1-minute load average during the run: 1.50" in text
+    assert "Generated by `python -m bench.report test`" in text
+
+
+def test_missing_peers_get_a_note(tmp_path: Path) -> None:
+    text = _section([_write(tmp_path, "flat.json", flat_doc()), _write(tmp_path, "mih.json", mih_doc())], tmp_path)
+    assert "- No `usearch` result (usearch exact search) in this file: usearch was not importable" in text
+    assert "- No `hamsearch-numba` result" in text
+    assert "- No `faiss-hnsw`" not in text  # the MIH file has it
+    assert "- No `faiss` result" not in text
+    # a MIH file with no peer at all still renders, with a note per peer
+    only_own = _doc([b for b in mih_doc()["benchmarks"] if b["extra_info"]["library"] == "hamsearch"])
+    text = _section([_write(tmp_path, "own.json", only_own)], tmp_path)
+    for label in ("faiss-flat", "faiss-multihash", "faiss-hnsw"):
+        assert f"- No `{label}` result" in text
+    assert "None: in every row hamsearch's best index answers more queries per second" in text
+
+
+# -- files that are not pytest-benchmark output ---------------------------------------
+@pytest.mark.parametrize("content, expect", [
+    ("[1, 2, 3]", "got a list of 3 items"),
+    ('{"benchmarks": []}', "got an object with keys 'benchmarks'"),
+    ("not json", "not JSON"),
+])
+def test_not_pytest_benchmark_json_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                    content: str, expect: str) -> None:
+    path = tmp_path / "x.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(report.ReportError, match="expected"):
+        report.load_document(str(path))
+    readme = tmp_path / "README.md"
+    readme.write_text("# r\n", encoding="utf-8")
+    assert report.main([str(path), "--readme", str(readme), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert "report: " in err and str(path) in err and expect in err
+    assert readme.read_text(encoding="utf-8") == "# r\n"
+    assert report.main([str(tmp_path / "absent.json"), "--stdout", "--no-plots"]) == 2
+    assert "could not read" in capsys.readouterr().err
+
+
+# -- the README markers -----------------------------------------------------------
+PROSE_BEFORE = "# Title  \n\nSome text with trailing spaces   \n\tand a tab, ünïcödé, and the marker quoted: `<!-- report:begin -->`.\n"
+PROSE_AFTER = "\n## After\n\nMore text\nno final newline"
+
+
+def test_markers_appended_when_absent_and_prefix_kept(tmp_path: Path, files: List[str]) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_bytes(PROSE_BEFORE.encode("utf-8"))
+    args = files + ["--readme", str(readme), "--no-plots"]
+    assert report.main(args) == 0
+    first = readme.read_bytes()
+    assert first.startswith(PROSE_BEFORE.encode("utf-8"))
+    rest = first[len(PROSE_BEFORE.encode("utf-8")):].decode("utf-8")
+    assert rest.startswith("\n" + report.BEGIN + "\n## Benchmark report\n")
+    assert rest.endswith("\n" + report.END + "\n")
+    assert report.main(args) == 0
+    assert readme.read_bytes() == first  # idempotent
+
+
+def test_markers_replaced_in_place_byte_for_byte(tmp_path: Path, files: List[str]) -> None:
+    readme = tmp_path / "README.md"
+    original = (PROSE_BEFORE + report.BEGIN + "\nold generated text\n" + report.END + PROSE_AFTER).encode("utf-8")
+    readme.write_bytes(original)
+    args = files + ["--readme", str(readme), "--no-plots"]
+    assert report.main(args) == 0
+    once = readme.read_bytes()
+    head = (PROSE_BEFORE + report.BEGIN).encode("utf-8")
+    tail = (report.END + PROSE_AFTER).encode("utf-8")
+    assert once.startswith(head) and once.endswith(tail)
+    assert b"old generated text" not in once and b"## Benchmark report" in once
+    assert report.main(args) == 0
+    assert readme.read_bytes() == once
+
+
+def test_crlf_readme_keeps_its_line_endings(tmp_path: Path) -> None:
+    text = "# T\r\n\r\n" + report.BEGIN + "\r\nold\r\n" + report.END + "\r\nend\r\n"
+    new = report.splice(text, "a\nb")
+    assert new == "# T\r\n\r\n" + report.BEGIN + "\r\na\r\nb\r\n" + report.END + "\r\nend\r\n"
+    assert report.splice(new, "a\nb") == new
+
+
+@pytest.mark.parametrize("text", [
+    f"{report.BEGIN}\n{report.BEGIN}\n{report.END}\n",
+    f"{report.END}\n{report.BEGIN}\n",
+    f"x\n{report.BEGIN}\n",
+])
+def test_malformed_markers_are_an_error(text: str) -> None:
+    with pytest.raises(report.ReportError, match="expected one line"):
+        report.splice(text, "s")
+
+
+def test_missing_readme_is_an_error(tmp_path: Path, files: List[str], capsys: pytest.CaptureFixture) -> None:
+    assert report.main(files + ["--readme", str(tmp_path / "nope.md"), "--no-plots"]) == 2
+    assert "expected an existing README" in capsys.readouterr().err
+
+
+def test_stdout_leaves_the_readme_alone(tmp_path: Path, files: List[str], capsys: pytest.CaptureFixture) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("keep\n", encoding="utf-8")
+    assert report.main(files + ["--readme", str(readme), "--stdout", "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("## Benchmark report") and report.BEGIN not in out
+    assert readme.read_text(encoding="utf-8") == "keep\n"
+
+
+# -- plots --------------------------------------------------------------------
+def test_plots_drawn_and_linked(tmp_path: Path, files: List[str]) -> None:
+    pytest.importorskip("matplotlib")
+    readme = tmp_path / "docs" / "README.md"
+    readme.parent.mkdir()
+    readme.write_text("# r\n", encoding="utf-8")
+    plots = tmp_path / "out" / "plots"
+    assert report.main(files + ["--readme", str(readme), "--plots-dir", str(plots)]) == 0
+    names = sorted(p.name for p in plots.iterdir())
+    assert names == ["mih_speedup_vs_kth_distance.png", "qps_vs_n_flat_uniform_t1.png",
+                     "qps_vs_n_mih_clustered_t1.png", "qps_vs_n_mih_uniform_t1.png"]
+    for name in names:
+        assert (plots / name).read_bytes()[:8] == PNG_MAGIC
+    text = readme.read_text(encoding="utf-8")
+    for name in names:
+        assert f"![{name}](../out/plots/{name})" in text
+    assert "qps_vs_n_distributed" not in text  # the sharded suite has no peers and one n
+
+
+def test_one_n_only_gives_a_note_not_a_figure(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    doc = _doc([b for b in flat_doc()["benchmarks"] if b["extra_info"].get("n") == 1000])
+    text = _section([_write(tmp_path, "one-n.json", doc)], tmp_path, plots=True)
+    assert "`qps_vs_n_one-n_uniform_t1.png` not drawn" in text and "has one n only (10^3)" in text
+    assert not (tmp_path / "plots" / "qps_vs_n_one-n_uniform_t1.png").exists()
+
+
+def test_speedup_points_pair_mih_with_flat_of_the_same_row(tmp_path: Path) -> None:
+    runs = report.load_runs([_write(tmp_path, "mih.json", mih_doc())])
+    pairs = sorted((p.data, p.n, p.kth_distance_mean, s) for p, s in report.speedup_points(report.points(runs[0])))
+    assert pairs == [("clustered", 1000, 3.0, 10.0), ("clustered", 10000, 2.0, 10.0),
+                     ("uniform", 1000, 20.0, 0.5), ("uniform", 10000, 18.0, 1.0)]
+
+
+def test_speedup_plot_skipped_without_kth_distance(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = _write(tmp_path, "old-mih.json", mih_doc(kth=False))
+    text = _section([path], tmp_path, plots=True)
+    assert "`mih_speedup_vs_kth_distance.png` not drawn" in text
+    assert not (tmp_path / "plots" / "mih_speedup_vs_kth_distance.png").exists()
+
+
+def test_matplotlib_absent_skips_plots_with_a_note(tmp_path: Path, files: List[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    readme = tmp_path / "README.md"
+    readme.write_text("# r\n", encoding="utf-8")
+    plots = tmp_path / "plots"
+    assert report.main(files + ["--readme", str(readme), "--plots-dir", str(plots)]) == 0
+    text = readme.read_text(encoding="utf-8")
+    assert "- Plots skipped: matplotlib is not importable" in text
+    assert not plots.exists()
+    assert "### Rows where hamsearch is not ahead of every peer" in text
+
+
+# -- the real results files (git-ignored; skipped where absent) --------------------------------
+def _count_not_ahead(doc: Dict[str, Any]) -> int:
+    """Rows x peers where the peer's nq / median is >= the best hamsearch
+    searcher's, straight from extra_info (the oracle of not_ahead)."""
+    rows: Dict[tuple, Dict[str, List[float]]] = {}
+    for b in doc["benchmarks"]:
+        info = b["extra_info"]
+        if info.get("kind", "knn") not in ("knn", "single") or info.get("library") not in (
+                "hamsearch", "faiss", "usearch", "numpy") or "nbits" not in info:
+            continue
+        if "bench_distributed" in b.get("fullname", ""):
+            continue
+        key = (info.get("data"), info["nbits"], info["n"], info["k"], info["threads"], info.get("kind", "knn"))
+        qps = info["nq"] / b["stats"]["median"]
+        side = "own" if info["library"] == "hamsearch" else "peer"
+        rows.setdefault(key, {"own": [], "peer": []})[side].append(qps)
+    count = 0
+    for cell in rows.values():
+        best = max(cell["own"], default=-math.inf)
+        count += sum(1 for q in cell["peer"] if q >= best)
+    return count
+
+
+REAL = [name for name in ("flat.json", "mih.json", "quick.json", "mih-quick.json", "distributed-quick.json")]
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_results_file(name: str, tmp_path: Path) -> None:
+    path = RESULTS / name
+    if not path.exists():
+        pytest.skip(f"{path} absent (bench/results is git-ignored)")
+    with open(path, encoding="utf-8") as fh:
+        doc = json.load(fh)
+    runs = report.load_runs([str(path)])
+    assert not runs[0].skipped
+    losses = report.not_ahead(report.points(runs[0]))
+    assert len(losses) == _count_not_ahead(doc)
+    text = report.render(runs, None, tmp_path, "python -m bench.report test")
+    for loss in losses:
+        assert f"| {report.row_text(loss.row, loss.suite)} | " in text
+    for suite in runs[0].by_suite:
+        assert f"### {report.SUITE_TITLES[suite]} (`{report.SUITES[suite]}`)" in text
+    assert "- Machine: " in text and "- hamsearch ISA: " in text
+
+
+def test_real_results_together(tmp_path: Path) -> None:
+    paths = [str(RESULTS / n) for n in ("flat.json", "mih.json", "distributed-quick.json") if (RESULTS / n).exists()]
+    if len(paths) < 2:
+        pytest.skip("fewer than two of bench/results/{flat,mih,distributed-quick}.json present")
+    readme = tmp_path / "README.md"
+    readme.write_bytes((ROOT / "bench" / "README.md").read_bytes())
+    before = readme.read_bytes()
+    assert report.main(paths + ["--readme", str(readme), "--no-plots"]) == 0
+    after = readme.read_bytes()
+    if report.BEGIN.encode() not in before:
+        assert after.startswith(before)
+    assert report.main(paths + ["--readme", str(readme), "--no-plots"]) == 0
+    assert readme.read_bytes() == after
+
+
+# -- the machine-info hook of bench/conftest.py -------------------------------------------------
+def test_machine_info_hook(monkeypatch: pytest.MonkeyPatch) -> None:
+    conftest = pytest.importorskip("bench.conftest")
+    monkeypatch.setattr(sys, "argv", [os.path.join("x", "pytest", "__main__.py"), "bench/bench_mih.py",
+                                      "-k", "uniform and b64"])
+    for key in [k for k in os.environ if k.startswith("HAMSEARCH_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("HAMSEARCH_BENCH_QUICK", "1")
+    monkeypatch.setitem(sys.modules, "usearch", None)  # as if not installed
+    info: Dict[str, Any] = {}
+    conftest.pytest_benchmark_update_machine_info(None, info)
+    got = info["hamsearch_bench"]
+    assert got["command"] == "HAMSEARCH_BENCH_QUICK=1 python -m pytest bench/bench_mih.py -k 'uniform and b64'"
+    assert got["cwd"] == os.getcwd()
+    assert got["versions"]["usearch"] is None
+    assert got["versions"]["numpy"]
+    assert got["cpu_count"] == os.cpu_count()
+    assert "isa" in got and "cpu_model" in got
+    json.dumps(info)  # what pytest-benchmark writes must serialise
