@@ -6,7 +6,10 @@ backends), faiss ``IndexBinaryFlat``, usearch exact search, and a numpy scan
 (one thread). Plus k = 1000 at the largest n, smallest nbits, one thread
 (hamsearch native and faiss), and one query at a time on every thread at the
 largest n (hamsearch native and faiss) next to the time it takes only to read
-the codes once (the memory-bandwidth floor).
+the codes once (the memory-bandwidth floor, on one and on every thread). The
+hardware's other ceiling, the popcount compute bound, is the comparisons per
+second of the scan's own kernel with nothing else to do (no selection, no
+memory traffic: 128 KiB of cache-resident codes), per width and thread count.
 
 Each case is ``benchmark.pedantic`` over a batch of queries (batch size in
 ``extra_info["nq"]``); queries/second is ``nq / median round time``.
@@ -28,8 +31,9 @@ from bench.peers import DataCache, Unavailable, read_bandwidth_reader
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" not in metafunc.fixturenames:
         return
-    floor = metafunc.function.__name__ == "test_read_floor"
-    cases = [c for c in bench_config(metafunc.config).cases() if (c.kind == "floor") == floor]
+    kind = {"test_read_floor": "floor", "test_compute_floor": "compute"}.get(metafunc.function.__name__)
+    cases = [c for c in bench_config(metafunc.config).cases()
+             if (c.kind == kind if kind else c.kind not in ("floor", "compute"))]
     metafunc.parametrize("case", cases, ids=[c.id for c in cases])
 
 
@@ -106,3 +110,31 @@ def test_read_floor(case: Case, bench_data: DataCache, benchmark) -> None:
     benchmark.extra_info["floor_seconds"] = median
     benchmark.extra_info["bandwidth_bytes_per_second"] = nbytes / median
     benchmark.extra_info["queries_per_second"] = 1.0 / median  # one pass = one query at the floor
+
+
+def test_compute_floor(case: Case, benchmark) -> None:
+    """The popcount compute bound: comparisons per second of the scan's own
+    kernel (``hamsearch._core._popcount_probe``: every query against every
+    code at threshold 0, no selection) over ``case.n`` codes that stay in the
+    L2 cache, so that memory never limits it."""
+    from hamsearch import _backend
+
+    probe = getattr(_backend._native, "_popcount_probe", None)
+    if probe is None:
+        why = f"the native core did not load or has no _popcount_probe ({_backend._native_error!r})"
+        if _native_demanded():
+            pytest.fail(f"HAMSEARCH_IMPLEMENTATION=native but {why}")
+        pytest.skip(why)
+    rng = np.random.default_rng([case.nbits, case.n, 0xC0])
+    codes = hs.pack(rng.random((case.n, case.nbits)) < 0.5)
+    queries = hs.pack(rng.random((case.nq, case.nbits)) < 0.5)
+    probe(queries[:8], codes, case.threads)  # threads started, pages touched
+    _record(benchmark, case, isa=hs.isa(), bytes_scanned=int(codes.nbytes))
+
+    benchmark.pedantic(probe, args=(queries, codes, case.threads), rounds=case.rounds, iterations=1,
+                       warmup_rounds=1)
+
+    median = _median(benchmark)
+    benchmark.extra_info["median_s"] = median
+    benchmark.extra_info["comparisons_per_second"] = case.nq * case.n / median
+    benchmark.extra_info["queries_per_second"] = case.nq / median

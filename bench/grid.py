@@ -44,6 +44,15 @@ QUICK_SINGLE_ROUNDS = 10
 SINGLE_QUERY_K = 10
 LARGE_K = 1000
 
+# The popcount compute bound: the scan's kernel alone (no selection) over one
+# block of the scan's own size (128 KiB of codes, FlatIndex::block_rows), which
+# stays in the L2 cache, so that memory never limits it: the comparison rate of
+# a scan with nothing else to do, per width and threads.
+COMPUTE_CACHE_BYTES = 128 * 1024
+COMPUTE_NQ = 16384
+QUICK_COMPUTE_NQ = 1024
+COMPUTE_ROUNDS = 5
+
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
@@ -83,7 +92,7 @@ def n_label(n: int) -> str:
 class Case:
     """One benchmark: a searcher on one data set with one (k, threads, nq)."""
 
-    kind: str  # "knn" (batch), "single" (nq = 1) or "floor" (memory read)
+    kind: str  # "knn" (batch), "single" (nq = 1), "floor" (memory read) or "compute" (popcount bound)
     library: str
     backend: str
     nbits: int
@@ -102,12 +111,16 @@ class Case:
         base = f"nbits={self.nbits} n={n_label(self.n)} k={self.k}"
         if self.kind in ("single", "floor"):
             return f"{base} nq=1 (bandwidth floor)"
+        if self.kind == "compute":
+            return f"nbits={self.nbits} compute bound (cache-resident scan)"
         return base
 
     @property
     def id(self) -> str:
         if self.kind == "floor":
             return f"floor-read-b{self.nbits}-n{n_label(self.n)}-t{self.threads}"
+        if self.kind == "compute":
+            return f"floor-popcount-b{self.nbits}-n{self.n}-t{self.threads}"
         return (
             f"{self.library}-{self.backend}-b{self.nbits}-n{n_label(self.n)}"
             f"-k{self.k}-t{self.threads}-q{self.nq}"
@@ -173,6 +186,11 @@ class BenchConfig:
 
     def _cases(self) -> Iterator[Case]:
         big_n = max(self.ns)
+        compute_nq = QUICK_COMPUTE_NQ if self.quick else COMPUTE_NQ
+        for nbits in self.nbits:
+            n_cache = COMPUTE_CACHE_BYTES // (8 * ((nbits + 63) // 64))
+            for threads in self.threads:
+                yield Case("compute", "floor", "popcount", nbits, n_cache, 1, threads, compute_nq, COMPUTE_ROUNDS)
         for n in self.ns:
             for nbits in self.nbits:
                 for k in self.ks:
@@ -187,11 +205,13 @@ class BenchConfig:
                     for searcher in (HAMSEARCH_NATIVE, FAISS):
                         yield Case("knn", *searcher, nbits, n, LARGE_K, 1, self.fast_nq, BATCH_ROUNDS)
                 if n == big_n:
-                    # Latency of one query on every core against the memory-read floor.
+                    # Latency of one query on every core against the memory-read floor,
+                    # and that floor (the read bandwidth) on one and on every thread.
                     t = max(self.threads)
                     for searcher in (HAMSEARCH_NATIVE, FAISS):
                         yield Case("single", *searcher, nbits, n, SINGLE_QUERY_K, t, 1, self.single_rounds)
-                    yield Case("floor", "floor", "read", nbits, n, SINGLE_QUERY_K, t, 1, self.single_rounds)
+                    for ft in sorted(set(self.threads)):
+                        yield Case("floor", "floor", "read", nbits, n, SINGLE_QUERY_K, ft, 1, self.single_rounds)
 
 
 def _usage_error(message: str) -> Exception:

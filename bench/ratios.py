@@ -75,7 +75,7 @@ def entries_from_json(doc: Dict[str, Any]) -> List[Entry]:
         out.append(
             Entry(
                 name=str(b.get("name", "")),
-                label="floor" if kind == "floor" else _label(library, backend),
+                label=kind if kind in ("floor", "compute") else _label(library, backend),
                 kind=kind,
                 nbits=int(info["nbits"]),
                 n=int(info["n"]),
@@ -143,7 +143,7 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]], align: 
 def _present_labels(entries: Sequence[Entry]) -> List[str]:
     seen = {e.label for e in entries}
     known = [label for _, label in LABELS if label in seen]
-    return known + sorted(seen - set(known) - {"floor"})
+    return known + sorted(seen - set(known) - {"floor", "compute"})
 
 
 def reference_label(entries: Sequence[Entry]) -> Optional[str]:
@@ -211,6 +211,37 @@ def floor_rows(entries: Sequence[Entry]) -> Tuple[List[str], List[List[str]]]:
             row.append(fmt_seconds(per_query) if s else "—")
             row.append(fmt_ratio(per_query / f.median) if (s and f) else "—")
         rows.append(row)
+    return header, rows
+
+
+def compute_bounds(entries: Sequence[Entry]) -> Dict[Tuple[int, int], float]:
+    """(nbits, threads) -> comparisons per second of the cache-resident native
+    scan (the ``compute`` cases): the popcount compute bound."""
+    return {(e.nbits, e.threads): e.nq * e.n / e.median
+            for e in entries if e.kind == "compute" and e.median > 0}
+
+
+def ceiling_rows(entries: Sequence[Entry]) -> Tuple[List[str], List[List[str]]]:
+    """Batch k-NN of the reference against the hardware's compute bound.
+
+    A batch is compute-bound (the blocked scan reads the codes once per block
+    of queries, not once per query), so its ceiling is the compute bound
+    divided by n: the queries per second of a scan running at the cache-resident
+    comparison rate. One row per (nbits, n, k, threads) with both numbers.
+    """
+    bounds = compute_bounds(entries)
+    ref = reference_label(entries)
+    header = ["nbits", "n", "k", "threads", "compute bound (comparisons/s)", "ceiling q/s",
+              f"{ref} q/s", f"{ref} / ceiling"]
+    rows = []
+    for e in sorted((e for e in entries if e.kind == "knn" and e.label == ref),
+                    key=lambda e: (e.n, e.nbits, e.k, e.threads)):
+        cps = bounds.get((e.nbits, e.threads))
+        if cps is None:
+            continue
+        ceiling = cps / e.n
+        rows.append([str(e.nbits), fmt_n(e.n), str(e.k), str(e.threads), f"{cps / 1e9:.2f} G",
+                     fmt_qps(ceiling), fmt_qps(e.qps), f"{e.qps / ceiling:.0%}"])
     return header, rows
 
 
@@ -292,6 +323,12 @@ def render(doc: Dict[str, Any], entries: Sequence[Entry]) -> str:
                 "Floor: the time to read every code once with the same threads; "
                 "`/ floor` is the one-query time divided by it (1 is the floor).", "",
                 markdown_table(fh, frows, "r" * len(fh)), ""]
+    ch, crows = ceiling_rows(entries)
+    if crows:
+        out += ["### Batch k-NN against the popcount compute bound", "",
+                "Compute bound: the scan kernel's comparisons per second, with no selection, over 128 KiB "
+                "of cache-resident codes, same width and threads; the ceiling is that rate over n.", "",
+                markdown_table(ch, crows, "r" * len(ch)), ""]
     bh, brows = batch_rows(entries)
     if brows:
         out += ["### Batch sizes (queries per timed round)", "", markdown_table(bh, brows, "r" * len(bh)), ""]

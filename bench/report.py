@@ -60,13 +60,14 @@ SUITE_TITLES: Dict[str, str] = {
 TEST_SUITE: Dict[str, str] = {
     "test_knn": "flat",
     "test_read_floor": "flat",
+    "test_compute_floor": "flat",
     "test_mih": "mih",
     "test_flat": "distributed",
     "test_sharded": "distributed",
     "test_merge": "distributed",
 }
 FILE_SUITE: Dict[str, str] = {Path(path).name: suite for suite, path in SUITES.items()}
-FLAT_KINDS = ("knn", "single", "floor")
+FLAT_KINDS = ("knn", "single", "floor", "compute")
 DISTRIBUTED_KINDS = ("FlatIndex", "ShardedIndex", "merge_topk")
 REQUIRED: Dict[str, Tuple[str, ...]] = {
     "flat": ("library", "nbits", "n", "k", "threads"),
@@ -539,6 +540,13 @@ def flat_section(run: Run) -> List[str]:
                 "Floor: the time to read every code once with the same threads; `/ floor` is the "
                 "one-query time over it (1 is the floor).", "",
                 markdown_table(fh, frows, "r" * len(fh)), ""]
+    ch, crows = ratios.ceiling_rows(entries)
+    if crows:
+        out += ["#### Batch k-NN against the popcount compute bound", "",
+                "Compute bound: the scan kernel's comparisons per second, with no selection, over "
+                "128 KiB of cache-resident codes, same width and threads (the hardware's other ceiling "
+                "besides the read bandwidth above); the ceiling is that rate over n.", "",
+                markdown_table(ch, crows, "r" * len(ch)), ""]
     bh, brows = ratios.batch_rows(entries)
     if brows:
         out += ["#### Batch sizes (queries per timed round)", "", markdown_table(bh, brows, "r" * len(bh)), ""]

@@ -209,6 +209,26 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("data").noconvert(), py::arg("threads"),
           "Sums every word of data with `threads` threads (a memory-bandwidth probe).");
+    m.def("_popcount_probe",
+          [](Codes q, Codes codes, int64_t threads) {
+              check_aligned(codes, "codes");
+              if (codes.ndim() != 2) {
+                  throw std::invalid_argument("codes: expected a 2-D array, got " + std::to_string(codes.ndim()) +
+                                              "-D");
+              }
+              const size_t w = static_cast<size_t>(codes.shape(1));
+              if (w == 0) throw std::invalid_argument("codes: expected at least one word per code, got 0");
+              const size_t nq = check_matrix(q, w, "q");
+              const size_t n = static_cast<size_t>(codes.shape(0));
+              const size_t t = check_threads(threads);
+              const uint64_t* qp = q.data();
+              const uint64_t* cp = codes.data();
+              py::gil_scoped_release release;
+              return hamsearch::popcount_probe(qp, nq, cp, n, w, t);
+          },
+          py::arg("q").noconvert(), py::arg("codes").noconvert(), py::arg("threads"),
+          "Compares every query with every code by the scan's kernel at threshold 0, no selection; "
+          "returns the number of equal pairs (the popcount compute probe of the benchmarks).");
 
     py::class_<FlatIndex> flat(m, "FlatIndex");
     flat.def(py::init<int64_t>(), py::arg("nbits"));

@@ -451,6 +451,29 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, std::vector
     return n;
 }
 
+uint64_t popcount_probe(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, size_t w, size_t threads) {
+    threads = std::max<size_t>(1, std::min<size_t>(threads, 1024));
+    if (n == 0 || nq == 0 || w == 0) return 0;
+    const Kernels& K = active_kernels();
+    std::vector<uint64_t> sums(threads, 0);
+    parallel_tasks(threads, [&](size_t t) {
+        const auto range = split_range(nq, threads, t);
+        // The scan's own inner loop: the filter kernel compares every distance
+        // with a threshold and keeps the rows within it; at threshold 0 it keeps
+        // only exact duplicates, so the time is the comparisons alone.
+        std::vector<uint32_t> rows(n);
+        std::vector<int32_t> dists(n);
+        uint64_t s = 0;
+        for (size_t j = range.first; j < range.second; ++j) {
+            s += K.filter(q + j * w, codes, n, w, 0, rows.data(), dists.data());
+        }
+        sums[t] = s;
+    });
+    uint64_t s = 0;
+    for (uint64_t v : sums) s += v;
+    return s;
+}
+
 uint64_t read_bandwidth(const uint64_t* data, size_t n, size_t threads) {
     threads = std::max<size_t>(1, std::min<size_t>(threads, 1024));
     std::vector<uint64_t> sums(threads, 0);

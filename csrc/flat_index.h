@@ -128,4 +128,12 @@ class FlatIndex {
 /// memory-bandwidth probe for the benchmarks.
 uint64_t read_bandwidth(const uint64_t* data, size_t n, size_t threads);
 
+/// The popcount compute probe: the scan's filter kernel over each of nq
+/// queries against all n codes (w words each) at threshold 0, queries split
+/// over `threads` threads, no selection. Returns the number of (query, code)
+/// pairs at distance 0, so that the work cannot be optimised away. Over codes
+/// that fit in the cache, its rate is the machine's comparison ceiling for
+/// that width.
+uint64_t popcount_probe(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, size_t w, size_t threads);
+
 }  // namespace hamsearch

@@ -482,3 +482,26 @@ def test_machine_info_hook(monkeypatch: pytest.MonkeyPatch) -> None:
     assert got["cpu_count"] == os.cpu_count()
     assert "isa" in got and "cpu_model" in got
     json.dumps(info)  # what pytest-benchmark writes must serialise
+
+
+# -- the popcount compute bound ------------------------------------------------------
+def test_compute_bound_ceiling_worked_by_hand(tmp_path):
+    # Compute case: 1000 queries x 32768 codes in 0.5 s = 65,536,000 comparisons/s.
+    compute = _bench("bench_flat.py", "test_compute_floor", "floor-popcount-b64-n32768-t1", 0.5,
+                     library="floor", backend="popcount", kind="compute", nbits=64, n=32768, k=1, threads=1,
+                     nq=1000, isa="avx2", loadavg_1min=0.5)
+    # hamsearch at n = 65,536: 100 queries in 0.2 s = 500 q/s; ceiling 65,536,000 / 65,536 = 1,000 q/s.
+    knn = _flat("hamsearch", "native", 65536, 0.2)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(_doc([compute, knn])))
+    from bench import ratios
+
+    doc, entries = ratios.load(str(path))
+    assert ratios.compute_bounds(entries) == {(64, 1): 65_536_000.0}
+    header, rows = ratios.ceiling_rows(entries)
+    assert rows == [["64", "65,536", "10", "1", "0.07 G", "1,000", "500", "50%"]], (header, rows)
+    # The compute case is a ceiling, not a searcher: no column of its own in the ratio table.
+    assert not any("compute" in h for h in ratios.ratio_rows(entries)[0])
+    (run,) = report.load_runs([str(path)])
+    section = "\n".join(report.flat_section(run))
+    assert "popcount compute bound" in section and "| 50% |" in section
