@@ -317,26 +317,32 @@ def render(doc: Dict[str, Any], entries: Sequence[Entry]) -> str:
         out.append(f"Ratio columns: {ref} queries/s divided by the peer's (> 1: {ref} faster).")
         out.append("")
     out += [markdown_table(header, rows, "rrrr" + "r" * (len(header) - 4)), ""]
-    fh, frows = floor_rows(entries)
-    if frows:
-        out += ["### One query against the memory-bandwidth floor", "",
-                "Floor: the time to read every code once with the same threads; "
-                "`/ floor` is the one-query time divided by it (1 is the floor).", "",
-                markdown_table(fh, frows, "r" * len(fh)), ""]
-    ch, crows = ceiling_rows(entries)
-    if crows:
-        out += ["### Batch k-NN against the popcount compute bound", "",
-                "Compute bound: the scan kernel's comparisons per second, with no selection, over 128 KiB "
-                "of cache-resident codes, same width and threads; the ceiling is that rate over n.", "",
-                markdown_table(ch, crows, "r" * len(ch)), ""]
-    bh, brows = batch_rows(entries)
-    if brows:
-        out += ["### Batch sizes (queries per timed round)", "", markdown_table(bh, brows, "r" * len(bh)), ""]
-    mh, mrows = memory_rows(entries)
-    if mrows:
-        out += ["### Memory per code (resident-set growth at build / n)", "",
-                markdown_table(mh, mrows, "r" * len(mh)), ""]
+    out += detail_tables(entries, "###")
     return "\n".join(out)
+
+
+def detail_tables(entries: Sequence[Entry], heading: str) -> List[str]:
+    """The tables beside the ratio table, each under a ``heading`` (``"###"``,
+    ``"####"``...) title with its caption, as Markdown lines: the one-query
+    bandwidth floor, the batch against the compute bound, the batch sizes and
+    the memory per code; a table without rows is left out."""
+    parts = [
+        ("One query against the memory-bandwidth floor",
+         "Floor: the time to read every code once with the same threads; "
+         "`/ floor` is the one-query time divided by it (1 is the floor).", floor_rows(entries)),
+        ("Batch k-NN against the popcount compute bound",
+         "Compute bound: the scan kernel's comparisons per second, with no selection, over 128 KiB "
+         "of cache-resident codes, same width and threads (the hardware's other ceiling besides the "
+         "read bandwidth); the ceiling is that rate over n.", ceiling_rows(entries)),
+        ("Batch sizes (queries per timed round)", None, batch_rows(entries)),
+        ("Memory per code (resident-set growth at build / n)", None, memory_rows(entries)),
+    ]
+    out: List[str] = []
+    for title, caption, (header, rows) in parts:
+        if rows:
+            out += [f"{heading} {title}", ""] + ([caption, ""] if caption else [])
+            out += [markdown_table(header, rows, "r" * len(header)), ""]
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

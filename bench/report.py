@@ -534,26 +534,7 @@ def flat_section(run: Run) -> List[str]:
                    f"the same run (> 1: {ref} faster)." if ref else
                    "Queries per second (no hamsearch result in this file: no ratios).")
         out += ["", markdown_table(header, rows, "r" * len(header)), ""]
-    fh, frows = ratios.floor_rows(entries)
-    if frows:
-        out += ["#### One query against the memory-bandwidth floor", "",
-                "Floor: the time to read every code once with the same threads; `/ floor` is the "
-                "one-query time over it (1 is the floor).", "",
-                markdown_table(fh, frows, "r" * len(fh)), ""]
-    ch, crows = ratios.ceiling_rows(entries)
-    if crows:
-        out += ["#### Batch k-NN against the popcount compute bound", "",
-                "Compute bound: the scan kernel's comparisons per second, with no selection, over "
-                "128 KiB of cache-resident codes, same width and threads (the hardware's other ceiling "
-                "besides the read bandwidth above); the ceiling is that rate over n.", "",
-                markdown_table(ch, crows, "r" * len(ch)), ""]
-    bh, brows = ratios.batch_rows(entries)
-    if brows:
-        out += ["#### Batch sizes (queries per timed round)", "", markdown_table(bh, brows, "r" * len(bh)), ""]
-    mh, mrows = ratios.memory_rows(entries)
-    if mrows:
-        out += ["#### Memory per code (resident-set growth at build / n)", "",
-                markdown_table(mh, mrows, "r" * len(mh)), ""]
+    out += ratios.detail_tables(entries, "####")
     out += ["Build time: this suite does not record it (a flat index's build is a copy of the codes; "
             "see the MIH suite for `FlatIndex` build times).", ""]
     return out
