@@ -34,17 +34,29 @@ def mlp(d_in: int, hidden: Sequence[int], d_out: int, gen: torch.Generator, *, i
     if out is not None:
         layers.append(out)
     net = nn.Sequential(*layers)
-    with torch.no_grad():
-        for mod in net:
-            if isinstance(mod, nn.Linear):
-                if init == "normal":
-                    nn.init.normal_(mod.weight, 0.0, std, generator=gen)
-                    nn.init.normal_(mod.bias, 0.0, std, generator=gen)
-                else:
-                    nn.init.kaiming_uniform_(mod.weight, a=5 ** 0.5, generator=gen)
-                    bound = 1.0 / max(mod.in_features, 1) ** 0.5
-                    nn.init.uniform_(mod.bias, -bound, bound, generator=gen)
+    for mod in net:
+        if isinstance(mod, nn.Linear):
+            init_linear(mod, gen, init=init, std=std)
     return net
+
+
+@torch.no_grad()
+def init_linear(layer: nn.Linear, gen: torch.Generator, *, init: Init = "normal", std: float = 0.01) -> nn.Linear:
+    """(Re)initialise ``layer`` from ``gen``: N(0, std²) weights and biases
+    (``"normal"``) or PyTorch's default Kaiming-uniform scheme (``"default"``)."""
+    if init == "normal":
+        nn.init.normal_(layer.weight, 0.0, std, generator=gen)
+        nn.init.normal_(layer.bias, 0.0, std, generator=gen)
+    else:
+        nn.init.kaiming_uniform_(layer.weight, a=5 ** 0.5, generator=gen)
+        bound = 1.0 / max(layer.in_features, 1) ** 0.5
+        nn.init.uniform_(layer.bias, -bound, bound, generator=gen)
+    return layer
+
+
+def linear(d_in: int, d_out: int, gen: torch.Generator, *, init: Init = "default", std: float = 0.01) -> nn.Linear:
+    """One seeded ``nn.Linear(d_in, d_out)`` (see :func:`init_linear`)."""
+    return init_linear(nn.Linear(d_in, d_out), gen, init=init, std=std)
 
 
 class Standardize(nn.Module):
@@ -88,4 +100,4 @@ def to_signs(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
-__all__ = ["Standardize", "cosine", "mlp", "prepend_standardize", "to_signs"]
+__all__ = ["Standardize", "cosine", "init_linear", "linear", "mlp", "prepend_standardize", "to_signs"]

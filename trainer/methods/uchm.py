@@ -92,7 +92,7 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from ..engine import HashMethod, Phase, TrainSet
-from ._common import cosine, mlp, prepend_standardize, to_signs
+from ._common import cosine, linear, mlp, prepend_standardize, to_signs
 
 Fusion = Literal["attention", "gated", "none"]
 Rescale = Literal["maxabs", "minmax"]
@@ -235,11 +235,6 @@ def generator_loss(p: torch.Tensor, s0: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- MIE generator
 
 
-def _linear(d_in: int, d_out: int, gen: torch.Generator) -> nn.Linear:
-    # One seeded layer with PyTorch's default (Kaiming uniform) initialisation.
-    return cast(nn.Linear, mlp(d_in, (), d_out, gen, init="default")[0])
-
-
 class CrossAttention(nn.Module):
     """Multi-head attention of query tokens ``x`` (n, t, d) over context tokens
     ``ctx`` (n, s, d) of the same item; returns (n, t, d). Written out (not
@@ -249,7 +244,7 @@ class CrossAttention(nn.Module):
     def __init__(self, dim: int, heads: int, gen: torch.Generator) -> None:
         super().__init__()
         self.heads = int(heads)
-        self.q, self.k, self.v, self.o = (_linear(dim, dim, gen) for _ in range(4))
+        self.q, self.k, self.v, self.o = (linear(dim, dim, gen) for _ in range(4))
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         n, t, d = x.shape
@@ -276,8 +271,8 @@ class MIEGenerator(nn.Module):
         if fusion not in ("attention", "gated"):
             raise ValueError(f"MIEGenerator: expected fusion 'attention' or 'gated', got {fusion!r}")
         self.fusion, self.dim, self.tokens = fusion, int(dim), int(tokens)
-        self.proj_image = _linear(d_image, tokens * dim, gen)
-        self.proj_text = _linear(d_text, tokens * dim, gen)
+        self.proj_image = linear(d_image, tokens * dim, gen)
+        self.proj_text = linear(d_text, tokens * dim, gen)
         self.norm_image = nn.LayerNorm(dim)
         self.norm_text = nn.LayerNorm(dim)
         if fusion == "attention":
@@ -286,8 +281,8 @@ class MIEGenerator(nn.Module):
             self.post_image = nn.LayerNorm(dim)
             self.post_text = nn.LayerNorm(dim)
         else:
-            self.gate = _linear(2 * dim, dim, gen)
-        self.fuse = _linear(2 * dim if fusion == "attention" else dim, dim, gen)
+            self.gate = linear(2 * dim, dim, gen)
+        self.fuse = linear(2 * dim if fusion == "attention" else dim, dim, gen)
         # w = softplus(raw) starts at 3 (tanh(3) ≈ 0.995 for e_i = e_j), β at 0.
         self.raw_scale = nn.Parameter(torch.tensor(math.log(math.expm1(3.0))))
         self.bias = nn.Parameter(torch.tensor(0.0))
