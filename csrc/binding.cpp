@@ -55,10 +55,10 @@ size_t check_threads(int64_t threads) {
 }
 
 // A numpy array that owns a std::vector without copying it.
-template <class T>
-py::array_t<T> adopt(std::vector<T>&& v) {
-    auto* heap = new std::vector<T>(std::move(v));
-    py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+template <class T, class Alloc>
+py::array_t<T> adopt(std::vector<T, Alloc>&& v) {
+    auto* heap = new std::vector<T, Alloc>(std::move(v));
+    py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T, Alloc>*>(p); });
     return py::array_t<T>({static_cast<py::ssize_t>(heap->size())}, {static_cast<py::ssize_t>(sizeof(T))},
                           heap->data(), owner);
 }
@@ -169,7 +169,7 @@ void bind_common(py::class_<Index>& cls) {
                 self.flat().check_codes(q.data(), nq, "q");
                 const size_t t = check_threads(threads);
                 const uint64_t* qp = q.data();
-                std::vector<int64_t> ranked;
+                hamsearch::UninitVector<int64_t> ranked;
                 size_t n = 0;
                 {
                     py::gil_scoped_release release;

@@ -4,7 +4,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
@@ -26,6 +29,31 @@
 #endif
 
 namespace hamsearch {
+
+/// An allocator that leaves elements default-initialised (no zeroing of
+/// integers): for outputs every element of which is written before it is read,
+/// so that a large result is touched once, by the threads that fill it,
+/// instead of first by a serial zeroing pass.
+template <class T, class A = std::allocator<T>>
+struct DefaultInitAllocator : A {
+    template <class U>
+    struct rebind {
+        using other = DefaultInitAllocator<U, typename std::allocator_traits<A>::template rebind_alloc<U>>;
+    };
+    using A::A;
+    template <class U>
+    void construct(U* p) noexcept(std::is_nothrow_default_constructible<U>::value) {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        std::allocator_traits<A>::construct(static_cast<A&>(*this), p, std::forward<Args>(args)...);
+    }
+};
+
+/// A vector whose resize() does not zero its new elements (see DefaultInitAllocator).
+template <class T>
+using UninitVector = std::vector<T, DefaultInitAllocator<T>>;
 
 /// Kernel levels, lowest first. Each level implies the ones below it.
 enum class Isa : int { scalar = 0, popcnt = 1, avx2 = 2, avx512_vpopcntdq = 3 };

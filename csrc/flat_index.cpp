@@ -17,6 +17,8 @@ constexpr size_t kMinWorkPerThread = size_t{1} << 17;
 // Queries whose candidate buffers share a database block: bounds the memory
 // of the k-NN states (about 32 MiB per thread) when k is large.
 constexpr size_t kStateBytesPerThread = size_t{32} << 20;
+// The shortest first run of rows whose distances set a k-NN threshold (priming).
+constexpr size_t kMinPrimeRows = 1024;
 
 }  // namespace
 
@@ -238,8 +240,10 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
     // Priming: all distances of a first run of rows set each query's
     // threshold to the k-th distance in it, instead of admitting every code.
     // A run of 16k rows puts that threshold near the 1/16 quantile, so large
-    // k does not spend the early blocks pushing candidates.
-    const size_t prime = std::min(row_end - row_begin, std::max(block, std::min<size_t>(16 * k, size_t{1} << 20)));
+    // k does not spend the early blocks pushing candidates. The run is kept
+    // short otherwise (kMinPrimeRows): priming costs several passes a row
+    // where the filter kernel costs one, which small indexes would feel.
+    const size_t prime = std::min(row_end - row_begin, std::max(kMinPrimeRows, std::min<size_t>(64 * k, size_t{1} << 20)));
     std::vector<uint32_t> rows(std::max(block, prime));
     std::vector<int32_t> dists(std::max(block, prime));
     {
@@ -250,7 +254,7 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
         for (size_t j = 0; j < nq; ++j) {
             TopK& s = states[j];
             K.distances(q + j * w_, base, prime, w_, d);
-            s.prime(d, prime);
+            s.prime(d, prime, static_cast<int32_t>(64 * w_));
             const int32_t tau = s.threshold();
             size_t c = 0;
             for (size_t i = 0; i < prime; ++i) {  // branch-free gather of the rows to push
@@ -403,7 +407,7 @@ RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, siz
     return res;
 }
 
-size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, std::vector<int64_t>& ranked) const {
+size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, UninitVector<int64_t>& ranked) const {
     std::shared_lock<std::shared_mutex> lock(mu_);
     const size_t n = n_;
     ranked.resize(nq * n);

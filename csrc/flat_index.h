@@ -85,7 +85,7 @@ class FlatIndex {
     /// The ids of the whole index per query in (distance, id) order: fills
     /// out with nq x n ids (row-major) and returns n, the size it ranked
     /// (read under the lock, so a concurrent add cannot change it midway).
-    size_t rank(const uint64_t* q, size_t nq, size_t threads, std::vector<int64_t>& out) const;
+    size_t rank(const uint64_t* q, size_t nq, size_t threads, UninitVector<int64_t>& out) const;
 
     /// Checks that the pad bits above nbits are zero in each of n codes;
     /// throws std::invalid_argument naming the first bad row.

@@ -54,11 +54,10 @@ class TopK {
     /// Starts a fresh selection from the distances of a first run of codes:
     /// tau becomes the k-th smallest of them (when there are k), so the codes
     /// of that run worth pushing are only those with d <= threshold().
-    void prime(const int32_t* d, size_t len) {
+    /// ``max_d`` bounds every distance (64 per word: pad bits never exceed it).
+    void prime(const int32_t* d, size_t len, int32_t max_d) {
         if (len < k_ || !buf_.empty()) return;
-        int32_t hi = 0;
-        for (size_t i = 0; i < len; ++i) hi = std::max(hi, d[i]);
-        hist_.assign(static_cast<size_t>(hi) + 1, 0);
+        hist_.assign(static_cast<size_t>(max_d) + 1, 0);
         for (size_t i = 0; i < len; ++i) ++hist_[static_cast<size_t>(d[i])];
         size_t seen = 0;
         for (size_t b = 0; b < hist_.size(); ++b) {
