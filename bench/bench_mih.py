@@ -1,33 +1,46 @@
 """Exact multi-index hashing (``hamsearch.MIHIndex``) against the flat scan and
 approximate peers.
 
-Grid (full run): data kind in {uniform, clustered} x nbits in {64, 128, 256} x
-n in {10^6, 10^7} x k in {1, 10, 100} x threads in {1, 2}; searchers:
+Grid (standard profile): data kind in {uniform, clustered} x nbits in
+{64, 128, 256} x n in {10^5, 10^6, 10^7} x k in {1, 10, 100} x threads in
+{1, 2}; plus codes produced by the trainer (``bench/trained.py``: DCGH codes of
+a 10^5-item synthetic set, and of Wiki where ``../shared/data`` holds it),
+image codes as the database and text codes as the queries; searchers:
 
 - ``hamsearch`` ``MIHIndex`` (``m=None``: substrings of about log2(n) bits),
   exact; ``extra_info["mih_fallbacks"]`` counts the batch's queries answered by
   the flat scan;
 - ``hamsearch`` ``FlatIndex``, exact (the reference answer);
+- faiss ``IndexBinaryFlat``, exact;
 - faiss ``IndexBinaryMultiHash(nbits, nhash=nbits // 16, b=16)`` with
-  ``nflip = 2``, approximate: recall recorded;
-- faiss ``IndexBinaryHNSW(nbits, 32)`` (``efSearch = 64``), approximate, only
-  at n = 10^6 and not in quick mode (its build takes minutes).
+  ``nflip = 2``, approximate: recall recorded; at 10^7 only at 64 bits in the
+  standard profile (its build takes a minute at 256 bits);
+- faiss ``IndexBinaryHNSW(nbits, 32)`` (``efSearch = 64``), approximate: at
+  n <= 10^5, and at 10^6 on clustered codes (every kind in the full profile;
+  a build at 10^6 takes 1 to 4 minutes); not in the quick profile except on
+  the trainer's codes;
+- on the trainer's codes also usearch's exact search and the numpy scan
+  (``bench/peers.py``), so that every peer meets the learned codes in one row.
 
 Data: *uniform* codes, or *clustered* codes: ``n // 100`` uniform centres, each
 code a random centre with every bit flipped independently with probability
 exactly 1/20 = 0.05; the queries are drawn the same way (fresh centres picks,
 fresh flips), separately from the database.
 
-Each case is ``benchmark.pedantic`` over a batch of ``nq`` queries (3 rounds;
-1000 queries, quick 50; MultiHash: 2*10^8 query x code pairs, 200 at 10^6);
-queries/second is ``nq / median round time``. ``bench/mih_report.py`` turns the
-JSON into tables.
+Each case is ``benchmark.pedantic`` over a batch of ``nq`` queries: 1000
+(quick 50), held to 10^9 query x code pairs in the standard profile (100
+queries at 10^7) for every exact searcher alike; MultiHash 2*10^8 pairs (200
+at 10^6). At least 3 rounds, more where a round is short (enough rounds for
+about ``MIN_CASE_SECONDS``, at most ``MAX_ROUNDS``); queries/second is
+``nq / median round time``. ``bench/mih_report.py`` and ``bench/report.py``
+turn the JSON into tables.
 """
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -36,7 +49,8 @@ import pytest
 import hamsearch as hs
 from hamsearch import _backend
 
-from bench.grid import BenchConfig, bench_config, n_label
+from bench import peers
+from bench.grid import BenchConfig, adaptive_rounds, bench_config, n_label
 from bench.peers import ByteCodes, OneDataSetCache, Unavailable, _preload, _resident_bytes, _trim_heap
 
 # (library, variant)
@@ -45,12 +59,25 @@ FLAT = ("hamsearch", "flat")
 FAISS_FLAT = ("faiss", "IndexBinaryFlat")
 MULTIHASH = ("faiss", "IndexBinaryMultiHash")
 HNSW = ("faiss", "IndexBinaryHNSW")
+USEARCH = ("usearch", "exact")
+NUMPY = ("numpy", "scan")
 SEARCHERS = (MIH, FLAT, FAISS_FLAT, MULTIHASH, HNSW)
+TRAINED_PEERS = (USEARCH, NUMPY)  # on the trainer's codes only (the flat suite has them on uniform codes)
 
 KINDS = ("uniform", "clustered")
+# The trainer's codes: data kind -> bench.trained source. Their n is the
+# source's own: TRAINED_N synthetic items (QUICK_TRAINED_N in the quick
+# profile), Wiki's 2,173 database items with its 693 queries.
+TRAINED = {"trained-synthetic": "synthetic", "trained-wiki": "wiki"}
+TRAINED_N = 10**5
+QUICK_TRAINED_N = 5000
+WIKI_N, WIKI_NQ = 2173, 693
+CODES_CACHE = Path(__file__).resolve().parent / "results" / "codes"
 KS = (1, 10, 100)
 THREADS = (1, 2)
 ROUNDS = 3
+MIN_CASE_SECONDS = 0.3  # rounds are added until the timed rounds last about this long
+MAX_ROUNDS = 30
 FLIP_DENOMINATOR = 20  # each bit flipped with probability exactly 1/20 = 0.05
 CLUSTER_SIZE = 100  # n // 100 centres
 GEN_CHUNK = 1 << 16  # rows of flip masks drawn at a time: (chunk, nbits) uint8 temporaries
@@ -58,11 +85,13 @@ GEN_CHUNK = 1 << 16  # rows of flip masks drawn at a time: (chunk, nbits) uint8 
 MULTIHASH_B = 16  # bits per hash table
 MULTIHASH_NFLIP = 2  # buckets within 2 flips of the query's substring are probed
 MULTIHASH_PAIRS = 2 * 10**8  # batch budget: 200 queries at 10^6, 20 at 10^7
-FAISS_FLAT_PAIRS = 2 * 10**9  # batch budget: 1000 queries at 10^6, 200 at 10^7
+FAISS_FLAT_PAIRS = 10**9  # batch budget: 1000 queries at 10^6, 100 at 10^7
+SLOW_PAIRS = {MULTIHASH: MULTIHASH_PAIRS, FAISS_FLAT: FAISS_FLAT_PAIRS, USEARCH: 2 * 10**7, NUMPY: 2 * 10**7}
 MIN_SLOW_NQ = 20
 HNSW_M = 32
 HNSW_EF_SEARCH = 64
-HNSW_N = 10**6  # the only n at which HNSW is built
+HNSW_MAX_N = 10**6  # HNSW is built up to this n (at 10^6 on clustered codes only, but in the full profile)
+MULTIHASH_STANDARD_MAX_N = 10**6  # above it, MultiHash only at 64 bits but in the full profile
 
 
 @dataclass(frozen=True)
@@ -94,28 +123,50 @@ class MihCase:
                 f"-k{self.k}-t{self.threads}-q{self.nq}")
 
 
-def batch_nq(cfg: BenchConfig, searcher: Tuple[str, str], n: int) -> int:
-    """Queries per timed round: the fast batch, but the slow peers get a budget
-    of query x code pairs (at least MIN_SLOW_NQ queries): MultiHash
-    MULTIHASH_PAIRS (10x slower than the flat scan on uniform codes at 10^6,
-    slower still at 10^7), faiss's flat scan FAISS_FLAT_PAIRS."""
-    budget = {MULTIHASH: MULTIHASH_PAIRS, FAISS_FLAT: FAISS_FLAT_PAIRS}.get(searcher)
-    if budget is None:
-        return cfg.fast_nq
-    return int(min(cfg.fast_nq, max(MIN_SLOW_NQ, budget // n)))
+def batch_nq(cfg: BenchConfig, searcher: Tuple[str, str], n: int, most: Optional[int] = None) -> int:
+    """Queries per timed round: the fast batch (held to the standard
+    profile's budget), but the slow peers get a budget of query x code pairs
+    (at least MIN_SLOW_NQ queries): MultiHash MULTIHASH_PAIRS (10x slower than
+    the flat scan on uniform codes at 10^6, slower still at 10^7), faiss's flat
+    scan FAISS_FLAT_PAIRS, usearch and numpy 2*10^7. ``most``: the queries
+    the data set has."""
+    budget = SLOW_PAIRS.get(searcher)
+    nq = cfg.budget_nq(n) if budget is None else cfg.budget_nq(n, budget, MIN_SLOW_NQ)
+    return min(nq, most) if most else nq
+
+
+def _wanted(cfg: BenchConfig, s: Tuple[str, str], data: str, nbits: int, n: int) -> bool:
+    """Whether searcher ``s`` runs on this data set in ``cfg``'s profile."""
+    if s == HNSW:
+        if data in TRAINED:
+            return n <= HNSW_MAX_N
+        return not cfg.quick and n <= HNSW_MAX_N and (n < HNSW_MAX_N or data == "clustered" or cfg.full)
+    if s == MULTIHASH and n > MULTIHASH_STANDARD_MAX_N and not cfg.full:
+        return nbits == 64
+    if s in TRAINED_PEERS:
+        return data in TRAINED
+    return True
+
+
+def trained_sizes(cfg: BenchConfig) -> Dict[str, Tuple[int, int]]:
+    """Data kind -> (n, queries) of the trainer's codes in ``cfg``'s profile."""
+    return {"trained-synthetic": (QUICK_TRAINED_N if cfg.quick else TRAINED_N, cfg.max_nq),
+            "trained-wiki": (WIKI_N, WIKI_NQ)}
 
 
 def mih_cases(cfg: BenchConfig) -> List[MihCase]:
+    data_sets = [(data, nbits, n, None) for n in cfg.ns for nbits in cfg.nbits for data in KINDS]
+    for data, (n, nq) in trained_sizes(cfg).items():
+        data_sets += [(data, nbits, n, nq) for nbits in cfg.nbits]
     out = []
-    for n in cfg.ns:
-        for nbits in cfg.nbits:
-            for data in KINDS:
-                for k in KS:
-                    for threads in THREADS:
-                        for s in SEARCHERS:
-                            if s == HNSW and (cfg.quick or n != HNSW_N):
-                                continue
-                            out.append(MihCase(data, *s, nbits, n, k, threads, batch_nq(cfg, s, n), ROUNDS))
+    for data, nbits, n, most in data_sets:
+        for k in KS:
+            for threads in THREADS:
+                for s in SEARCHERS + TRAINED_PEERS:
+                    if s == NUMPY and threads != 1:
+                        continue  # numpy scans on one thread only
+                    if _wanted(cfg, s, data, nbits, n):
+                        out.append(MihCase(data, *s, nbits, n, k, threads, batch_nq(cfg, s, n, most), ROUNDS))
     return out
 
 
@@ -141,8 +192,20 @@ def _clustered(rng: np.random.Generator, centres: np.ndarray, rows: int, nbits: 
 
 
 class MihDataset(ByteCodes):
-    def __init__(self, data: str, nbits: int, n: int, nq: int, seed: int) -> None:
+    def __init__(self, data: str, nbits: int, n: int, nq: int, seed: int, quick: bool = False) -> None:
         self.data, self.nbits, self.n = data, nbits, n
+        self.source: Optional[str] = None  # how the trainer's codes were made
+        if data in TRAINED:
+            from bench.trained import trained_codes
+
+            got = trained_codes(TRAINED[data], nbits, n=n if TRAINED[data] == "synthetic" else None, nq=nq,
+                                cache_dir=CODES_CACHE, quick=quick, threads=1)
+            if got.codes.shape[0] != n:
+                raise AssertionError(f"{data}: expected {n} database codes, got {got.codes.shape[0]}")
+            self.codes, self.queries, self.source = got.codes, got.queries, got.description
+            self._bytes = None
+            self.truth = None
+            return
         rng = np.random.default_rng([seed, KINDS.index(data), nbits, n])
         if data == "uniform":
             self.codes = _uniform(rng, n, nbits)
@@ -273,23 +336,50 @@ class FaissSearcher(Searcher):
         return self.index.search(q, k)
 
 
+class PeerSearcher(Searcher):
+    """usearch's exact search or the numpy scan of ``bench/peers.py`` (exact;
+    their distances are checked, ties may come in another order)."""
+
+    def __init__(self, data: MihDataset, key: Tuple[str, str]) -> None:
+        super().__init__(data)
+        self.library, self.variant = key
+        t0 = time.perf_counter()
+        self.peer = peers.UsearchSearcher(data) if key == USEARCH else peers.NumpySearcher(data)  # type: ignore[arg-type]
+        self.build_seconds = time.perf_counter() - t0
+        self.isa = self.peer.isa
+        self.memory_bytes = self.peer.memory_bytes  # usearch: the array it scans; numpy: measured
+
+    def prepare(self, data: MihDataset, nq: int) -> Any:
+        return self.peer.prepare(data, nq)  # type: ignore[arg-type]
+
+    def search(self, q: Any, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray]:
+        return self.peer.search(q, k, threads)
+
+    def close(self) -> None:
+        self.peer.close()
+
+
 def make_searcher(key: Tuple[str, str], data: MihDataset) -> Searcher:
     if key in (MIH, FLAT):
         return HamsearchSearcher(data, key[1])
     if key in (FAISS_FLAT, MULTIHASH, HNSW):
         return FaissSearcher(data, key[1])
-    raise ValueError(f"searcher: expected one of {SEARCHERS}, got {key!r}")
+    if key in TRAINED_PEERS:
+        return PeerSearcher(data, key)
+    raise ValueError(f"searcher: expected one of {SEARCHERS + TRAINED_PEERS}, got {key!r}")
 
 
 class MihCache(OneDataSetCache):
     """One data set and its searchers at a time; the exact answer (FlatIndex)
     computed once per data set, MIH checked against it once."""
 
+    quick = False
+
     def dataset(self, data: str, nbits: int, n: int) -> MihDataset:
         key = (data, nbits, n)
         if self.key != key:
             self.clear()
-            self.data = MihDataset(data, nbits, n, self.nq, self.seed)
+            self.data = MihDataset(data, nbits, n, self.nq, self.seed, self.quick)
             self.key = key
         assert self.data is not None
         return self.data
@@ -309,7 +399,7 @@ class MihCache(OneDataSetCache):
             _preload()
             if key != FLAT:
                 self._truth(ds)
-            if key[0] == "faiss":
+            if key[0] in ("faiss", "usearch"):
                 ds.bytes
             _trim_heap()
             before = _resident_bytes()
@@ -318,8 +408,9 @@ class MihCache(OneDataSetCache):
             except Unavailable as exc:
                 self.searchers[key] = exc
                 raise
-            _trim_heap()
-            got.memory_bytes = max(0, _resident_bytes() - before)
+            if not got.memory_bytes:
+                _trim_heap()
+                got.memory_bytes = max(0, _resident_bytes() - before)
             if key == MIH:
                 assert ds.truth is not None
                 D, I = got.search(ds.queries, max(KS), max(THREADS))
@@ -343,6 +434,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def mih_data(request: pytest.FixtureRequest):
     cfg = bench_config(request.config)
     cache = MihCache(seed=cfg.seed, nq=cfg.max_nq)
+    cache.quick = cfg.quick
     yield cache
     cache.clear()
 
@@ -357,28 +449,33 @@ def test_mih(mcase: MihCase, mih_data: MihCache, benchmark) -> None:
     try:
         s = mih_data.searcher((c.library, c.variant), c.data, c.nbits, c.n)
     except Unavailable as exc:
+        if c.data in TRAINED:
+            pytest.skip(f"{c.data} skipped: {exc}")
         if c.library == "hamsearch" and os.environ.get("HAMSEARCH_IMPLEMENTATION", "").strip().lower() == "native":
             pytest.fail(f"HAMSEARCH_IMPLEMENTATION=native but {exc}")
         pytest.skip(f"{c.library}/{c.variant} skipped: {exc}")
     ds = mih_data.dataset(c.data, c.nbits, c.n)
     q = s.prepare(ds, c.nq)
     s.set_threads(c.threads)
-    s.search(q[:1], c.k, c.threads)  # untimed: thread pools, output pages
+    # untimed first calls (thread pools, output pages), and the rounds
+    rounds = adaptive_rounds(s.search, (q, c.k, c.threads), c.nq, c.rounds, MAX_ROUNDS, MIN_CASE_SECONDS)
 
     benchmark.group = c.group
     benchmark.extra_info.update(
         library=c.library, backend=c.variant, variant=c.variant, isa=s.isa, threads=c.threads,
-        nq=c.nq, n=c.n, nbits=c.nbits, k=c.k, data=c.data, rounds=c.rounds,
+        nq=c.nq, n=c.n, nbits=c.nbits, k=c.k, data=c.data, rounds=rounds,
         build_seconds=s.build_seconds, memory_bytes_per_code=s.memory_bytes / c.n,
         exact=s.exact, params=s.params,
     )
+    if ds.source:
+        benchmark.extra_info["source"] = ds.source
     try:
         benchmark.extra_info["loadavg_1min"] = os.getloadavg()[0]
     except OSError:  # pragma: no cover
         pass
 
     D, I = benchmark.pedantic(s.search, args=(q, c.k, c.threads),
-                              rounds=c.rounds, iterations=1, warmup_rounds=0)
+                              rounds=rounds, iterations=1, warmup_rounds=0)
 
     assert np.shape(D) == (c.nq, c.k) and np.shape(I) == (c.nq, c.k)
     median = _median(benchmark)

@@ -19,20 +19,32 @@ USEARCH = ("usearch", "exact")
 NUMPY = ("numpy", "scan")
 SEARCHERS: Tuple[Tuple[str, str], ...] = (HAMSEARCH_NATIVE, HAMSEARCH_NUMBA, FAISS, USEARCH, NUMPY)
 
+# Grid profiles: "quick" (the CI smoke run: n = 10^5, small batches),
+# "standard" (the whole suite in under 30 minutes on the 2-core reference
+# machine: n = 10^5, 10^6 and 10^7, every searcher's batch held to a budget of
+# query x code pairs) and "full" (batches of 1000 for the fast searchers at
+# every n, and the slow builds the standard profile leaves out).
+PROFILES = ("quick", "standard", "full")
+DEFAULT_PROFILE = "standard"
+
 # Batch sizes. Fast searchers get a fixed batch; slow ones a budget of
 # query x code pairs per round, so that one round stays within a few seconds.
-# The batch size of every case is recorded in extra_info["nq"].
+# The standard profile holds the fast searchers to FAST_PAIRS as well (1000
+# queries up to 10^6 codes, 100 at 10^7): the same batch for every exact
+# scan of a row. The batch size of every case is recorded in
+# extra_info["nq"].
 FULL_NQ = 1000
 QUICK_NQ = 50
+FAST_PAIRS = 1e9
 PAIR_BUDGET: Dict[Tuple[str, str], float] = {
     # measured on the 2-core Zen 3 reference machine: about 3e7 pairs/s per thread
-    USEARCH: 5e7,
+    USEARCH: 2e7,
     # about 5e7 pairs/s at 64 bits, 1.5e7 at 256 bits, plus argpartition
     NUMPY: 2e7,
     # about 4e8-8e8 pairs/s per thread: the full 1000 at 10^6, 100 at 10^7
     HAMSEARCH_NUMBA: 1e9,
 }
-MIN_SLOW_NQ = 5
+MIN_SLOW_NQ = 2
 QUICK_SLOW_NQ = 10
 
 # Rounds per case: a median of 3 batch rounds; more for the one-query cases,
@@ -54,6 +66,26 @@ QUICK_COMPUTE_NQ = 1024
 COMPUTE_ROUNDS = 5
 
 
+def adaptive_rounds(fn: Any, args: Tuple[Any, ...], nq: int, least: int, most: int, seconds: float) -> int:
+    """Timed rounds for a case whose batch of ``nq`` queries is ``fn(*args)``:
+    ``least``, or more (up to ``most``) where that many rounds would last
+    less than ``seconds`` in all, so that a median of millisecond rounds is
+    not three samples of timer noise. Makes one untimed call of one query
+    (``args[0][:1]``) and, where it suggests a short batch, one of the batch;
+    both double as the warm-up (thread pools, output pages)."""
+    import time
+
+    t0 = time.perf_counter()
+    fn(args[0][:1], *args[1:])
+    single = time.perf_counter() - t0
+    if single * nq * least >= seconds:
+        return least
+    t0 = time.perf_counter()
+    fn(*args)
+    batch = max(time.perf_counter() - t0, 1e-6)
+    return int(min(most, max(least, math.ceil(seconds / batch))))
+
+
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -61,6 +93,13 @@ def _env_flag(name: str) -> bool:
 def quick_from_env() -> bool:
     """``HAMSEARCH_BENCH_QUICK=1``: the smoke-test grid (n = 10^5, small batches)."""
     return _env_flag("HAMSEARCH_BENCH_QUICK")
+
+
+def check_profile(profile: str) -> str:
+    """``profile`` if it names a grid profile; ValueError otherwise."""
+    if profile not in PROFILES:
+        raise ValueError(f"--hs-profile: expected one of {', '.join(PROFILES)}, got {profile!r}")
+    return profile
 
 
 def parse_ints(text: str, name: str) -> Tuple[int, ...]:
@@ -129,8 +168,8 @@ class Case:
 
 @dataclass
 class BenchConfig:
-    quick: bool = False
-    ns: Tuple[int, ...] = (10**6, 10**7)
+    profile: str = DEFAULT_PROFILE
+    ns: Tuple[int, ...] = (10**5, 10**6, 10**7)
     nbits: Tuple[int, ...] = (64, 128, 256)
     ks: Tuple[int, ...] = (1, 10, 100)
     threads: Tuple[int, ...] = (1, 2)
@@ -142,13 +181,18 @@ class BenchConfig:
     def make(
         cls,
         *,
-        quick: bool,
+        quick: bool = False,
+        profile: Optional[str] = None,
         ns: Optional[Sequence[int]] = None,
         nbits: Optional[Sequence[int]] = None,
         nq: Optional[int] = None,
     ) -> "BenchConfig":
-        cfg = cls(quick=quick)
-        if quick:
+        """The grid of ``profile`` (``quick=True`` means the quick profile),
+        with ``ns``, ``nbits`` and the fast batch ``nq`` overriding its own."""
+        if quick and profile not in (None, "quick"):
+            raise ValueError(f"--hs-quick contradicts --hs-profile {profile}")
+        cfg = cls(profile=check_profile("quick" if quick else profile or DEFAULT_PROFILE))
+        if cfg.quick:
             cfg.ns = (10**5,)
         if ns:
             cfg.ns = tuple(sorted(set(ns)))
@@ -156,6 +200,14 @@ class BenchConfig:
             cfg.nbits = tuple(sorted(set(nbits)))
         cfg.nq = nq
         return cfg
+
+    @property
+    def quick(self) -> bool:
+        return self.profile == "quick"
+
+    @property
+    def full(self) -> bool:
+        return self.profile == "full"
 
     @property
     def fast_nq(self) -> int:
@@ -167,10 +219,21 @@ class BenchConfig:
         """The batch size of ``searcher`` on ``n`` codes."""
         budget = PAIR_BUDGET.get(searcher)
         if budget is None:
-            return self.fast_nq
+            return self.budget_nq(n)
         if self.quick:
             return min(self.fast_nq, QUICK_SLOW_NQ)
         return int(min(self.fast_nq, max(MIN_SLOW_NQ, budget // n)))
+
+    def budget_nq(self, n: int, pairs: float = FAST_PAIRS, least: int = MIN_SLOW_NQ) -> int:
+        """A batch on ``n`` codes held to ``pairs`` query x code pairs (at
+        least ``least`` queries, at most ``fast_nq``). The fast searchers'
+        budget (``pairs`` = FAST_PAIRS) applies in the standard profile only,
+        and not when ``--hs-nq`` names the batch; a slow searcher's smaller
+        budget applies in the standard and full profiles. The quick profile
+        takes ``fast_nq``."""
+        if self.quick or (pairs >= FAST_PAIRS and (self.full or self.nq is not None)):
+            return self.fast_nq
+        return int(min(self.fast_nq, max(least, pairs // n)))
 
     @property
     def single_rounds(self) -> int:
@@ -225,6 +288,7 @@ def bench_config(config: Any) -> BenchConfig:
     cached = getattr(config, "_hamsearch_bench_config", None)
     if cached is None:
         quick = bool(config.getoption("--hs-quick")) or quick_from_env()
+        profile = config.getoption("--hs-profile")
         ns = config.getoption("--hs-n")
         nbits = config.getoption("--hs-nbits")
         nq = config.getoption("--hs-nq")
@@ -233,6 +297,7 @@ def bench_config(config: Any) -> BenchConfig:
         try:
             cached = BenchConfig.make(
                 quick=quick,
+                profile=profile,
                 ns=parse_ints(ns, "--hs-n") if ns else None,
                 nbits=parse_ints(nbits, "--hs-nbits") if nbits else None,
                 nq=nq,

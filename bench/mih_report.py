@@ -2,12 +2,15 @@
 
     python -m bench.mih_report bench/results/mih.json [--out table.md]
 
-Prints Markdown: for every (data, nbits, n, k, threads) the queries per second
-of hamsearch's MIHIndex (and how many of the batch's queries fell back to the
-flat scan), FlatIndex, faiss IndexBinaryFlat, IndexBinaryMultiHash and IndexBinaryHNSW (with
-their recall at k against the exact answer), MIH's ratio to each (a ratio of
-medians, > 1: MIH faster); then build time and memory per code. Needs only the
-standard library.
+Prints Markdown: the source of each data kind that records one (the trained
+kinds), then for every (data, nbits, n, k, threads) the queries per second of
+hamsearch's MIHIndex (and how many of the batch's queries fell back to the flat
+scan), FlatIndex, faiss IndexBinaryFlat, IndexBinaryMultiHash and
+IndexBinaryHNSW (with their recall at k against the exact answer), usearch's
+exact search and the numpy scan (on the trained kinds only), MIH's ratio to
+each (a ratio of medians, > 1: MIH faster); then build time and memory per
+code. Data kinds in the order uniform, clustered, trained-synthetic,
+trained-wiki, then any other by name. Needs only the standard library.
 """
 from __future__ import annotations
 
@@ -26,9 +29,18 @@ LABELS: Tuple[Tuple[Tuple[str, str], str], ...] = (
     (("faiss", "IndexBinaryFlat"), "faiss-flat"),
     (("faiss", "IndexBinaryMultiHash"), "faiss-multihash"),
     (("faiss", "IndexBinaryHNSW"), "faiss-hnsw"),
+    (("usearch", "exact"), "usearch"),
+    (("numpy", "scan"), "numpy"),
 )
 REFERENCE = "mih"
-DATA_ORDER = {"uniform": 0, "clustered": 1}
+DATA_ORDER = {"uniform": 0, "clustered": 1, "trained-synthetic": 2, "trained-wiki": 3}
+# data kinds whose codes come from the trainer (only they run usearch and numpy)
+TRAINED = ("trained-synthetic", "trained-wiki")
+
+
+def data_key(data: str) -> Tuple[int, str]:
+    """Sort key of a data kind: :data:`DATA_ORDER`, then any other by name."""
+    return (DATA_ORDER.get(data, len(DATA_ORDER)), data)
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class Row:
     recall: Optional[float]
     fallbacks: Optional[int]
     params: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    source: Optional[str] = field(default=None, compare=False)  # extra_info["source"]: where the codes came from
 
     @property
     def qps(self) -> float:
@@ -78,19 +91,37 @@ def rows_from_json(doc: Dict[str, Any]) -> List[Row]:
             build_seconds=_opt(info, "build_seconds"), memory_per_code=_opt(info, "memory_bytes_per_code"),
             recall=_opt(info, "recall_at_k"), fallbacks=_opt(info, "mih_fallbacks", int),
             params=dict(info.get("params") or {}),
+            source=" ".join(str(info["source"]).split()) if info.get("source") else None,
         ))
     return out
 
 
-def _labels(rows: Sequence[Row]) -> List[str]:
+def sources(rows: Sequence[Row]) -> List[Tuple[str, str]]:
+    """``(data, source)`` for each distinct source text of each data kind, data
+    kinds in :func:`data_key` order, texts in the order first met."""
+    seen: Dict[str, List[str]] = {}
+    for r in rows:
+        if r.source and r.source not in seen.setdefault(r.data, []):
+            seen[r.data].append(r.source)
+    return [(data, text) for data in sorted(seen, key=data_key) for text in seen[data]]
+
+
+def source_lines(rows: Sequence[Row]) -> List[str]:
+    """:func:`sources` as Markdown bullets, ``- Data: trained-wiki: ...``, then
+    a blank line; nothing when no row records a source."""
+    found = sources(rows)
+    return [f"- Data: {data}: {text}" for data, text in found] + [""] if found else []
+
+
+def _labels(rows: Sequence[Row], order: Optional[Sequence[str]] = None) -> List[str]:
     seen = {r.label for r in rows}
-    known = [label for _, label in LABELS if label in seen]
+    known = [label for label in (order if order is not None else [lb for _, lb in LABELS]) if label in seen]
     return known + sorted(seen - set(known))
 
 
 def _sortkey(key: Tuple) -> Tuple:
     data, nbits, n = key[:3]
-    return (DATA_ORDER.get(data, 9), n, nbits) + tuple(key[3:])
+    return data_key(data) + (n, nbits) + tuple(key[3:])
 
 
 def qps_table(rows: Sequence[Row]) -> Tuple[List[str], List[List[str]]]:
@@ -126,8 +157,11 @@ def qps_table(rows: Sequence[Row]) -> Tuple[List[str], List[List[str]]]:
     return header, out
 
 
-def build_table(rows: Sequence[Row]) -> Tuple[List[str], List[List[str]]]:
-    labels = _labels(rows)
+def build_table(rows: Sequence[Row], order: Optional[Sequence[str]] = None) -> Tuple[List[str], List[List[str]]]:
+    """Build time and memory per code of each label, one row per (data, nbits,
+    n) (the first row of each label there); columns in ``order`` (default
+    :data:`LABELS`' order), unknown labels after it by name."""
+    labels = _labels(rows, order)
     cells: Dict[Tuple, Dict[str, Row]] = {}
     for r in rows:
         cells.setdefault((r.data, r.nbits, r.n), {}).setdefault(r.label, r)
@@ -177,8 +211,8 @@ def machine_line(doc: Dict[str, Any], rows: Sequence[Row]) -> str:
 
 
 def render(doc: Dict[str, Any], rows: Sequence[Row]) -> str:
-    out = [f"Machine: {machine_line(doc, rows)}", "",
-           "### Queries per second, recall and ratios of medians", "",
+    out = [f"Machine: {machine_line(doc, rows)}", ""] + source_lines(rows)
+    out += ["### Queries per second, recall and ratios of medians", "",
            "`mih / X`: MIH queries/s divided by X's (> 1: MIH faster). Recall at k of the "
            "approximate faiss indexes against the exact answer (a returned id counts when its "
            "distance is within the exact k-th distance). `mih fallbacks`: queries of the batch "

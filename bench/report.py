@@ -3,9 +3,11 @@
     python -m bench.report bench/results/flat.json bench/results/mih.json \\
         [--readme bench/README.md] [--plots-dir bench/plots] [--stdout] [--no-plots]
 
-Reads the ``--benchmark-json`` files of ``bench/bench_flat.py``,
-``bench/bench_mih.py`` and ``bench/bench_distributed.py`` (any mix, several
-suites in one file too; each entry's suite is told by its test name and
+Reads the ``--benchmark-json`` files of ``bench/bench_flat.py`` (k-NN by the
+flat scan), ``bench/bench_mih.py`` (k-NN by multi-index hashing, on uniform,
+clustered and trained codes), ``bench/bench_ops.py`` (radius search and full
+ranking) and ``bench/bench_distributed.py`` (the sharded index) (any mix,
+several suites in one file too; each entry's suite is told by its test name and
 ``extra_info``; entries of no known suite are listed as skipped) and writes a
 Markdown section between the lines ``<!-- report:begin -->`` and
 ``<!-- report:end -->`` of the README (appended at its end when the markers are
@@ -13,10 +15,12 @@ absent; every byte outside them is kept). The section holds, for each file,
 the machine, the versions, the ISA, the date, commit, load and the command
 that produced it; per suite the tables of queries per second with hamsearch's
 ratio to each peer (ratios of medians of the same run), memory per code,
-build time and the recall of the approximate peers (the tables of
-``bench/ratios.py`` and ``bench/mih_report.py``); every row where a peer is
-not behind hamsearch's best index; and the plots: queries per second against
-n (``qps_vs_n_*.png``) and MIH's speed-up over the flat scan against the
+build time, the recall of the approximate peers and the source of the trained
+codes (the tables of ``bench/ratios.py`` and ``bench/mih_report.py``, and the
+radius and ranking tables); every row where a peer is not behind hamsearch's
+best index; and the plots: queries per second against n (``qps_vs_n_*.png``,
+one figure per suite, data kind and thread count, and per operation for the
+radius and ranking suite) and MIH's speed-up over the flat scan against the
 distance to the k-th neighbour (``mih_speedup_vs_kth_distance.png``). Plots
 need matplotlib; without it the section says they were skipped.
 """
@@ -49,11 +53,13 @@ DEFAULT_PLOTS = HERE / "plots"
 SUITES: Dict[str, str] = {
     "flat": "bench/bench_flat.py",
     "mih": "bench/bench_mih.py",
+    "ops": "bench/bench_ops.py",
     "distributed": "bench/bench_distributed.py",
 }
 SUITE_TITLES: Dict[str, str] = {
     "flat": "Flat scan",
     "mih": "Multi-index hashing",
+    "ops": "Radius search and ranking",
     "distributed": "Sharded index",
 }
 # test function -> suite; the file name in "fullname" must agree when present
@@ -62,6 +68,7 @@ TEST_SUITE: Dict[str, str] = {
     "test_read_floor": "flat",
     "test_compute_floor": "flat",
     "test_mih": "mih",
+    "test_op": "ops",
     "test_flat": "distributed",
     "test_sharded": "distributed",
     "test_merge": "distributed",
@@ -69,11 +76,25 @@ TEST_SUITE: Dict[str, str] = {
 FILE_SUITE: Dict[str, str] = {Path(path).name: suite for suite, path in SUITES.items()}
 FLAT_KINDS = ("knn", "single", "floor", "compute")
 DISTRIBUTED_KINDS = ("FlatIndex", "ShardedIndex", "merge_topk")
+OPS = ("radius", "rank")  # the ops suite's operations, in the order of its tables
+OP_TITLES = {"radius": "Radius search", "rank": "Full ranking"}
+# Point.kind: the order of the rows of each suite in the list of losses
+KIND_ORDER = {"knn": 0, "single": 1, "radius": 2, "rank": 3}
 REQUIRED: Dict[str, Tuple[str, ...]] = {
     "flat": ("library", "nbits", "n", "k", "threads"),
     "mih": ("library", "data", "nbits", "n", "k", "threads"),
+    "ops": ("library", "variant", "op", "data", "nbits", "n", "threads", "nq"),
     "distributed": ("library", "kind", "nbits", "n", "k", "nq"),
 }
+# The ops suite's searchers: (library, variant) -> label, in column order.
+OPS_LABELS: Tuple[Tuple[Tuple[str, str], str], ...] = (
+    (("hamsearch", "flat"), "flat"),
+    (("hamsearch", "mih"), "mih"),
+    (("hamsearch", "sharded"), "sharded"),
+    (("faiss", "IndexBinaryFlat"), "faiss-flat"),
+    (("faiss", "IndexBinaryMultiHash"), "faiss-multihash"),
+    (("numpy", "scan"), "numpy"),
+)
 
 # The peers each suite runs: label (as in the tables) -> (module whose
 # version says whether it could run, description). hamsearch's own indexes
@@ -88,6 +109,13 @@ PEERS: Dict[str, Dict[str, Tuple[str, str]]] = {
         "faiss-flat": ("faiss", "faiss `IndexBinaryFlat`"),
         "faiss-multihash": ("faiss", "faiss `IndexBinaryMultiHash`, approximate"),
         "faiss-hnsw": ("faiss", "faiss `IndexBinaryHNSW`, approximate"),
+        "usearch": ("usearch", "usearch exact search"),
+        "numpy": ("numpy", "the numpy scan"),
+    },
+    "ops": {
+        "faiss-flat": ("faiss", "faiss `IndexBinaryFlat`"),
+        "faiss-multihash": ("faiss", "faiss `IndexBinaryMultiHash`, approximate"),
+        "numpy": ("numpy", "the numpy scan"),
     },
     "distributed": {},
 }
@@ -95,6 +123,8 @@ OWN: Dict[str, Dict[str, Tuple[str, str]]] = {
     "flat": {"hamsearch": ("hamsearch", "`FlatIndex`, native core"),
              "hamsearch-numba": ("numba", "`FlatIndex`, Numba backend")},
     "mih": {"mih": ("hamsearch", "`MIHIndex`"), "flat": ("hamsearch", "`FlatIndex`")},
+    "ops": {"flat": ("hamsearch", "`FlatIndex`"), "mih": ("hamsearch", "`MIHIndex`"),
+            "sharded": ("hamsearch", "`ShardedIndex` (Ray)")},
     "distributed": {},
 }
 MIH_HAMSEARCH = frozenset(label for (library, _), label in mih_report.LABELS if library == "hamsearch")
@@ -209,6 +239,12 @@ def recognise(bench: Any) -> Tuple[Optional[str], str]:
         return None, f"flat entry of kind {info.get('kind')!r}, expected one of {FLAT_KINDS}"
     if suite == "distributed" and str(info["kind"]) not in DISTRIBUTED_KINDS:
         return None, f"distributed entry of kind {info['kind']!r}, expected one of {DISTRIBUTED_KINDS}"
+    if suite == "ops":
+        if info["op"] not in OPS:
+            return None, f"ops entry of op {info['op']!r}, expected one of {OPS}"
+        r = info.get("r")
+        if info["op"] == "radius" and not (isinstance(r, int) and not isinstance(r, bool) and r >= 0):
+            return None, f"radius entry without an integer radius: expected extra_info r >= 0, got {r!r}"
     return suite, ""
 
 
@@ -231,7 +267,8 @@ def load_runs(paths: Sequence[str]) -> List[Run]:
     """
     if not paths:
         raise ReportError("expected at least one pytest-benchmark JSON file, got none")
-    runs, taken = [], set()
+    runs: List[Run] = []
+    taken: set = set()
     for path in paths:
         doc = load_document(path)
         run = Run(path=str(path), tag=_tag(str(path), taken), doc=doc)
@@ -253,12 +290,15 @@ class Point:
 
     run: str
     suite: str
-    row: Tuple[Any, ...]  # (data, nbits, n, k, threads, kind): the cases compared
+    # (data, nbits, n, k, threads, kind): the cases compared; in the ops suite
+    # k is the radius r (0 for ranking) and kind the operation, "radius" or "rank"
+    row: Tuple[Any, ...]
     label: str
     hamsearch: bool
     qps: float
     recall: Optional[float]
     kth_distance_mean: Optional[float] = None
+    exact: bool = True  # False: an approximate searcher (recall None: not recorded)
 
     @property
     def data(self) -> str:
@@ -285,6 +325,73 @@ class Point:
         return str(self.row[5])
 
 
+@dataclass(frozen=True)
+class OpsRow:
+    """One entry of ``bench/bench_ops.py``: a radius search (every code within
+    Hamming distance ``r``) or a full ranking of a batch of ``nq`` queries."""
+
+    label: str
+    hamsearch: bool
+    op: str  # "radius" or "rank"
+    data: str
+    nbits: int
+    n: int
+    r: Optional[int]  # None for "rank"
+    threads: int
+    nq: int
+    median: float  # seconds per round
+    results_per_query: Optional[float]
+    exact: bool
+    recall: Optional[float]  # approximate searchers: fraction of the exact results found
+    build_seconds: Optional[float]
+    memory_per_code: Optional[float]
+    params: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def qps(self) -> float:
+        return self.nq / self.median if self.median > 0 else math.nan
+
+    @property
+    def key(self) -> Tuple[Any, ...]:
+        """The row of the op's table: (data, nbits, n, r, threads), or (data, nbits, n, threads) for "rank"."""
+        if self.op == "radius":
+            return (self.data, self.nbits, self.n, self.r, self.threads)
+        return (self.data, self.nbits, self.n, self.threads)
+
+
+def _ops_label(library: str, variant: str) -> str:
+    for key, label in OPS_LABELS:
+        if key == (library, variant):
+            return label
+    return f"{library}-{variant}"
+
+
+def _number(info: Dict[str, Any], key: str) -> Optional[float]:
+    v = info.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def ops_rows(run: Run) -> List[OpsRow]:
+    """The ops suite's entries of ``run`` (validated by :func:`recognise`), in file order."""
+    out = []
+    for b in run.by_suite.get("ops", []):
+        info = b["extra_info"]
+        op = str(info["op"])
+        recall = _number(info, "recall")
+        out.append(OpsRow(
+            label=_ops_label(str(info["library"]), str(info["variant"])),
+            hamsearch=info["library"] == "hamsearch", op=op, data=str(info["data"]),
+            nbits=int(info["nbits"]), n=int(info["n"]), r=int(info["r"]) if op == "radius" else None,
+            threads=int(info["threads"]), nq=int(info["nq"]), median=float(b["stats"]["median"]),
+            results_per_query=_number(info, "results_per_query"),
+            exact=bool(info["exact"]) if isinstance(info.get("exact"), bool) else recall is None,
+            recall=recall, build_seconds=_number(info, "build_seconds"),
+            memory_per_code=_number(info, "memory_bytes_per_code"),
+            params=dict(info["params"]) if isinstance(info.get("params"), dict) else {},
+        ))
+    return out
+
+
 def points(run: Run) -> List[Point]:
     """Every search measurement of ``run`` as a :class:`Point` (the bandwidth
     floor and the distributed suite, which has no peers, are left out)."""
@@ -307,6 +414,9 @@ def points(run: Run) -> List[Point]:
         out.append(Point(run.path, "mih", (r.data, r.nbits, r.n, r.k, r.threads, "knn"), r.label,
                          r.label in MIH_HAMSEARCH or r.label.startswith("hamsearch"), r.qps, r.recall,
                          float(kth) if kth is not None else None))
+    for o in ops_rows(run):
+        out.append(Point(run.path, "ops", (o.data, o.nbits, o.n, o.r or 0, o.threads, o.op), o.label,
+                         o.hamsearch, o.qps, o.recall, exact=o.exact))
     return out
 
 
@@ -326,9 +436,13 @@ class Loss:
         return self.best.qps / self.peer.qps if self.best is not None and self.peer.qps > 0 else math.nan
 
 
+def _suite_order(suite: str) -> int:
+    return list(SUITES).index(suite) if suite in SUITES else len(SUITES)
+
+
 def _row_order(row: Tuple[Any, ...]) -> Tuple[Any, ...]:
     data, nbits, n, k, threads, kind = row
-    return (kind != "knn", mih_report.DATA_ORDER.get(data, 9), n, nbits, k, threads)
+    return (KIND_ORDER.get(kind, len(KIND_ORDER)), str(kind)) + mih_report.data_key(str(data)) + (n, nbits, k, threads)
 
 
 def not_ahead(pts: Sequence[Point]) -> List[Loss]:
@@ -350,7 +464,8 @@ def not_ahead(pts: Sequence[Point]) -> List[Loss]:
         rows.setdefault((p.run, p.suite, p.row), []).append(p)
     run_order = {r: i for i, r in enumerate(dict.fromkeys(p.run for p in pts))}
     out = []
-    for (run, suite, row), cell in sorted(rows.items(), key=lambda kv: (run_order[kv[0][0]], kv[0][1], _row_order(kv[0][2]))):
+    for (run, suite, row), cell in sorted(rows.items(), key=lambda kv: (run_order[kv[0][0]], _suite_order(kv[0][1]),
+                                                                       _row_order(kv[0][2]))):
         own = [p for p in cell if p.hamsearch and math.isfinite(p.qps)]
         best = max(own, key=lambda p: p.qps) if own else None
         for peer in sorted((p for p in cell if not p.hamsearch), key=lambda p: p.label):
@@ -362,8 +477,12 @@ def not_ahead(pts: Sequence[Point]) -> List[Loss]:
 
 
 def row_text(row: Tuple[Any, ...], suite: str) -> str:
-    """A row of a suite's table in words: ``clustered nbits=64 n=10^6 k=10 threads=1``."""
+    """A row of a suite's table in words: ``clustered nbits=64 n=10^6 k=10 threads=1``,
+    ``radius r=8 clustered nbits=64 n=10^6 threads=1``, ``rank uniform nbits=64 n=10^5 threads=2``."""
     data, nbits, n, k, threads, kind = row
+    if suite == "ops":
+        op = f"radius r={k}" if kind == "radius" else str(kind)
+        return f"{op} {data} nbits={nbits} n={fmt_n(n)} threads={threads}"
     text = f"nbits={nbits} n={fmt_n(n)} k={k} threads={threads}"
     if suite == "mih":
         text = f"{data} {text}"
@@ -383,7 +502,7 @@ def losses_table(losses: Sequence[Loss]) -> str:
             x.best.label if x.best else "(no hamsearch result)",
             fmt_qps(x.best.qps) if x.best else "—",
             x.peer.label, fmt_qps(x.peer.qps),
-            f"{x.peer.recall:.3f}" if x.peer.recall is not None else "exact",
+            f"{x.peer.recall:.3f}" if x.peer.recall is not None else "exact" if x.peer.exact else "not recorded",
             fmt_ratio(x.ratio),
         ])
     return markdown_table(header, body, "lllrrlrrr")
@@ -428,7 +547,7 @@ def _date(text: Any) -> str:
 def machine_text(run: Run) -> str:
     """CPU model, CPU count, architecture and system of one run."""
     mi = run.doc.get("machine_info") or {}
-    cpu = mi.get("cpu") if isinstance(mi.get("cpu"), dict) else {}
+    cpu: Dict[str, Any] = mi["cpu"] if isinstance(mi.get("cpu"), dict) else {}
     hook = run.hook_info
     model = hook.get("cpu_model") or cpu.get("brand_raw") or mi.get("processor") or "CPU model not recorded"
     parts = [str(model)]
@@ -513,6 +632,10 @@ def missing_notes(run: Run, suite: str, labels: Sequence[str]) -> List[str]:
             why = f"{module} was not importable when the suite ran"
         elif label == "faiss-hnsw":
             why = "the suite builds HNSW only at n = 10^6 and not in quick mode, or it was skipped"
+        elif suite == "mih" and label in ("usearch", "numpy") and not any(
+                (b.get("extra_info") or {}).get("data") in mih_report.TRAINED for b in run.by_suite.get("mih", [])):
+            why = (f"the suite runs it on the trained data kinds only ({', '.join(mih_report.TRAINED)}), "
+                   "and this file has none")
         else:
             why = "skipped or deselected in this run"
         out.append(f"- No `{label}` result ({description}) in this file: {why}.")
@@ -545,13 +668,15 @@ def mih_section(run: Run) -> List[str]:
     rows = mih_report.rows_from_json(run.subdoc("mih"))
     labels = sorted({r.label for r in rows})
     out = [f"### {SUITE_TITLES['mih']} (`{SUITES['mih']}`): `{run.path}`", ""]
+    out += mih_report.source_lines(rows)
     out += missing_notes(run, "mih", labels)
     if out[-1] != "":
         out.append("")
     h, body = mih_report.qps_table(rows)
     out += ["Queries per second; `mih / X` is `MIHIndex`'s queries per second over X's, medians of the "
             "same run (> 1: MIH faster). Recall at k of the approximate faiss indexes against the exact "
-            "answer (a returned id counts when its distance is within the exact k-th distance). "
+            "answer (a returned id counts when its distance is within the exact k-th distance); usearch's "
+            "exact search and the numpy scan run on the trained data kinds only. "
             "`mih fallbacks`: queries of the batch that MIH answered with the flat scan.", "",
             markdown_table(h, body, "lrrrr" + "r" * (len(h) - 5)), ""]
     h, body = mih_report.build_table(rows)
@@ -592,8 +717,101 @@ def distributed_section(run: Run) -> List[str]:
             markdown_table(header, body, "r" * len(header)), ""]
 
 
+def _ordered(labels: Sequence[str], table: Sequence[Tuple[Tuple[str, str], str]]) -> List[str]:
+    """``labels`` in the column order of ``table``, unknown ones after it by name."""
+    seen = set(labels)
+    known = [label for _, label in table if label in seen]
+    return known + sorted(seen - set(known))
+
+
+def _same(values: Sequence[float]) -> bool:
+    return all(math.isclose(v, values[0], rel_tol=1e-9, abs_tol=1e-12) for v in values)
+
+
+def ops_table(rows: Sequence[OpsRow], op: str) -> Tuple[List[str], List[List[str]], str]:
+    """One op's table: ``(header, body, alignment)``.
+
+    A row per (data, nbits, n, r, threads) (``r`` only for "radius"), in the
+    MIH tables' order; the queries per second of each searcher; the best
+    hamsearch index of the row and its queries per second over each peer's;
+    the mean results per query of the exact searchers (one number when they
+    agree); the recall of each approximate searcher.
+    """
+    rows = [r for r in rows if r.op == op]
+    labels = _ordered([r.label for r in rows], OPS_LABELS)
+    own = {r.label for r in rows if r.hamsearch}
+    peers = [label for label in labels if label not in own]
+    approximate = [label for label in labels
+                   if any(r.label == label and (not r.exact or r.recall is not None) for r in rows)]
+    cells: Dict[Tuple[Any, ...], Dict[str, OpsRow]] = {}
+    for r in rows:
+        cells.setdefault(r.key, {})[r.label] = r
+    key_cols = ["data", "nbits", "n"] + (["r"] if op == "radius" else []) + ["threads"]
+    header = key_cols + [f"{label} q/s" for label in labels]
+    align = "l" + "r" * (len(header) - 1)
+    if own and peers:
+        header += ["best hamsearch"] + [f"hamsearch / {label}" for label in peers]
+        align += "l" + "r" * len(peers)
+    header += ["results/query"] + [f"{label} recall" for label in approximate]
+    align += "r" * (1 + len(approximate))
+    body = []
+    for key in sorted(cells, key=lambda t: mih_report.data_key(t[0]) + (t[2], t[1]) + tuple(t[3:])):
+        c = cells[key]
+        line = [str(key[0]), str(key[1]), fmt_n(key[2])] + [str(x) for x in key[3:]]
+        line += [fmt_qps(c[label].qps) if label in c else "—" for label in labels]
+        if own and peers:
+            mine = [c[label] for label in labels if label in own and label in c and math.isfinite(c[label].qps)]
+            best = max(mine, key=lambda r: r.qps) if mine else None
+            line.append(best.label if best else "—")
+            line += [fmt_ratio(best.qps / c[label].qps) if (best and label in c and c[label].qps > 0) else "—"
+                     for label in peers]
+        counts = [float(x) for x in (c[label].results_per_query for label in labels
+                                     if label in c and c[label].exact) if x is not None]
+        if not counts:
+            line.append("—")
+        elif _same(counts):
+            line.append(fmt_qps(counts[0]))
+        else:
+            line.append(f"{fmt_qps(min(counts))} to {fmt_qps(max(counts))} (exact searchers disagree)")
+        line += [f"{c[label].recall:.3f}" if (label in c and c[label].recall is not None) else "—"
+                 for label in approximate]
+        body.append(line)
+    return header, body, align
+
+
+def ops_section(run: Run) -> List[str]:
+    """``bench_ops.py``: a table per operation (radius search, full ranking),
+    build time and memory per code, and missing-peer notes."""
+    rows = ops_rows(run)
+    out = [f"### {SUITE_TITLES['ops']} (`{SUITES['ops']}`): `{run.path}`", ""]
+    out += missing_notes(run, "ops", sorted({r.label for r in rows}))
+    if out[-1] != "":
+        out.append("")
+    out += ["Queries per second of radius search (every code within Hamming distance r of the query) and "
+            "of full ranking (every code, ordered by distance); `hamsearch / X` is the queries per second "
+            "of the row's fastest hamsearch index (`best hamsearch`) over X's, medians of the same run "
+            "(> 1: hamsearch faster). `results/query`: the mean number of results a query returned, from "
+            "the exact searchers (they agree). Recall of an approximate searcher: the fraction of the exact "
+            "results it found.", ""]
+    for op in OPS:
+        if any(r.op == op for r in rows):
+            header, body, align = ops_table(rows, op)
+            out += [f"#### {OP_TITLES[op]}", "", markdown_table(header, body, align), ""]
+    built = [mih_report.Row(label=r.label, data=r.data, nbits=r.nbits, n=r.n, k=r.r or 0, threads=r.threads,
+                            nq=r.nq, median=r.median, build_seconds=r.build_seconds,
+                            memory_per_code=r.memory_per_code, recall=r.recall, fallbacks=None, params=r.params)
+             for r in sorted(rows, key=lambda r: OPS.index(r.op))]
+    if any(r.build_seconds is not None or r.memory_per_code is not None for r in built):
+        h, body = mih_report.build_table(built, [label for _, label in OPS_LABELS])
+        out += ["#### Build time and memory per code (resident-set growth at build / n)", "",
+                "Of each searcher's first entry at each data kind, nbits and n (radius search before "
+                "ranking).", "",
+                markdown_table(h, body, "lrr" + "r" * (len(h) - 4) + "l"), ""]
+    return out
+
+
 SECTIONS: Dict[str, Callable[[Run], List[str]]] = {
-    "flat": flat_section, "mih": mih_section, "distributed": distributed_section,
+    "flat": flat_section, "mih": mih_section, "ops": ops_section, "distributed": distributed_section,
 }
 
 
@@ -618,28 +836,51 @@ _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#
 
 
 def _label_order(suite: str, labels: Sequence[str]) -> List[str]:
-    table = ratios.LABELS if suite == "flat" else mih_report.LABELS
-    known = [label for _, label in table if label in labels]
-    return known + sorted(set(labels) - set(known))
+    table = ratios.LABELS if suite == "flat" else OPS_LABELS if suite == "ops" else mih_report.LABELS
+    return _ordered(labels, table)
+
+
+def _plot_name(tag: str, suite: str, kind: str, data: str, threads: int, suites: set, taken: set) -> str:
+    """``qps_vs_n_<file>_<data>_t<threads>.png``; the operation before the data
+    for the ops suite, the suite where one file holds both the flat and the MIH
+    suite; a name already taken gets ``-2``, ``-3``..."""
+    part = re.sub(r"[^A-Za-z0-9_.-]+", "_", data) or "data"
+    if suite == "ops":
+        part = f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', kind)}_{part}"
+    elif len(suites & {"flat", "mih"}) > 1:
+        part = f"{suite}_{part}"
+    base = f"qps_vs_n_{tag}_{part}_t{threads}"
+    name, i = f"{base}.png", 2
+    while name in taken:
+        name, i = f"{base}-{i}.png", i + 1
+    taken.add(name)
+    return name
 
 
 def qps_vs_n_plots(run: Run, pts: Sequence[Point], plots_dir: Path, figure: Any, plots: Plots) -> None:
-    """One figure per (suite, data, threads) of ``run``: subplots over nbits x k,
-    queries per second against n, log-log, one line per index and peer."""
-    groups: Dict[Tuple[str, str, int], List[Point]] = {}
+    """One figure per (suite, data, threads) of ``run``, and per operation in
+    the ops suite: subplots over nbits x k (x r for radius search, nbits alone
+    for ranking), queries per second against n, log-log, one line per index
+    and peer."""
+    groups: Dict[Tuple[str, str, str, int], List[Point]] = {}
     for p in pts:
-        if p.kind == "knn" and math.isfinite(p.qps) and p.qps > 0:
-            groups.setdefault((p.suite, p.data, p.threads), []).append(p)
-    for (suite, data, threads), group in sorted(groups.items(), key=lambda kv: (
-            list(SUITES).index(kv[0][0]), mih_report.DATA_ORDER.get(kv[0][1], 9), kv[0][2])):
+        if p.kind != "single" and math.isfinite(p.qps) and p.qps > 0:
+            groups.setdefault((p.suite, p.kind, p.data, p.threads), []).append(p)
+    suites = {suite for suite, _, _, _ in groups}
+    taken: set = set()
+    for (suite, kind, data, threads), group in sorted(groups.items(), key=lambda kv: (
+            _suite_order(kv[0][0]), KIND_ORDER.get(kv[0][1], len(KIND_ORDER)), kv[0][1],
+            mih_report.data_key(kv[0][2]), kv[0][3])):
         ns_of: Dict[Tuple[int, int, str], set] = {}
         for p in group:
             ns_of.setdefault((p.nbits, p.k, p.label), set()).add(p.n)
         panels = sorted({(nb, k) for (nb, k, _), ns in ns_of.items() if len(ns) >= 2})
-        name = f"qps_vs_n_{run.tag}_{data}_t{threads}.png"
+        name = _plot_name(run.tag, suite, kind, data, threads, suites, taken)
+        what = f"{suite} {kind}" if suite == "ops" else suite
+        title = OP_TITLES.get(kind, kind) if suite == "ops" else SUITE_TITLES[suite]
         if not panels:
             ns = sorted({p.n for p in group})
-            plots.notes.append(f"`{name}` not drawn: `{run.path}` ({suite}, {data}, {threads} thread"
+            plots.notes.append(f"`{name}` not drawn: `{run.path}` ({what}, {data}, {threads} thread"
                                f"{'s' if threads != 1 else ''}) has one n only ({', '.join(fmt_n(n) for n in ns)}).")
             continue
         nbits_list = sorted({nb for nb, _ in panels})
@@ -648,7 +889,8 @@ def qps_vs_n_plots(run: Run, pts: Sequence[Point], plots_dir: Path, figure: Any,
         colour = {label: _COLOURS[i % len(_COLOURS)] for i, label in enumerate(labels)}
         approximate = {p.label for p in group if p.recall is not None}
         # Fixed margins, not constrained layout: it costs a second draw.
-        width, height = 3.4 * len(ks) + 0.9, 2.5 * len(nbits_list) + 1.4
+        # at least 7 inches: the title is one line (ranking always has one column)
+        width, height = max(3.4 * len(ks) + 0.9, 7.0), 2.5 * len(nbits_list) + 1.4
         fig = figure(figsize=(width, height))
         fig.subplots_adjust(left=0.75 / width, right=1 - 0.15 / width, top=1 - 0.55 / height,
                             bottom=1.05 / height, hspace=0.45, wspace=0.3)
@@ -664,7 +906,8 @@ def qps_vs_n_plots(run: Run, pts: Sequence[Point], plots_dir: Path, figure: Any,
                                 label=label + (" (approximate)" if label in approximate else ""))
                 ax.set_xscale("log")
                 ax.set_yscale("log")
-                ax.set_title(f"nbits={nb}, k={k}", fontsize=9)
+                ax.set_title(f"nbits={nb}" if kind == "rank" else
+                             f"nbits={nb}, {'r' if kind == 'radius' else 'k'}={k}", fontsize=9)
                 ax.grid(True, which="major", alpha=0.3)
                 if i == len(nbits_list) - 1:
                     ax.set_xlabel("n (codes)")
@@ -675,12 +918,25 @@ def qps_vs_n_plots(run: Run, pts: Sequence[Point], plots_dir: Path, figure: Any,
                    if h is not None]
         fig.legend(handles, [h.get_label() for h in handles], loc="lower center",
                    ncols=min(len(handles), 5), fontsize=8, frameon=False)
-        fig.suptitle(f"{SUITE_TITLES[suite]}, {data} codes, {threads} thread{'s' if threads != 1 else ''}: "
+        fig.suptitle(f"{title}, {data} codes, {threads} thread{'s' if threads != 1 else ''}: "
                      f"queries per second against n ({Path(run.path).name})", fontsize=10)
         path = plots_dir / name
         fig.savefig(path, dpi=90)
-        plots.files.append((f"Queries per second against n: {SUITE_TITLES[suite].lower()}, {data} codes, "
+        plots.files.append((f"Queries per second against n: {title.lower()}, {data} codes, "
                             f"{threads} thread{'s' if threads != 1 else ''} (`{run.path}`)", path))
+
+
+DATA_MARKERS = {"uniform": "o", "clustered": "^", "trained-synthetic": "s", "trained-wiki": "D"}
+_SPARE_MARKERS = ("v", "P", "X", "*", "<", ">", "h", "p", "8", "d")
+
+
+def data_markers(kinds: Sequence[str]) -> Dict[str, str]:
+    """A matplotlib marker per data kind: fixed ones for the known kinds, the
+    spare ones in turn for the others (distinct up to ten others)."""
+    out = {data: DATA_MARKERS[data] for data in kinds if data in DATA_MARKERS}
+    others = sorted((d for d in set(kinds) if d not in DATA_MARKERS), key=mih_report.data_key)
+    out.update({data: _SPARE_MARKERS[i % len(_SPARE_MARKERS)] for i, data in enumerate(others)})
+    return out
 
 
 def speedup_points(pts: Sequence[Point]) -> List[Tuple[Point, float]]:
@@ -712,13 +968,14 @@ def speedup_plot(pts: Sequence[Point], plots_dir: Path, figure: Any, plots: Plot
     ax = fig.subplots()
     widths = sorted({p.nbits for p, _ in pairs})
     colour = {nb: _COLOURS[i % len(_COLOURS)] for i, nb in enumerate(widths)}
-    markers = {"uniform": "o", "clustered": "^"}
-    for data in sorted({p.data for p, _ in pairs}, key=lambda d: mih_report.DATA_ORDER.get(d, 9)):
+    kinds = sorted({p.data for p, _ in pairs}, key=mih_report.data_key)
+    markers = data_markers(kinds)
+    for data in kinds:
         for nb in widths:
             sel = [(p, s) for p, s in pairs if p.data == data and p.nbits == nb]
             if sel:
                 ax.scatter([p.kth_distance_mean for p, _ in sel], [s for _, s in sel], s=28,
-                           marker=markers.get(data, "s"), color=colour[nb], alpha=0.8,
+                           marker=markers[data], color=colour[nb], alpha=0.8,
                            label=f"{data}, {nb} bits")
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_yscale("log")
@@ -778,8 +1035,9 @@ def render(runs: Sequence[Run], plots: Optional[Plots], readme_dir: Path, comman
     out += ["### Rows where hamsearch is not ahead of every peer", "",
             "Every row of the tables below where a peer, exact or approximate, answers at least as many "
             "queries per second as hamsearch's best index of that row (`FlatIndex` or its Numba backend in "
-            "the flat suite, `MIHIndex` or `FlatIndex` in the MIH suite), with the peer's recall at k "
-            "where it is approximate.", ""]
+            "the flat suite, `MIHIndex` or `FlatIndex` in the MIH suite, `FlatIndex`, `MIHIndex` or "
+            "`ShardedIndex` in the radius and ranking suite), with the peer's recall (at k, or of the "
+            "radius results) where it is approximate.", ""]
     compared = [p for pts in all_points.values() for p in pts]
     if losses:
         out += [losses_table(losses), ""]

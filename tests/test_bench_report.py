@@ -48,9 +48,12 @@ def _flat(library: str, backend: str, n: int, median: float, nq: int = 100, kind
                   memory_bytes_per_code=16.0 if library == "hamsearch" else 8.0, **extra)
 
 
+MIH_LIBRARY = {"mih": "hamsearch", "flat": "hamsearch", "exact": "usearch", "scan": "numpy"}
+
+
 def _mih(variant: str, data: str, n: int, median: float, recall: Optional[float] = None,
-         kth: Optional[float] = 3.0, nq: int = 100) -> Dict[str, Any]:
-    library = "hamsearch" if variant in ("mih", "flat") else "faiss"
+         kth: Optional[float] = 3.0, nq: int = 100, source: Optional[str] = None) -> Dict[str, Any]:
+    library = MIH_LIBRARY.get(variant, "faiss")
     extra: Dict[str, Any] = dict(library=library, backend=variant, variant=variant, data=data, nbits=64, n=n,
                                  k=10, threads=1, nq=nq, isa="avx2", build_seconds=0.5,
                                  memory_bytes_per_code=32.0, exact=recall is None, params={},
@@ -61,7 +64,30 @@ def _mih(variant: str, data: str, n: int, median: float, recall: Optional[float]
         extra["mih_fallbacks"] = 0
     if kth is not None:
         extra["kth_distance_mean"] = kth
+    if source is not None:
+        extra["source"] = source
     return _bench("bench_mih.py", "test_mih", f"{library}-{variant}-{data}-n{n}", median, **extra)
+
+
+OPS_LIBRARY = {"flat": "hamsearch", "mih": "hamsearch", "sharded": "hamsearch", "IndexBinaryFlat": "faiss",
+               "IndexBinaryMultiHash": "faiss", "scan": "numpy"}
+
+
+def _op(variant: str, op: str, data: str, n: int, median: float, r: Any = None,
+        results: float = 1.0, recall: Optional[float] = None, threads: int = 1, nq: int = 100,
+        **extra: Any) -> Dict[str, Any]:
+    """An entry of bench/bench_ops.py's test_op, with its extra_info as the suite writes it."""
+    library = OPS_LIBRARY[variant]
+    info: Dict[str, Any] = dict(library=library, variant=variant, backend=variant, op=op, data=data, nbits=64,
+                                n=n, r=r, threads=threads, nq=nq, rounds=3, median_s=median,
+                                queries_per_second=nq / median, results_per_query=results,
+                                exact=recall is None, build_seconds=0.25, memory_bytes_per_code=8.0,
+                                isa="avx2" if library == "hamsearch" else "n/a", loadavg_1min=0.75, params={})
+    if recall is not None:
+        info["recall"] = recall
+    info.update(extra)
+    return _bench("bench_ops.py", "test_op", f"{op}-r{r}-{library}-{variant}-{data}-n{n}-t{threads}", median,
+                  **info)
 
 
 def _doc(benchmarks: List[Dict[str, Any]], hook: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
@@ -120,6 +146,75 @@ def mih_doc(kth: bool = True) -> Dict[str, Any]:
         _mih("mih", "uniform", 10000, 0.1, kth=k(18.0)),
         _mih("flat", "uniform", 10000, 0.1, kth=k(18.0)),
         _mih("IndexBinaryFlat", "uniform", 10000, 0.1, kth=k(18.0)),
+    ])
+
+
+def ops_doc() -> Dict[str, Any]:
+    """Radius search (100 queries a round; q/s = 100 / median):
+    uniform 10^3 r=4: flat 100,000, mih 50,000, faiss-flat 50,000 (2.00x),
+    numpy 200,000 (0.50x: not ahead); 0.5 results a query;
+    uniform 10^4 r=4: flat 10,000, numpy 5,000 (2.00x); 5 results;
+    clustered 10^6 r=8: mih 10,000 (best), flat 200, sharded 400, faiss-flat
+    100 (100x), multihash 5,000 (recall 0.75, 2.00x), numpy 50 (200x); 12
+    results (multihash's 9 are not counted: it is approximate);
+    clustered 10^6 r=16: mih 2,500, flat 200, multihash 5,000 (recall 0.5,
+    0.50x: not ahead); 40 results.
+    Ranking: uniform 10^5 on 2 threads: flat 1,000, numpy 250 (4.00x);
+    uniform 10^6 on 2 threads: flat 100, numpy 25 (4.00x); alpha 10^4: flat
+    5,000 alone; zeta 10^3: flat 10,000, numpy 10,000 (a tie: not ahead);
+    every code is a result of a ranking."""
+    return _doc([
+        _op("flat", "radius", "uniform", 1000, 0.001, r=4, results=0.5),
+        _op("mih", "radius", "uniform", 1000, 0.002, r=4, results=0.5),
+        _op("IndexBinaryFlat", "radius", "uniform", 1000, 0.002, r=4, results=0.5),
+        _op("scan", "radius", "uniform", 1000, 0.0005, r=4, results=0.5),
+        _op("flat", "radius", "uniform", 10000, 0.01, r=4, results=5.0),
+        _op("scan", "radius", "uniform", 10000, 0.02, r=4, results=5.0),
+        _op("flat", "radius", "clustered", 10**6, 0.5, r=8, results=12.0),
+        _op("mih", "radius", "clustered", 10**6, 0.01, r=8, results=12.0),
+        _op("sharded", "radius", "clustered", 10**6, 0.25, r=8, results=12.0),
+        _op("IndexBinaryFlat", "radius", "clustered", 10**6, 1.0, r=8, results=12.0),
+        _op("IndexBinaryMultiHash", "radius", "clustered", 10**6, 0.02, r=8, results=9.0, recall=0.75),
+        _op("scan", "radius", "clustered", 10**6, 2.0, r=8, results=12.0),
+        _op("flat", "radius", "clustered", 10**6, 0.5, r=16, results=40.0),
+        _op("mih", "radius", "clustered", 10**6, 0.04, r=16, results=40.0),
+        _op("IndexBinaryMultiHash", "radius", "clustered", 10**6, 0.02, r=16, results=20.0, recall=0.5),
+        _op("flat", "rank", "zeta", 1000, 0.01, results=1000.0),
+        _op("scan", "rank", "zeta", 1000, 0.01, results=1000.0),
+        _op("flat", "rank", "alpha", 10000, 0.02, results=10000.0),
+        _op("flat", "rank", "uniform", 10**5, 0.1, threads=2, results=1e5),
+        _op("scan", "rank", "uniform", 10**5, 0.4, threads=2, results=1e5),
+        _op("flat", "rank", "uniform", 10**6, 1.0, threads=2, results=1e6),
+        _op("scan", "rank", "uniform", 10**6, 4.0, threads=2, results=1e6),
+    ])
+
+
+SYNTHETIC = "DCGH codes of 10^5 synthetic items in 4 classes (bench/trained.py)"
+WIKI = "DCGH codes of\nWikipedia articles"  # a newline in the source: printed on one line
+
+
+def trained_doc() -> Dict[str, Any]:
+    """MIH on the trainer's codes, with usearch and numpy (100 queries a round):
+    uniform 10^3: mih 100,000, flat 10,000; clustered 10^6: mih 10,000, flat
+    1,000; trained-synthetic 10^5: mih 10,000, flat 1,000, usearch 20,000
+    (0.50x: not ahead), numpy 100 (100x); trained-wiki 10^4: mih 50,000, flat
+    10,000, usearch 5,000 (10.0x), numpy 1,000 (50.0x); aardvark (a kind of no
+    known order) 10^3: mih 100,000, flat 10,000."""
+    return _doc([
+        _mih("mih", "trained-wiki", 10000, 0.002, kth=5.0, source=WIKI),
+        _mih("flat", "trained-wiki", 10000, 0.01, kth=5.0, source=WIKI),
+        _mih("exact", "trained-wiki", 10000, 0.02, kth=5.0, source=WIKI),
+        _mih("scan", "trained-wiki", 10000, 0.1, kth=5.0, source=WIKI),
+        _mih("mih", "aardvark", 1000, 0.001, kth=1.0),
+        _mih("flat", "aardvark", 1000, 0.01, kth=1.0),
+        _mih("mih", "trained-synthetic", 100000, 0.01, kth=4.0, source=SYNTHETIC),
+        _mih("flat", "trained-synthetic", 100000, 0.1, kth=4.0, source=SYNTHETIC),
+        _mih("exact", "trained-synthetic", 100000, 0.005, kth=4.0, source=SYNTHETIC),
+        _mih("scan", "trained-synthetic", 100000, 1.0, kth=4.0, source=SYNTHETIC),
+        _mih("mih", "clustered", 10**6, 0.01, kth=3.0),
+        _mih("flat", "clustered", 10**6, 0.1, kth=3.0),
+        _mih("mih", "uniform", 1000, 0.001, kth=20.0),
+        _mih("flat", "uniform", 1000, 0.01, kth=20.0),
     ])
 
 
@@ -415,7 +510,8 @@ def _count_not_ahead(doc: Dict[str, Any]) -> int:
             continue
         if "bench_distributed" in b.get("fullname", ""):
             continue
-        key = (info.get("data"), info["nbits"], info["n"], info["k"], info["threads"], info.get("kind", "knn"))
+        key = (info.get("data"), info["nbits"], info["n"], info.get("k", info.get("r")), info["threads"],
+               info.get("op", info.get("kind", "knn")))
         qps = info["nq"] / b["stats"]["median"]
         side = "own" if info["library"] == "hamsearch" else "peer"
         rows.setdefault(key, {"own": [], "peer": []})[side].append(qps)
@@ -507,3 +603,225 @@ def test_compute_bound_ceiling_worked_by_hand(tmp_path):
     (run,) = report.load_runs([str(path)])
     section = "\n".join(report.flat_section(run))
     assert "popcount compute bound" in section and "| 50% |" in section
+
+
+# -- radius search and ranking (bench/bench_ops.py) --------------------------------------------
+def test_ops_entries_recognised_and_bad_ones_skipped(tmp_path: Path) -> None:
+    good = ops_doc()["benchmarks"]
+    assert {report.recognise(b)[0] for b in good} == {"ops"}
+    bad_op = _op("flat", "knn", "uniform", 1000, 0.001, r=4)
+    no_r = _op("flat", "radius", "uniform", 1000, 0.001)
+    text_r = _op("flat", "radius", "uniform", 1000, 0.001, r="8")
+    no_variant = _op("flat", "rank", "uniform", 1000, 0.001)
+    del no_variant["extra_info"]["variant"]
+    path = _write(tmp_path, "ops.json", _doc(good + [bad_op, no_r, text_r, no_variant]))
+    (run,) = report.load_runs([path])
+    assert len(run.by_suite["ops"]) == len(good)
+    reasons = dict(run.skipped)
+    assert reasons == {
+        bad_op["fullname"]: "ops entry of op 'knn', expected one of ('radius', 'rank')",
+        no_r["fullname"]: "radius entry without an integer radius: expected extra_info r >= 0, got None",
+        text_r["fullname"]: "radius entry without an integer radius: expected extra_info r >= 0, got '8'",
+        no_variant["fullname"]: "ops entry without extra_info variant",
+    }
+    text = _section([path], tmp_path)
+    assert "- Skipped 4 entries of no known suite:" in text
+    assert f"  - `{bad_op['fullname']}`: ops entry of op 'knn', expected one of ('radius', 'rank')" in text
+    assert f"- Suites: ops ({len(good)} benchmarks)" in text
+
+
+def test_ops_not_ahead_rows_known_by_hand(tmp_path: Path, files: List[str]) -> None:
+    ops = _write(tmp_path, "ops.json", ops_doc())
+    runs = report.load_runs(files + [ops])
+    losses = report.not_ahead([p for r in runs for p in report.points(r)])
+    got = [(x.suite, report.row_text(x.row, x.suite), x.best.label if x.best else None, x.peer.label,
+            x.peer.recall, round(x.ratio, 6)) for x in losses]
+    assert got == [
+        # the old suites' rows, as before
+        ("flat", "nbits=64 n=10^4 k=10 threads=1", "hamsearch", "faiss", None, 0.5),
+        ("flat", "nbits=64 n=10^4 k=10 threads=2, one query a round", "hamsearch", "faiss", None, 0.5),
+        ("mih", "uniform nbits=64 n=10^4 k=10 threads=1", "mih", "faiss-flat", None, 1.0),
+        ("mih", "clustered nbits=64 n=10^3 k=10 threads=1", "mih", "faiss-hnsw", 0.9, 0.5),
+        # numpy at 200,000 q/s over flat's 100,000; multihash at 5,000 over mih's 2,500; a tie at 10,000
+        ("ops", "radius r=4 uniform nbits=64 n=10^3 threads=1", "flat", "numpy", None, 0.5),
+        ("ops", "radius r=16 clustered nbits=64 n=10^6 threads=1", "mih", "faiss-multihash", 0.5, 0.5),
+        ("ops", "rank zeta nbits=64 n=10^3 threads=1", "flat", "numpy", None, 1.0),
+    ]
+    text = _section(files + [ops], tmp_path)
+    assert (f"| `{ops}` | ops | radius r=4 uniform nbits=64 n=10^3 threads=1 | flat | 100,000 | numpy | 200,000 "
+            "| exact | 0.50× |") in text
+    assert (f"| `{ops}` | ops | radius r=16 clustered nbits=64 n=10^6 threads=1 | mih | 2,500 | faiss-multihash "
+            "| 5,000 | 0.500 | 0.50× |") in text
+    assert f"| `{ops}` | ops | rank zeta nbits=64 n=10^3 threads=1 | flat | 10,000 | numpy | 10,000 | exact | 1.00× |" in text
+    # hamsearch ahead: not listed
+    assert "rank uniform nbits=64 n=10^5 threads=2" not in text
+    assert "radius r=8 clustered" not in text
+
+
+def test_ops_tables_known_by_hand(tmp_path: Path) -> None:
+    ops = _write(tmp_path, "ops.json", ops_doc())
+    text = _section([ops], tmp_path)
+    assert f"### Radius search and ranking (`bench/bench_ops.py`): `{ops}`" in text
+    assert "- No `" not in text  # every searcher ran
+    radius_header = ("| data | nbits | n | r | threads | flat q/s | mih q/s | sharded q/s | faiss-flat q/s "
+                     "| faiss-multihash q/s | numpy q/s | best hamsearch | hamsearch / faiss-flat "
+                     "| hamsearch / faiss-multihash | hamsearch / numpy | results/query | faiss-multihash recall |")
+    radius = [
+        # 100 / 0.001 = 100,000 q/s; 100,000 / 50,000 = 2.00; 100,000 / 200,000 = 0.50
+        "| uniform | 64 | 10^3 | 4 | 1 | 100,000 | 50,000 | — | 50,000 | — | 200,000 | flat | 2.00× | — | 0.50× "
+        "| 0.50 | — |",
+        "| uniform | 64 | 10^4 | 4 | 1 | 10,000 | — | — | — | — | 5,000 | flat | — | — | 2.00× | 5.00 | — |",
+        # mih 10,000 q/s over faiss-flat 100 (100x), multihash 5,000 (2x), numpy 50 (200x)
+        "| clustered | 64 | 10^6 | 8 | 1 | 200 | 10,000 | 400 | 100 | 5,000 | 50.0 | mih | 100× | 2.00× | 200× "
+        "| 12.0 | 0.750 |",
+        "| clustered | 64 | 10^6 | 16 | 1 | 200 | 2,500 | — | — | 5,000 | — | mih | — | 0.50× | — | 40.0 | 0.500 |",
+    ]
+    rank_header = ("| data | nbits | n | threads | flat q/s | numpy q/s | best hamsearch | hamsearch / numpy "
+                   "| results/query |")
+    rank = [
+        "| uniform | 64 | 10^5 | 2 | 1,000 | 250 | flat | 4.00× | 100,000 |",
+        "| uniform | 64 | 10^6 | 2 | 100 | 25.0 | flat | 4.00× | 1,000,000 |",
+        "| alpha | 64 | 10^4 | 1 | 5,000 | — | flat | — | 10,000 |",  # other kinds by name, before n
+        "| zeta | 64 | 10^3 | 1 | 10,000 | 10,000 | flat | 1.00× | 1,000 |",
+    ]
+    lines = text.split("\n")
+    at = lines.index("#### Radius search")
+    assert lines[at + 2] == radius_header and lines[at + 4: at + 4 + len(radius)] == radius
+    at = lines.index("#### Full ranking")
+    assert lines[at + 2] == rank_header and lines[at + 4: at + 4 + len(rank)] == rank
+    assert lines.index("#### Radius search") < lines.index("#### Full ranking")
+    # build time and memory, one row per (data, nbits, n), a column pair per searcher of the file
+    assert ("| data | nbits | n | flat build | flat B/code | mih build | mih B/code | sharded build "
+            "| sharded B/code | faiss-flat build | faiss-flat B/code | faiss-multihash build "
+            "| faiss-multihash B/code | numpy build | numpy B/code | parameters |") in text
+    assert ("| uniform | 64 | 10^3 | 0.25 s | 8.0 | 0.25 s | 8.0 | — | — | 0.25 s | 8.0 | — | — | 0.25 s | 8.0 "
+            "| — |") in text
+
+
+def test_ops_exact_searchers_that_disagree_are_shown(tmp_path: Path) -> None:
+    doc = _doc([_op("flat", "radius", "uniform", 1000, 0.001, r=2, results=3.0),
+                _op("scan", "radius", "uniform", 1000, 0.001, r=2, results=4.0)])
+    text = _section([_write(tmp_path, "odd.json", doc)], tmp_path)
+    assert "| 3.00 to 4.00 (exact searchers disagree) |" in text
+    # the peers missing from the file get a note, with the reason the hook gives
+    assert "- No `faiss-flat` result (faiss `IndexBinaryFlat`) in this file: skipped or deselected" in text
+    assert "- No `faiss-multihash` result" in text and "- No `mih` result (`MIHIndex`)" in text
+    assert "- No `numpy` result" not in text
+
+
+def test_ops_plots_drawn_and_noted(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = _write(tmp_path, "o.json", ops_doc())
+    text = _section([path], tmp_path, plots=True)
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    # qps_vs_n_<file>_<op>_<data>_t<threads>.png
+    assert names == ["qps_vs_n_o_radius_uniform_t1.png", "qps_vs_n_o_rank_uniform_t2.png"]
+    for name in names:
+        assert (tmp_path / "plots" / name).read_bytes()[:8] == PNG_MAGIC
+        assert f"![{name}](plots/{name})" in text
+    assert "**Queries per second against n: radius search, uniform codes, 1 thread" in text
+    assert ("`qps_vs_n_o_radius_clustered_t1.png` not drawn: "
+            f"`{path}` (ops radius, clustered, 1 thread) has one n only (10^6).") in text
+    assert "`qps_vs_n_o_rank_zeta_t1.png` not drawn" in text
+
+
+def test_one_file_of_every_suite_gives_distinct_plots(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    doc = _doc(flat_doc()["benchmarks"] + mih_doc()["benchmarks"] + ops_doc()["benchmarks"]
+               + distributed_doc()["benchmarks"])
+    path = _write(tmp_path, "all.json", doc)
+    text = _section([path], tmp_path, plots=True)
+    names = sorted(p.name for p in (tmp_path / "plots").iterdir())
+    # flat and MIH both have uniform codes on one thread: the suite keeps their names apart
+    assert names == ["mih_speedup_vs_kth_distance.png", "qps_vs_n_all_flat_uniform_t1.png",
+                     "qps_vs_n_all_mih_clustered_t1.png", "qps_vs_n_all_mih_uniform_t1.png",
+                     "qps_vs_n_all_radius_uniform_t1.png", "qps_vs_n_all_rank_uniform_t2.png"]
+    assert text.count("![qps_vs_n_") == 5
+    assert "- Suites: flat (8 benchmarks), mih (13 benchmarks), ops (22 benchmarks), distributed (3 benchmarks)" in text
+    order = [text.index(s) for s in ("### Flat scan", "### Multi-index hashing", "### Radius search and ranking",
+                                     "### Sharded index", "### Plots")]
+    assert order == sorted(order)
+
+
+def test_ops_without_matplotlib_and_twice_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    paths = [_write(tmp_path, "ops.json", ops_doc()), _write(tmp_path, "mih.json", trained_doc())]
+    readme = tmp_path / "README.md"
+    readme.write_text("# r\n", encoding="utf-8")
+    args = paths + ["--readme", str(readme), "--plots-dir", str(tmp_path / "plots")]
+    assert report.main(args) == 0
+    first = readme.read_bytes()
+    assert "- Plots skipped: matplotlib is not importable" in first.decode("utf-8")
+    assert not (tmp_path / "plots").exists()
+    assert report.main(args) == 0
+    assert readme.read_bytes() == first  # deterministic
+
+
+# -- MIH on the trainer's codes, with usearch and numpy -----------------------------------------
+def test_mih_trained_kinds_ordered_with_their_source_once(tmp_path: Path) -> None:
+    path = _write(tmp_path, "mih.json", trained_doc())
+    text = _section([path], tmp_path)
+    section = text[text.index("### Multi-index hashing"):text.index("### Plots")]
+    synthetic = f"- Data: trained-synthetic: {SYNTHETIC}"
+    wiki = "- Data: trained-wiki: DCGH codes of Wikipedia articles"
+    assert section.count(synthetic) == 1 and section.count(wiki) == 1
+    assert section.index(synthetic) < section.index(wiki) < section.index("| data |")
+    assert "- Data: uniform" not in section and "- Data: aardvark" not in section
+    rows = [
+        "| uniform | 64 | 10^3 | 10 | 1 | 100,000 | 0/100 | 10,000 | 10.0× | — | — | — | — |",
+        "| clustered | 64 | 10^6 | 10 | 1 | 10,000 | 0/100 | 1,000 | 10.0× | — | — | — | — |",
+        # usearch 100 / 0.005 = 20,000 q/s: mih's 10,000 over it is 0.50; numpy 100 q/s: 100x
+        "| trained-synthetic | 64 | 10^5 | 10 | 1 | 10,000 | 0/100 | 1,000 | 10.0× | 20,000 | 0.50× | 100 | 100× |",
+        "| trained-wiki | 64 | 10^4 | 10 | 1 | 50,000 | 0/100 | 10,000 | 5.00× | 5,000 | 10.0× | 1,000 | 50.0× |",
+        "| aardvark | 64 | 10^3 | 10 | 1 | 100,000 | 0/100 | 10,000 | 10.0× | — | — | — | — |",
+    ]
+    lines = section.split("\n")
+    header = ("| data | nbits | n | k | threads | mih q/s | mih fallbacks | flat q/s | mih / flat | usearch q/s "
+              "| mih / usearch | numpy q/s | mih / numpy |")
+    at = lines.index(header)
+    assert lines[at + 2: at + 2 + len(rows)] == rows
+    assert "| usearch build | usearch B/code | numpy build | numpy B/code | parameters |" in section
+    assert "| trained-wiki | 64 | 10^4 | 0.50 s | 32.0 | 0.50 s | 32.0 | 0.50 s | 32.0 | 0.50 s | 32.0 | — |" in section
+    # the exact peers take part in the list of losses
+    assert (f"| `{path}` | mih | trained-synthetic nbits=64 n=10^5 k=10 threads=1 | mih | 10,000 | usearch "
+            "| 20,000 | exact | 0.50× |") in text
+    runs = report.load_runs([path])
+    assert [(x.peer.label, report.row_text(x.row, "mih")) for x in report.not_ahead(report.points(runs[0]))] == [
+        ("usearch", "trained-synthetic nbits=64 n=10^5 k=10 threads=1")]
+    # the faiss peers are noted missing; usearch and numpy are not
+    assert "- No `faiss-flat` result" in section and "- No `usearch`" not in section
+
+
+def test_mih_without_trained_kinds_notes_usearch_and_numpy(tmp_path: Path) -> None:
+    text = _section([_write(tmp_path, "mih.json", mih_doc())], tmp_path)
+    for label in ("usearch", "numpy"):
+        assert (f"- No `{label}` result" in text and "the suite runs it on the trained data kinds only "
+                "(trained-synthetic, trained-wiki), and this file has none." in text)
+    # the columns of searchers absent from every row are left out
+    assert "usearch q/s" not in text and "mih / numpy" not in text
+    assert "- Data:" not in text
+
+
+def test_mih_report_cli_prints_the_sources(tmp_path: Path) -> None:
+    from bench import mih_report
+
+    doc = trained_doc()
+    out = mih_report.render(doc, mih_report.rows_from_json(doc))
+    assert out.count(f"- Data: trained-synthetic: {SYNTHETIC}") == 1
+    assert out.index("- Data: trained-synthetic") < out.index("- Data: trained-wiki") < out.index("| data |")
+
+
+def test_speedup_markers_distinct_for_every_kind(tmp_path: Path) -> None:
+    kinds = ["uniform", "clustered", "trained-synthetic", "trained-wiki", "aardvark", "zebra"]
+    markers = report.data_markers(kinds)
+    assert set(markers) == set(kinds) and len(set(markers.values())) == len(kinds)
+    assert markers["uniform"] == "o" and markers["clustered"] == "^"  # as before
+    pytest.importorskip("matplotlib")
+    text = _section([_write(tmp_path, "mih.json", trained_doc())], tmp_path, plots=True)
+    png = tmp_path / "plots" / "mih_speedup_vs_kth_distance.png"
+    assert png.read_bytes()[:8] == PNG_MAGIC and "![mih_speedup_vs_kth_distance.png]" in text
+    runs = report.load_runs([str(tmp_path / "mih.json")])
+    pairs = sorted((p.data, s) for p, s in report.speedup_points(report.points(runs[0])))
+    assert pairs == [("aardvark", 10.0), ("clustered", 10.0), ("trained-synthetic", 10.0),
+                     ("trained-wiki", 5.0), ("uniform", 10.0)]
