@@ -14,7 +14,8 @@
 namespace hamsearch {
 
 /// One substring's table, stored compactly: a directory over the top
-/// `dir_bits` bits of the key and one 32-bit entry per code, grouped by
+/// `dir_bits` bits of the key (one offset per 4 to 32 codes) and one
+/// 32-bit entry per code, grouped by
 /// directory bucket. An entry holds the row in its low `row_bits` bits and,
 /// above them, the lowest `tag_bits` of the key's remaining `len - dir_bits`
 /// bits; within a bucket the entries are sorted, so the rows of one key are

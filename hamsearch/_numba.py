@@ -957,6 +957,11 @@ class FlatStore:
 _PROBE_COST = 256.0
 _CANDIDATE_COST = 64.0
 _SCAN_FRACTION = 0.5
+# A table's bytes a code at most (4-byte entry, directory of one 4-byte offset
+# per 16 codes at most); the default m keeps the tables within the flat
+# store's 8 * W + 8 bytes a code, as the native core does.
+_TABLE_OVERHEAD = 0.4
+_TABLE_BYTES_PER_CODE = 4.0 + 0.25 + _TABLE_OVERHEAD
 
 
 @_jit
@@ -1238,8 +1243,12 @@ class _Tables:
         self.tinfo = np.zeros((m, 4), dtype=np.int64)
         self.entries = np.empty((m, n), dtype=np.uint32)
         row_bits = max(1, (n - 1).bit_length())
+        # As the native core: the directory's n/(2s) to n/s buckets, s the
+        # smallest of 4, 8, 16 that keeps the tables within 8 * W + 8 bytes a code.
+        dir_budget = (8.0 * codes.shape[1] + 8.0) / m - 4.0 - _TABLE_OVERHEAD
+        shift = next((s for s in (4, 8) if 4.0 / s <= dir_budget), 16)
         max_dir = 0
-        while max_dir < 30 and (4 << max_dir) <= n:
+        while max_dir < 30 and (shift << max_dir) <= n:
             max_dir += 1
         rows = np.arange(n, dtype=np.uint64)
         dirs: List[np.ndarray] = []
@@ -1341,9 +1350,11 @@ class MIHStore:
         if self._m:
             return self._m
         b = self._nbits
+        w = (b + 63) // 64
         lg = max(1.0, math.log2(max(2.0, float(n))))
         m = int(math.floor(b / lg + 0.5))
-        return min(b, max(m, (b + 63) // 64, 1))
+        m = min(m, int((8.0 * w + 8.0) / _TABLE_BYTES_PER_CODE))  # as the native core: memory at most about 2x flat
+        return min(b, max(m, w, 1))
 
     def effective_m(self) -> int:
         return self._effective_m(self.size())

@@ -85,7 +85,9 @@ def test_mih_large_clustered_uses_tables_and_uniform_falls_back(backend):
     uq = rng.integers(0, 2, size=(40, nbits), dtype=np.uint8)
     assert_knn_equal(idx.query(codes_from_bits(uq), 10), ref.knn(uq, 10))
     assert idx.last_fallbacks > 20  # far neighbours: the scan answers
-    assert idx.m == round(nbits / np.log2(n))
+    # the paper's round(64 / log2(10^5)) = round(3.85) = 4 tables, capped at
+    # floor((8 * 1 + 8) / 4.65) = 3 so that the tables cost at most the codes and ids
+    assert round(nbits / np.log2(n)) == 4 and idx.m == 3
     subs = idx.substrings
     assert [b for b, _ in subs] == list(np.cumsum([0] + [length for _, length in subs[:-1]]))
     assert sum(length for _, length in subs) == nbits
@@ -133,3 +135,20 @@ def test_mih_long_substrings_and_crowded_buckets(backend, nbits):
     assert_knn_equal(idx.query(qc, 1), ref.knn(q, 1))
     assert idx.last_fallbacks == 0
     assert_radius_equal(idx.radius(qc, 2), ref.radius(q, 2))
+
+
+@pytest.mark.parametrize("nbits, want", [(64, 3), (128, 5), (256, 8), (512, 15)])
+def test_mih_default_m_is_capped_by_memory(nbits, want, backend):
+    # n = 1000: the paper's round(nbits / log2(1000)) = round(nbits / 9.97) is
+    # 6, 13, 26 and 51 tables; the cap floor((8 W + 8) / 4.65) allows
+    # floor(16 / 4.65) = 3, floor(24 / 4.65) = 5, floor(40 / 4.65) = 8 and
+    # floor(72 / 4.65) = 15, so that the tables cost at most the codes and ids.
+    rng = np.random.default_rng(nbits)
+    idx = hs.MIHIndex(nbits, backend=backend)
+    idx.add(codes_from_bits(rng.integers(0, 2, size=(1000, nbits), dtype=np.uint8)))
+    assert round(nbits / np.log2(1000)) > want
+    assert idx.m == want
+    assert sum(length for _, length in idx.substrings) == nbits
+    small = hs.MIHIndex(nbits, m=2 * want, backend=backend)  # an explicit m is not capped
+    small.add(codes_from_bits(rng.integers(0, 2, size=(100, nbits), dtype=np.uint8)))
+    assert small.m == 2 * want
