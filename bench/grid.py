@@ -38,11 +38,11 @@ QUICK_NQ = 50
 FAST_PAIRS = 1e9
 PAIR_BUDGET: Dict[Tuple[str, str], float] = {
     # measured on the 2-core Zen 3 reference machine: about 3e7 pairs/s per thread
-    USEARCH: 2e7,
+    USEARCH: 1e7,
     # about 5e7 pairs/s at 64 bits, 1.5e7 at 256 bits, plus argpartition
     NUMPY: 2e7,
-    # about 4e8-8e8 pairs/s per thread: the full 1000 at 10^6, 100 at 10^7
-    HAMSEARCH_NUMBA: 1e9,
+    # about 4e8-8e8 pairs/s per thread: 500 queries at 10^6, 50 at 10^7
+    HAMSEARCH_NUMBA: 5e8,
 }
 MIN_SLOW_NQ = 2
 QUICK_SLOW_NQ = 10
