@@ -282,6 +282,7 @@ class FaissOps(OpSearcher):
         self.index.add(data.bytes)
         self.build_seconds = time.perf_counter() - t0
         self.n = data.n
+        self.rank_chunk: Optional[int] = None
 
     def prepare(self, data: MihDataset, nq: int) -> np.ndarray:
         return data.query_bytes(nq)
@@ -293,8 +294,22 @@ class FaissOps(OpSearcher):
         return self.index.range_search(q, r + 1)  # faiss keeps distances < radius
 
     def rank(self, q: np.ndarray, threads: int) -> Tuple[Optional[np.ndarray], np.ndarray]:
-        D, I = self.index.search(q, self.n)
-        return D, I
+        if self.rank_chunk is None:
+            try:
+                return self.index.search(q, self.n)
+            except MemoryError:
+                # faiss's counting selection at k = n allocates for every
+                # distance value and result at once: at 256 bits and 10^6 codes
+                # a batch of 20 fails (std::bad_alloc). From then on the batch
+                # goes in calls of one query per thread, recorded in params.
+                self.rank_chunk = max(1, threads)
+                self.params["rank_queries_per_call"] = self.rank_chunk
+        Ds, Is = [], []
+        for s in range(0, q.shape[0], self.rank_chunk):
+            D, I = self.index.search(q[s:s + self.rank_chunk], self.n)
+            Ds.append(D)
+            Is.append(I)
+        return np.concatenate(Ds), np.concatenate(Is)
 
     def close(self) -> None:
         self.index = None
