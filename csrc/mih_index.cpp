@@ -16,16 +16,55 @@ namespace hamsearch {
 
 namespace {
 
-// Cost units are 64-bit words compared by the blocked SIMD scan (about
-// 0.25 ns each here). A probe (directory lookup and binary search) and a
-// candidate's verification are random memory accesses, measured at roughly
-// 256 and 64 scanned words.
+// Cost units are 64-bit words compared by the blocked AVX2 scan (about
+// 0.2 ns each). A probe (directory lookup and search of its run, in chunks
+// of prefetched keys) costs about 256 of them on every kernel level. A
+// candidate's verification (a random load of its code, the seen bitmap, the
+// top-k push) costs about 192 AVX2 words, and more words of a faster kernel:
+// candidate_cost(). Measured on a 2-core AMD EPYC (Zen 4) as the probing a
+// far query (uniform codes, 10^7) does before it gives up, against the
+// batched scan: with 64 words a candidate, 64-bit queries (about 5 candidates
+// a probe) spent 0.9 AVX-512 scans, not the half scan the budget allows;
+// with these costs 0.3 to 0.5 at 64, 128 and 256 bits on AVX2 and AVX-512.
 constexpr double kProbeCost = 256.0;
-constexpr double kCandidateCost = 64.0;
+constexpr double kCandidateCost = 192.0;
+
+// Words the active kernel level scans in the time the AVX2 kernel scans one,
+// measured with the popcount probe on cache-resident codes (Zen 4): 0.14,
+// 0.6, 1 and 1.8 to 2.4.
+double scan_speed(Isa isa) {
+    switch (isa) {
+        case Isa::scalar:
+            return 0.15;
+        case Isa::popcnt:
+            return 0.6;
+        case Isa::avx2:
+            return 1.0;
+        case Isa::avx512_vpopcntdq:
+            return 2.5;
+    }
+    return 1.0;
+}
+
+/// A candidate's cost in words of the active kernel, verification included.
+double candidate_cost(size_t w) {
+    return kCandidateCost * scan_speed(active_kernels().isa) + static_cast<double>(w);
+}
+
 // A query gives up on the tables once their work passes this fraction of a
 // full scan; the scan then answers it (in one batch with the others that gave
 // up), so a query costs at most about (1 + fraction) scans.
 constexpr double kScanFraction = 0.5;
+
+// Once half the queries tried on the tables have given up, the rest of the
+// batch goes straight to the scan; the evidence asked for first is
+// batch_trials(nq) queries: nq / 16 between 4 and 16, so that a batch of far
+// queries wastes at most about 3% of its scan time on probing (a batch of
+// 100 switches after 6 queries, one of 1000 after 16).
+constexpr size_t kMinTrials = 4;
+constexpr size_t kMaxTrials = 16;
+size_t batch_trials(size_t nq) { return std::min(kMaxTrials, std::max(kMinTrials, nq / 16)); }
+
 // Bytes a table costs per code: a 4-byte entry, a directory of one 4-byte
 // offset per 4 to 32 codes (build_tables), and about 0.4 bytes more measured
 // in the resident set at 10^7 codes (allocator slack of the build). The
@@ -152,6 +191,7 @@ std::vector<std::pair<int64_t, int64_t>> MIHIndex::substrings(size_t n) const {
     return out;
 }
 
+
 void MIHIndex::set_scan_fraction(double f) {
     if (!(f > 0)) throw std::invalid_argument("scan fraction: expected a positive number");
     scan_fraction_ = f;
@@ -262,7 +302,11 @@ struct Seen {
 // false once it passes `budget` (checked per chunk).
 class Prober {
    public:
-    Prober(const uint64_t* codes, size_t w, Seen& seen) : codes_(codes), w_(w), seen_(seen) {}
+    Prober(const uint64_t* codes, size_t w, Seen& seen)
+        : codes_(codes),
+          w_(w),
+          candidate_cost_(candidate_cost(w)),
+          seen_(seen) {}
 
     template <class Visit>
     bool probe(const SubstringTable& tb, uint64_t qs, int64_t s, double& work, double budget, Visit&& visit) {
@@ -308,12 +352,13 @@ class Prober {
             if (i + kAhead < nc) prefetch(codes_ + size_t{cand_[i + kAhead]} * w_);
             visit(cand_[i]);
         }
-        work += static_cast<double>(nk) * kProbeCost + static_cast<double>(nc) * (kCandidateCost + static_cast<double>(w_));
+        work += static_cast<double>(nk) * kProbeCost + static_cast<double>(nc) * candidate_cost_;
         return work <= budget;
     }
 
     const uint64_t* codes_;
     size_t w_;
+    double candidate_cost_;
     Seen& seen_;
     uint64_t keys_[kChunk];
     uint32_t first_[kChunk], last_[kChunk];
@@ -343,9 +388,10 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);
     std::vector<char> gave_up(nq, 0);
     // Queries tried on the tables and given up, over all threads: once at
-    // least 16 were tried and half gave up (far neighbours, as for uniform
-    // codes), the rest of the batch goes straight to the scan.
+    // least batch_trials(nq) were tried and half gave up (far neighbours, as
+    // for uniform codes), the rest of the batch goes straight to the scan.
     std::atomic<size_t> tried{0}, given_up{0};
+    const size_t trials = batch_trials(nq);
     const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
     parallel_tasks(T, [&](size_t t) {
         const auto range = split_range(nq, T, t);
@@ -353,7 +399,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
         Prober prober(codes, w, seen);
         std::vector<uint64_t> qsub(static_cast<size_t>(m));
         for (size_t j = range.first; j < range.second; ++j) {
-            if (tried.load(std::memory_order_relaxed) >= 16 &&
+            if (tried.load(std::memory_order_relaxed) >= trials &&
                 2 * given_up.load(std::memory_order_relaxed) >= tried.load(std::memory_order_relaxed)) {
                 gave_up[j] = 1;
                 continue;

@@ -51,8 +51,9 @@ class MIHIndex(_Index):
     ``radius(q, r)`` probes up to radius ``floor(r / m)``. ``rank`` uses the
     flat scan. A query whose probing would cost more than half a scan (far
     neighbours: uniform random codes) gives up and is answered by the flat
-    scan, in one blocked batch with the others; once most of a batch's
-    queries have given up, the rest go straight to the scan. Tables are
+    scan, in one blocked batch with the others; once half of the first
+    ``nq // 16`` queries of a batch (at least 4, at most 16) have given up,
+    the rest go straight to the scan. Tables are
     (re)built on the first search after an ``add``. Thread safety as for
     :class:`FlatIndex`.
 

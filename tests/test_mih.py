@@ -93,6 +93,31 @@ def test_mih_large_clustered_uses_tables_and_uniform_falls_back(backend):
     assert sum(length for _, length in subs) == nbits
 
 
+@pytest.mark.parametrize("nq, far, trials", [(64, 4, 4), (100, 3, 6), (320, 8, 16)])
+def test_mih_batch_goes_to_the_scan_after_its_trials(backend, nq, far, trials):
+    # The documented rule: once half of the first nq // 16 queries (at least
+    # 4, at most 16) tried on the tables have given up, the rest of the batch
+    # goes to the scan. `far` fresh random queries (they give up) lead a
+    # batch of exact copies of database codes (each answered by one probe of
+    # the first table, whose bucket holds about one code of a uniform set).
+    rng = np.random.default_rng(21)
+    nbits, n = 64, 20000
+    bits = rng.integers(0, 2, size=(n, nbits), dtype=np.uint8)
+    idx = hs.MIHIndex(nbits, backend=backend, threads=1)
+    idx.add(codes_from_bits(bits))
+    ref = Reference(nbits)
+    ref.add(bits)
+    q = bits[rng.integers(0, n, nq)].copy()
+    q[:far] = rng.integers(0, 2, size=(far, nbits), dtype=np.uint8)
+    assert_knn_equal(idx.query(codes_from_bits(q), 1), ref.knn(q, 1))
+    # half of the trials gave up: the rest of the batch went to the scan
+    want = far + nq - trials if 2 * far >= trials else far
+    assert idx.last_fallbacks == want
+    # the same near queries alone: none falls back
+    assert_knn_equal(idx.query(codes_from_bits(q[far:]), 1), ref.knn(q[far:], 1))
+    assert idx.last_fallbacks == 0
+
+
 @pytest.mark.parametrize("m, exc", [(1, ValueError), (300, ValueError), (0, ValueError), (2.5, TypeError), (True, TypeError)])
 def test_mih_bad_m(m, exc):
     with pytest.raises(exc, match="m: expected"):
