@@ -71,7 +71,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return rc
     if args.no_report:
         return 0
-    rargs = [str(json_path)]
+    # The report names the file as given: relative to here where it lies below.
+    here = Path.cwd()
+    rargs = [str(json_path.relative_to(here) if json_path.is_relative_to(here) else json_path)]
     if args.readme:
         rargs += ["--readme", args.readme]
     if args.plots_dir:

@@ -765,14 +765,21 @@ def ops_table(rows: Sequence[OpsRow], op: str) -> Tuple[List[str], List[List[str
             line.append(best.label if best else "—")
             line += [fmt_ratio(best.qps / c[label].qps) if (best and label in c and c[label].qps > 0) else "—"
                      for label in peers]
-        counts = [float(x) for x in (c[label].results_per_query for label in labels
-                                     if label in c and c[label].exact) if x is not None]
+        # Results per query of the exact searchers, compared only between
+        # those that answered the same batch (a slow searcher's smaller
+        # batch has a mean of its own); the largest batch's is shown.
+        by_nq: Dict[int, List[float]] = {}
+        for label in labels:
+            if label in c and c[label].exact and c[label].results_per_query is not None:
+                by_nq.setdefault(c[label].nq, []).append(float(c[label].results_per_query))
+        counts = by_nq[max(by_nq)] if by_nq else []
         if not counts:
             line.append("—")
-        elif _same(counts):
+        elif all(_same(v) for v in by_nq.values()):
             line.append(fmt_qps(counts[0]))
         else:
-            line.append(f"{fmt_qps(min(counts))} to {fmt_qps(max(counts))} (exact searchers disagree)")
+            odd = next(v for v in by_nq.values() if not _same(v))
+            line.append(f"{fmt_qps(min(odd))} to {fmt_qps(max(odd))} (exact searchers disagree)")
         line += [f"{c[label].recall:.3f}" if (label in c and c[label].recall is not None) else "—"
                  for label in approximate]
         body.append(line)
