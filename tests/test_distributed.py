@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -383,12 +384,32 @@ def test_missing_ray_names_the_extra(monkeypatch):
 
 
 # -- faults ------------------------------------------------------------------------
+def _process_gone(pid: int) -> bool:
+    """True once process ``pid`` has exited (a zombie counts as exited)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def _kill(idx, s, restart=True, wait=False):
-    """Kills shard ``s``'s actor; ``wait``: until Ray has restarted it, so
-    that the index meets the new actor only through its next call."""
+    """Kills shard ``s``'s actor and waits until its worker process has
+    exited: ``ray.kill`` is asynchronous, and a call made before the kill
+    lands is answered by the old actor. ``wait``: also until Ray has
+    restarted it, so that the index meets the new actor only through its
+    next call."""
     actor = idx.actors[s]
+    pid = ray.get(actor.info.remote(), timeout=TIMEOUT)[3]["pid"]
     ray.kill(actor, no_restart=not restart)
     deadline = time.monotonic() + TIMEOUT
+    while not _process_gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _process_gone(pid), f"shard {s}'s worker (pid {pid}) still runs {TIMEOUT} s after ray.kill"
     while wait and time.monotonic() < deadline:
         try:
             ray.get(actor.info.remote(), timeout=TIMEOUT)
