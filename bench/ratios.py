@@ -68,7 +68,7 @@ def entries_from_json(doc: Dict[str, Any]) -> List[Entry]:
         stats = b.get("stats") or {}
         if "library" not in info or "median" not in stats:
             continue
-        if "data" in info:  # a bench_mih.py case: see bench/mih_report.py
+        if "data" in info or "threads" not in info:  # bench_mih.py (see mih_report.py), bench_distributed.py merge
             continue
         kind = str(info.get("kind", "knn"))
         library, backend = str(info["library"]), str(info.get("backend", ""))
