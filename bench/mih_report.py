@@ -77,12 +77,24 @@ def _opt(info: Dict[str, Any], key: str, cast=float):
     return cast(v) if v is not None else None
 
 
+SUITE = "bench_mih.py"
+REQUIRED = ("library", "data", "nbits", "n", "k", "threads")
+
+
+def _from_suite(bench: Dict[str, Any]) -> bool:
+    """Whether a benchmark entry comes from ``bench/bench_mih.py``: a
+    whole-suite JSON (``python -m bench``) holds every suite's entries, and the
+    radius and ranking entries of the others carry no ``k``."""
+    fullname = str(bench.get("fullname", ""))
+    return not fullname or fullname.split("::")[0].rsplit("/", 1)[-1] == SUITE
+
+
 def rows_from_json(doc: Dict[str, Any]) -> List[Row]:
     out = []
     for b in doc.get("benchmarks", []):
         info = b.get("extra_info") or {}
         stats = b.get("stats") or {}
-        if "library" not in info or "data" not in info or "median" not in stats:
+        if not _from_suite(b) or any(key not in info for key in REQUIRED) or "median" not in stats:
             continue
         out.append(Row(
             label=_label(str(info["library"]), str(info.get("variant", info.get("backend", "")))),

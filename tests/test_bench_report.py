@@ -831,3 +831,27 @@ def test_speedup_markers_distinct_for_every_kind(tmp_path: Path) -> None:
     pairs = sorted((p.data, s) for p, s in report.speedup_points(report.points(runs[0])))
     assert pairs == [("aardvark", 10.0), ("clustered", 10.0), ("trained-synthetic", 10.0),
                      ("trained-wiki", 5.0), ("uniform", 10.0)]
+
+
+def test_mih_report_and_ratios_read_a_whole_suite_json(tmp_path: Path, capsys) -> None:
+    """``python -m bench`` writes every suite into one JSON; the MIH table and
+    the ratios read their own entries from it and pass over the others (a
+    radius entry has data but no k; the distributed merge has no threads)."""
+    from bench import mih_report, ratios
+
+    docs = [json.loads((REAL_DIR / n).read_text(encoding="utf-8")) for n in REAL]
+    whole = dict(docs[0], benchmarks=[b for d in docs for b in d["benchmarks"]])
+    radius = json.loads(json.dumps(docs[1]["benchmarks"][0]))
+    radius["fullname"] = "bench/bench_radius.py::test_op[radius-hamsearch-flat]"
+    radius["extra_info"].pop("k")
+    radius["extra_info"].update(op="radius", r=4)
+    whole["benchmarks"].append(radius)
+    path = _write(tmp_path, "suite.json", whole)
+    expected = sum(1 for b in docs[1]["benchmarks"]
+                   if b["fullname"].startswith("bench/bench_mih.py") and "library" in b["extra_info"])
+    assert expected > 0
+    assert len(mih_report.rows_from_json(whole)) == expected
+    assert mih_report.main([path]) == 0
+    out = capsys.readouterr().out
+    assert "| data |" in out
+    assert ratios.main([path]) == 0
