@@ -191,7 +191,6 @@ std::vector<std::pair<int64_t, int64_t>> MIHIndex::substrings(size_t n) const {
     return out;
 }
 
-
 void MIHIndex::set_scan_fraction(double f) {
     if (!(f > 0)) throw std::invalid_argument("scan fraction: expected a positive number");
     scan_fraction_ = f;
