@@ -392,12 +392,15 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     std::atomic<size_t> tried{0}, given_up{0};
     const size_t trials = batch_trials(nq);
     const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
-    parallel_tasks(T, [&](size_t t) {
-        const auto range = split_range(nq, T, t);
+    // Queries go to the threads one at a time as each finishes its last:
+    // near and far queries differ in cost by orders of magnitude, and a
+    // static split left one thread idle while the other finished its half.
+    std::atomic<size_t> next{0};
+    parallel_tasks(T, [&](size_t) {
         Seen seen(n);
         Prober prober(codes, w, seen);
         std::vector<uint64_t> qsub(static_cast<size_t>(m));
-        for (size_t j = range.first; j < range.second; ++j) {
+        for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < nq;) {
             if (tried.load(std::memory_order_relaxed) >= trials &&
                 2 * given_up.load(std::memory_order_relaxed) >= tried.load(std::memory_order_relaxed)) {
                 gave_up[j] = 1;
@@ -478,12 +481,12 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     std::vector<std::vector<Candidate>> hits(nq);
     std::vector<char> gave_up(nq, 0);
     const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
-    parallel_tasks(T, [&](size_t t) {
-        const auto range = split_range(nq, T, t);
+    std::atomic<size_t> next{0};  // one query at a time, as in knn
+    parallel_tasks(T, [&](size_t) {
         Seen seen(n);
         Prober prober(codes, w, seen);
         std::vector<uint64_t> qsub(tabs.size());
-        for (size_t j = range.first; j < range.second; ++j) {
+        for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < nq;) {
             const uint64_t* qj = q + j * w;
             for (size_t u = 0; u < tabs.size(); ++u) qsub[u] = extract(qj, tabs[u].begin, tabs[u].len);
             seen.next();
