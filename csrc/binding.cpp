@@ -88,7 +88,24 @@ py::tuple knn_arrays(const Index& self, const Codes& q, int64_t k, int64_t threa
     return py::make_tuple(D, I);
 }
 
-// The verbs both index classes bind alike: size, ids, codes, add, radius, rank.
+// Checks a radius search's arguments and runs search(q, nq, r, threads) with
+// the GIL released; results as (lims, D, I).
+template <class Index, class Search>
+py::tuple radius_arrays(const Index& self, const Codes& q, int64_t r, int64_t threads, Search&& search) {
+    const size_t nq = check_matrix(q, self.words(), "q");
+    self.flat().check_codes(q.data(), nq, "q");
+    if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
+    const size_t t = check_threads(threads);
+    const uint64_t* qp = q.data();
+    hamsearch::RadiusResult res;
+    {
+        py::gil_scoped_release release;
+        res = search(qp, nq, r, t);
+    }
+    return py::make_tuple(adopt(std::move(res.lims)), adopt(std::move(res.D)), adopt(std::move(res.I)));
+}
+
+// The verbs both index classes bind alike: size, ids, codes, add, rank.
 template <class Index>
 void bind_common(py::class_<Index>& cls) {
     cls.def_property_readonly("nbits", &Index::nbits)
@@ -146,22 +163,6 @@ void bind_common(py::class_<Index>& cls) {
                 return py::make_tuple(at.n, at.ids_offset, at.codes_offset, at.end);
             },
             py::arg("fd"), py::arg("offset"))
-        .def(
-            "radius",
-            [](const Index& self, Codes q, int64_t r, int64_t threads) {
-                const size_t nq = check_matrix(q, self.words(), "q");
-                self.flat().check_codes(q.data(), nq, "q");
-                if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
-                const size_t t = check_threads(threads);
-                const uint64_t* qp = q.data();
-                hamsearch::RadiusResult res;
-                {
-                    py::gil_scoped_release release;
-                    res = self.radius(qp, nq, r, t);
-                }
-                return py::make_tuple(adopt(std::move(res.lims)), adopt(std::move(res.D)), adopt(std::move(res.I)));
-            },
-            py::arg("q").noconvert(), py::arg("r"), py::arg("threads"))
         .def(
             "rank",
             [](const Index& self, Codes q, int64_t threads) {
@@ -239,6 +240,12 @@ PYBIND11_MODULE(_core, m) {
             return knn_arrays(self, q, k, threads, [&](auto... args) { self.knn(args...); });
         },
         py::arg("q").noconvert(), py::arg("k"), py::arg("threads"));
+    flat.def(
+        "radius",
+        [](const FlatIndex& self, Codes q, int64_t r, int64_t threads) {
+            return radius_arrays(self, q, r, threads, [&](auto... args) { return self.radius(args...); });
+        },
+        py::arg("q").noconvert(), py::arg("r"), py::arg("threads"));
 
     py::class_<MIHIndex> mih(m, "MIHIndex");
     mih.def(py::init<int64_t, int64_t>(), py::arg("nbits"), py::arg("m"));
@@ -254,5 +261,14 @@ PYBIND11_MODULE(_core, m) {
                 py::tuple DI = knn_arrays(self, q, k, threads, [&](auto... args) { self.knn(args..., &fallbacks); });
                 return py::make_tuple(DI[0], DI[1], fallbacks);
             },
-            py::arg("q").noconvert(), py::arg("k"), py::arg("threads"));
+            py::arg("q").noconvert(), py::arg("k"), py::arg("threads"))
+        .def(
+            "radius",
+            [](const MIHIndex& self, Codes q, int64_t r, int64_t threads) {
+                size_t fallbacks = 0;
+                py::tuple res =
+                    radius_arrays(self, q, r, threads, [&](auto... args) { return self.radius(args..., &fallbacks); });
+                return py::make_tuple(res[0], res[1], res[2], fallbacks);
+            },
+            py::arg("q").noconvert(), py::arg("r"), py::arg("threads"));
 }

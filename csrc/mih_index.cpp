@@ -464,10 +464,11 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     }
 }
 
-RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const {
+RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t threads, size_t* fallbacks) const {
     if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
     std::shared_lock<std::shared_mutex> lock(flat_.mu_);
     const size_t n = flat_.n_;
+    if (fallbacks) *fallbacks = 0;
     RadiusResult res;
     res.lims.assign(nq + 1, 0);
     if (n == 0 || nq == 0) return res;
@@ -478,50 +479,72 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     const int64_t m = static_cast<int64_t>(tabs.size());
     const int64_t rr = std::min<int64_t>(r, nbits());
     const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);
+    // Pigeonhole: a code within rr has some substring sj within s of the
+    // query's with m*s + sj <= rr; those (s, sj) are every probe a query
+    // makes, whatever the data. Probes of radius s, tables within that bound:
+    const int64_t smax = rr / m;
+    std::vector<double> probes(static_cast<size_t>(smax + 1), 0.0);
+    for (int64_t s = 0; s <= smax; ++s)
+        for (int64_t sj = 0; sj < m && m * s + sj <= rr; ++sj)
+            probes[static_cast<size_t>(s)] += binom(tabs[static_cast<size_t>(sj)].len, s);
+    double all_probes = 0;
+    for (double p : probes) all_probes += p;
     std::vector<std::vector<Candidate>> hits(nq);
-    std::vector<char> gave_up(nq, 0);
-    const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
-    std::atomic<size_t> next{0};  // one query at a time, as in knn
-    parallel_tasks(T, [&](size_t) {
-        Seen seen(n);
-        Prober prober(codes, w, seen);
-        std::vector<uint64_t> qsub(tabs.size());
-        for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < nq;) {
-            const uint64_t* qj = q + j * w;
-            for (size_t u = 0; u < tabs.size(); ++u) qsub[u] = extract(qj, tabs[u].begin, tabs[u].len);
-            seen.next();
-            auto& out = hits[j];
-            double work = 0;
-            bool over = false;
-            // Pigeonhole: a code within r has some substring within r / m;
-            // after radius s of substring sj, every code within m*s + sj is found.
-            for (int64_t s = 0; s <= rr / m && !over; ++s) {
-                double probes = 0;
-                for (const auto& tb : tabs) probes += binom(tb.len, s);
-                if (work + probes * kProbeCost > budget) {
-                    over = true;
-                    break;
+    // Probing alone past the budget: every query would give up after
+    // spending it, so the whole batch goes to the scan at once.
+    std::vector<char> gave_up(nq, all_probes * kProbeCost > budget ? 1 : 0);
+    if (!gave_up[0]) {
+        // As in knn: once batch_trials(nq) queries were tried and half gave
+        // up (their candidates pass the budget), the rest go to the scan.
+        std::atomic<size_t> tried{0}, given_up{0}, next{0};
+        const size_t trials = batch_trials(nq);
+        const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
+        parallel_tasks(T, [&](size_t) {
+            Seen seen(n);
+            Prober prober(codes, w, seen);
+            std::vector<uint64_t> qsub(tabs.size());
+            for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < nq;) {
+                if (tried.load(std::memory_order_relaxed) >= trials &&
+                    2 * given_up.load(std::memory_order_relaxed) >= tried.load(std::memory_order_relaxed)) {
+                    gave_up[j] = 1;
+                    continue;
                 }
-                for (int64_t sj = 0; sj < m && !over; ++sj) {
-                    if (m * s + sj > rr) break;  // every code within rr is found by now
-                    const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
-                    over = !prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t row) {
-                        const int32_t d = distance_any(qj, codes + size_t{row} * w, w);
-                        if (d <= rr) out.push_back({d, ids[row]});
-                    });
+                tried.fetch_add(1, std::memory_order_relaxed);
+                const uint64_t* qj = q + j * w;
+                for (size_t u = 0; u < tabs.size(); ++u) qsub[u] = extract(qj, tabs[u].begin, tabs[u].len);
+                seen.next();
+                auto& out = hits[j];
+                double work = 0;
+                bool over = false;
+                // After radius s of substring sj, every code within m*s + sj is found.
+                for (int64_t s = 0; s <= smax && !over; ++s) {
+                    if (work + probes[static_cast<size_t>(s)] * kProbeCost > budget) {
+                        over = true;
+                        break;
+                    }
+                    for (int64_t sj = 0; sj < m && !over; ++sj) {
+                        if (m * s + sj > rr) break;  // every code within rr is found by now
+                        const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
+                        over = !prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t row) {
+                            const int32_t d = distance_any(qj, codes + size_t{row} * w, w);
+                            if (d <= rr) out.push_back({d, ids[row]});
+                        });
+                    }
                 }
+                if (over) {
+                    gave_up[j] = 1;
+                    given_up.fetch_add(1, std::memory_order_relaxed);
+                    std::vector<Candidate>().swap(out);
+                    continue;
+                }
+                std::sort(out.begin(), out.end());
             }
-            if (over) {
-                gave_up[j] = 1;
-                std::vector<Candidate>().swap(out);
-                continue;
-            }
-            std::sort(out.begin(), out.end());
-        }
-    });
+        });
+    }
     std::vector<size_t> rest;
     for (size_t j = 0; j < nq; ++j)
         if (gave_up[j]) rest.push_back(j);
+    if (fallbacks) *fallbacks = rest.size();
     RadiusResult scanned;
     if (!rest.empty()) {
         std::vector<uint64_t> qs(rest.size() * w);

@@ -80,11 +80,13 @@ class MIHIndex {
     void set_scan_fraction(double f);
     double scan_fraction() const { return scan_fraction_; }
 
-    /// As FlatIndex::knn; stats (optional) receives per batch the number of
+    /// As FlatIndex::knn; fallbacks (optional) receives per batch the number of
     /// queries answered by the scan fallback.
     void knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I,
              size_t* fallbacks = nullptr) const;
-    RadiusResult radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const;
+    /// As FlatIndex::radius; fallbacks (optional) as for knn.
+    RadiusResult radius(const uint64_t* q, size_t nq, int64_t r, size_t threads,
+                        size_t* fallbacks = nullptr) const;
 
     /// Bytes the tables hold (0 before the first search builds them).
     size_t table_bytes() const;

@@ -1158,11 +1158,13 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
 
 @_jit
 def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
-                q, j0, j1, rr, budget, probes, counts, gave_up):  # pragma: no cover - compiled
+                q, j0, j1, rr, budget, trials, probes, counts, gave_up):  # pragma: no cover - compiled
     """Radius search of queries ``j0:j1`` by probing the tables. Returns the
     hits, query after query, each sorted by ``(distance, id)``; ``counts[j]``
-    says how many are query ``j``'s. A query whose work would pass
-    ``budget`` is marked in ``gave_up`` and has none."""
+    says how many are query ``j``'s. ``probes[s]`` counts the keys of radius
+    ``s`` in the tables that radius ``rr`` probes. A query whose work would
+    pass ``budget`` is marked in ``gave_up`` and has none, and so is every
+    query after at least ``trials`` were tried and half gave up."""
     n = codes.shape[0]
     w = codes.shape[1]
     m = tbegin.shape[0]
@@ -1173,7 +1175,13 @@ def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
     hd = np.empty(cap, np.int32)
     hi_ = np.empty(cap, np.int64)
     total = 0
+    tried = 0
+    given_up = 0
     for j in range(j0, j1):
+        if tried >= trials and 2 * given_up >= tried:
+            gave_up[j] = 1
+            continue
+        tried += 1
         qv = q[j]
         for t in range(m):
             qsub[t] = _mih_extract(qv, tbegin[t], tlen[t])
@@ -1228,6 +1236,7 @@ def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
             s += 1
         if over:
             gave_up[j] = 1
+            given_up += 1
             total = start
             counts[j] = 0
             continue
@@ -1297,6 +1306,15 @@ class _Tables:
     def probes(self) -> np.ndarray:
         """``probes[s]``: keys at distance ``s`` summed over the tables, s = 0..64."""
         return np.array([float(sum(math.comb(int(ln), s) for ln in self.tlen)) for s in range(65)])
+
+    def radius_probes(self, rr: int) -> np.ndarray:
+        """``probes[s]``, s = 0..rr // m: the keys at distance ``s`` that a
+        search of radius ``rr`` probes, whatever the data. By the pigeonhole
+        bound a code within ``rr`` has a substring ``t`` within ``s`` of the
+        query's with ``m * s + t <= rr``; only those tables are probed."""
+        m = len(self.tlen)
+        return np.array([float(sum(math.comb(int(self.tlen[t]), s) for t in range(m) if m * s + t <= rr))
+                         for s in range(rr // m + 1)])
 
 
 class MIHStore:
@@ -1448,10 +1466,12 @@ class MIHStore:
             out_i[rest] = i
         return out_d, out_i, int(rest.size)
 
-    def radius(self, q: np.ndarray, r: int, threads: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def radius(self, q: np.ndarray, r: int, threads: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """``(lims, D, I, fallbacks)``: as :meth:`FlatStore.radius`, and how
+        many queries the scan answered."""
         return self._consistent(self._radius, q, r, threads)
 
-    def _radius(self, q: np.ndarray, r: int, threads: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _radius(self, q: np.ndarray, r: int, threads: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         r = int(r)
         if r < 0:
             raise ValueError(f"r: expected r >= 0, got {r}")
@@ -1459,22 +1479,26 @@ class MIHStore:
         nq = q.shape[0]
         lims = np.zeros(nq + 1, dtype=np.int64)
         if nq == 0 or self.size() == 0:
-            return lims, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+            return lims, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64), 0
         tabs = self._current()
-        probes = self._probes
         rr = min(r, self._nbits)
         budget = self._budget(tabs.n)
-        gave_up = np.zeros(nq, dtype=np.uint8)
+        probes = tabs.radius_probes(rr)
         counts = np.zeros(nq, dtype=np.int64)
         T = max(1, min(int(threads), nq, 1024, _max_threads()))
         cuts = _bounds(nq, T)
-        args = tabs.args()
-        results: List[Any] = [None] * T
+        results: List[Any] = [(np.zeros(0, np.int32), np.zeros(0, np.int64))] * T
+        # Probing alone past the budget: every query would give up after
+        # spending it, so the whole batch goes to the scan at once.
+        gave_up = np.full(nq, 1 if probes.sum() * _PROBE_COST > budget else 0, dtype=np.uint8)
+        if not gave_up[0]:
+            args = tabs.args()
+            trials = _batch_trials(nq)
 
-        def task(t: int, a: int, b: int) -> None:
-            results[t] = _mih_radius(*args, q, a, b, rr, budget, probes, counts, gave_up)
+            def task(t: int, a: int, b: int) -> None:
+                results[t] = _mih_radius(*args, q, a, b, rr, budget, trials, probes, counts, gave_up)
 
-        _run(task, [(t, a, b) for t, (a, b) in enumerate(zip(cuts, cuts[1:]))])
+            _run(task, [(t, a, b) for t, (a, b) in enumerate(zip(cuts, cuts[1:]))])
         rest = np.flatnonzero(gave_up)
         if rest.size:
             slims, sd, si = self._flat.radius(np.ascontiguousarray(q[rest]), r, threads, version=tabs.version)
@@ -1499,7 +1523,7 @@ class MIHStore:
         for x, row in enumerate(rest.tolist()):
             out_d[lims[row] : lims[row + 1]] = sd[slims[x] : slims[x + 1]]
             out_i[lims[row] : lims[row + 1]] = si[slims[x] : slims[x + 1]]
-        return lims, out_d, out_i
+        return lims, out_d, out_i, int(rest.size)
 
     def rank(self, q: np.ndarray, threads: int) -> np.ndarray:
         return self._flat.rank(q, threads)

@@ -48,12 +48,16 @@ class MIHIndex(_Index):
     ``j`` at radius ``s`` every code within ``m*s + j`` has been verified, and
     the search stops as soon as the k-th verified distance is within that
     bound, so ties are complete and break by id as in the flat scan.
-    ``radius(q, r)`` probes up to radius ``floor(r / m)``. ``rank`` uses the
-    flat scan. A query whose probing would cost more than half a scan (far
-    neighbours: uniform random codes) gives up and is answered by the flat
-    scan, in one blocked batch with the others; once half of the first
-    ``nq // 16`` queries of a batch (at least 4, at most 16) have given up,
-    the rest go straight to the scan. Tables are
+    ``radius(q, r)`` probes substring radius ``s`` in table ``j`` for every
+    ``m*s + j <= r`` (the pigeonhole bound). ``rank`` uses the flat scan. A
+    query whose probing would cost more than half a scan (far neighbours:
+    uniform random codes) gives up and is answered by the flat scan, in one
+    blocked batch with the others; once half of the first ``nq // 16``
+    queries of a batch (at least 4, at most 16) have given up, the rest go
+    straight to the scan. A radius whose probes alone cost more than half a
+    scan sends the whole batch to the scan before any probe.
+    ``last_fallbacks`` counts the queries of the last ``query`` or ``radius``
+    call that the scan answered. Tables are
     (re)built on the first search after an ``add``. Thread safety as for
     :class:`FlatIndex`.
 
@@ -107,7 +111,7 @@ class MIHIndex(_Index):
 
     @property
     def last_fallbacks(self) -> int:
-        """Queries of the last ``query`` call answered by the flat scan."""
+        """Queries of the last ``query`` or ``radius`` call answered by the flat scan."""
         return self._last_fallbacks
 
     def query(self, q: Any, k: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -116,3 +120,10 @@ class MIHIndex(_Index):
         return D, I
 
     query.__doc__ = _Index.query.__doc__
+
+    def radius(self, q: Any, r: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lims, D, I, fallbacks = super().radius(q, r, threads=threads)  # type: ignore[misc]
+        self._last_fallbacks = int(fallbacks)
+        return lims, D, I
+
+    radius.__doc__ = _Index.radius.__doc__

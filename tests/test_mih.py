@@ -7,6 +7,8 @@ shuffled ids and several adds.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -115,6 +117,62 @@ def test_mih_batch_goes_to_the_scan_after_its_trials(backend, nq, far, trials):
     assert idx.last_fallbacks == want
     # the same near queries alone: none falls back
     assert_knn_equal(idx.query(codes_from_bits(q[far:]), 1), ref.knn(q[far:], 1))
+    assert idx.last_fallbacks == 0
+
+
+def _radius_keys(substrings, r):
+    """Keys a radius-r search probes, from the pigeonhole bound: substring
+    radius s in table j for every m*s + j <= r."""
+    m = len(substrings)
+    return sum(math.comb(length, s) for s in range(r // m + 1) for j, (_, length) in enumerate(substrings)
+               if m * s + j <= r)
+
+
+def test_mih_radius_whose_probes_pass_the_budget_goes_to_the_scan(backend):
+    # The documented rule: a radius whose probes alone cost more than half a
+    # scan (a probe 256 words, the scan n * W) sends the batch to the scan
+    # before any probe; below it exact copies of database codes are answered
+    # by the tables.
+    rng = np.random.default_rng(22)
+    nbits, n, nq = 64, 20000, 20
+    bits = rng.integers(0, 2, size=(n, nbits), dtype=np.uint8)
+    idx = hs.MIHIndex(nbits, backend=backend, threads=1)
+    idx.add(codes_from_bits(bits))
+    ref = Reference(nbits)
+    ref.add(bits)
+    subs = idx.substrings
+    budget = 0.5 * n * 1
+    cheap = max(r for r in range(nbits) if 256 * _radius_keys(subs, r) <= budget / 2)
+    dear = min(r for r in range(nbits) if 256 * _radius_keys(subs, r) > budget)
+    assert 1 <= cheap < dear <= 8
+    q = bits[rng.integers(0, n, nq)]
+    assert_radius_equal(idx.radius(codes_from_bits(q), cheap), ref.radius(q, cheap))
+    assert idx.last_fallbacks == 0
+    assert_radius_equal(idx.radius(codes_from_bits(q), dear), ref.radius(q, dear))
+    assert idx.last_fallbacks == nq
+
+
+@pytest.mark.parametrize("nq, far, trials", [(64, 4, 4), (100, 3, 6), (320, 8, 16)])
+def test_mih_radius_batch_goes_to_the_scan_after_its_trials(backend, nq, far, trials):
+    # As for k-NN: once half of the first nq // 16 queries (4 to 16) tried
+    # on the tables gave up, the rest of the batch goes to the scan. Here a
+    # query gives up on its candidates: 2000 database rows hold one code,
+    # and `far` queries equal to it lead a batch of exact copies of other
+    # database codes; radius 2 probes one key in each of the first 3 tables.
+    rng = np.random.default_rng(23)
+    nbits, n, r = 64, 20000, 2
+    bits = rng.integers(0, 2, size=(n, nbits), dtype=np.uint8)
+    bits[:2000] = bits[0]
+    idx = hs.MIHIndex(nbits, backend=backend, threads=1)
+    idx.add(codes_from_bits(bits))
+    ref = Reference(nbits)
+    ref.add(bits)
+    q = bits[rng.integers(2000, n, nq)].copy()
+    q[:far] = bits[0]
+    assert_radius_equal(idx.radius(codes_from_bits(q), r), ref.radius(q, r))
+    want = far + nq - trials if 2 * far >= trials else far
+    assert idx.last_fallbacks == want
+    assert_radius_equal(idx.radius(codes_from_bits(q[far:]), r), ref.radius(q[far:], r))
     assert idx.last_fallbacks == 0
 
 
