@@ -37,8 +37,9 @@ queries, held to 10^9 query x code pairs in the standard profile; numpy
 and MultiHash 2*10^7 pairs); rank RANK_RESULTS results a batch (200 queries at 10^5),
 numpy a quarter of that. At least 3 rounds, more where rounds are short.
 ``extra_info`` records ``op``, ``r``, ``results_per_query``, ``exact``,
-``recall``, ``build_seconds``, ``memory_bytes_per_code``; ``bench/report.py``
-turns the JSON into tables.
+``recall``, ``build_seconds``, ``memory_bytes_per_code`` (and for MIH's
+radius search ``mih_fallbacks``, the batch's queries the flat scan
+answered); ``bench/report.py`` turns the JSON into tables.
 """
 from __future__ import annotations
 
@@ -535,6 +536,8 @@ def test_op(ocase: OpCase, ops_data: OpsCache, benchmark, request: pytest.Fixtur
         lims, _, I = out
         assert len(lims) == c.nq + 1
         info["results_per_query"] = float(lims[-1]) / c.nq
+        if c.library == "hamsearch" and c.variant == "mih":
+            info["mih_fallbacks"] = int(s.index.last_fallbacks)
         if not s.exact:
             info["recall"] = radius_recall(np.asarray(lims), np.asarray(I), ops_data.radius_truth(c))
     else:

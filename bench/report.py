@@ -346,6 +346,7 @@ class OpsRow:
     build_seconds: Optional[float]
     memory_per_code: Optional[float]
     params: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    fallbacks: Optional[int] = None  # MIH's radius: queries of the batch the scan answered
 
     @property
     def qps(self) -> float:
@@ -388,6 +389,7 @@ def ops_rows(run: Run) -> List[OpsRow]:
             recall=recall, build_seconds=_number(info, "build_seconds"),
             memory_per_code=_number(info, "memory_bytes_per_code"),
             params=dict(info["params"]) if isinstance(info.get("params"), dict) else {},
+            fallbacks=int(info["mih_fallbacks"]) if isinstance(info.get("mih_fallbacks"), int) else None,
         ))
     return out
 
@@ -735,7 +737,9 @@ def ops_table(rows: Sequence[OpsRow], op: str) -> Tuple[List[str], List[List[str
     MIH tables' order; the queries per second of each searcher; the best
     hamsearch index of the row and its queries per second over each peer's;
     the mean results per query of the exact searchers (one number when they
-    agree); the recall of each approximate searcher.
+    agree); the recall of each approximate searcher. Where the file records
+    them, MIH's fallbacks (queries of its batch the flat scan answered) follow
+    the queries per second.
     """
     rows = [r for r in rows if r.op == op]
     labels = _ordered([r.label for r in rows], OPS_LABELS)
@@ -749,6 +753,10 @@ def ops_table(rows: Sequence[OpsRow], op: str) -> Tuple[List[str], List[List[str
     key_cols = ["data", "nbits", "n"] + (["r"] if op == "radius" else []) + ["threads"]
     header = key_cols + [f"{label} q/s" for label in labels]
     align = "l" + "r" * (len(header) - 1)
+    fallbacks = any(r.fallbacks is not None for r in rows)
+    if fallbacks:
+        header.append("mih fallbacks")
+        align += "r"
     if own and peers:
         header += ["best hamsearch"] + [f"hamsearch / {label}" for label in peers]
         align += "l" + "r" * len(peers)
@@ -759,6 +767,9 @@ def ops_table(rows: Sequence[OpsRow], op: str) -> Tuple[List[str], List[List[str
         c = cells[key]
         line = [str(key[0]), str(key[1]), fmt_n(key[2])] + [str(x) for x in key[3:]]
         line += [fmt_qps(c[label].qps) if label in c else "—" for label in labels]
+        if fallbacks:
+            e = c.get("mih")
+            line.append(f"{e.fallbacks}/{e.nq}" if (e and e.fallbacks is not None) else "—")
         if own and peers:
             mine = [c[label] for label in labels if label in own and label in c and math.isfinite(c[label].qps)]
             best = max(mine, key=lambda r: r.qps) if mine else None
@@ -800,6 +811,9 @@ def ops_section(run: Run) -> List[str]:
             "(> 1: hamsearch faster). `results/query`: the mean number of results a query returned, from "
             "the exact searchers (they agree). Recall of an approximate searcher: the fraction of the exact "
             "results it found.", ""]
+    if any(r.fallbacks is not None for r in rows):
+        out += ["`mih fallbacks`: queries of the batch that MIH answered with the flat scan (a radius "
+                "whose probes alone would cost more than half a scan sends the whole batch there).", ""]
     for op in OPS:
         if any(r.op == op for r in rows):
             header, body, align = ops_table(rows, op)

@@ -855,3 +855,25 @@ def test_mih_report_and_ratios_read_a_whole_suite_json(tmp_path: Path, capsys) -
     out = capsys.readouterr().out
     assert "| data |" in out
     assert ratios.main([path]) == 0
+
+
+def test_ops_radius_table_shows_mih_fallbacks(tmp_path: Path) -> None:
+    """A file whose MIH radius entries record mih_fallbacks gets a column of
+    them after the queries per second ("fallbacks/nq"), "—" where none."""
+    doc = _doc([
+        _op("flat", "radius", "uniform", 10**6, 0.5, r=32, results=3.0),
+        _op("mih", "radius", "uniform", 10**6, 0.5, r=32, results=3.0, mih_fallbacks=100),
+        _op("flat", "radius", "clustered", 10**6, 0.5, r=8, results=12.0),
+        _op("mih", "radius", "clustered", 10**6, 0.01, r=8, results=12.0, mih_fallbacks=3),
+        _op("flat", "radius", "clustered", 10**5, 0.05, r=8, results=1.0),
+    ])
+    text = _section([_write(tmp_path, "ops.json", doc)], tmp_path)
+    lines = text.split("\n")
+    at = lines.index("#### Radius search")
+    assert lines[at + 2] == "| data | nbits | n | r | threads | flat q/s | mih q/s | mih fallbacks | results/query |"
+    assert lines[at + 4: at + 7] == [
+        "| uniform | 64 | 10^6 | 32 | 1 | 200 | 200 | 100/100 | 3.00 |",
+        "| clustered | 64 | 10^5 | 8 | 1 | 2,000 | — | — | 1.00 |",
+        "| clustered | 64 | 10^6 | 8 | 1 | 200 | 10,000 | 3/100 | 12.0 |",
+    ]
+    assert "`mih fallbacks`: queries of the batch that MIH answered with the flat scan" in text
