@@ -364,6 +364,42 @@ class Prober {
     std::vector<uint32_t> cand_;
 };
 
+// Runs search(j, qj, qsub, prober) for the queries of a batch on up to
+// `threads` threads; search returns false when query j gives up (its work
+// would pass the budget), and gave_up[j] is set. Queries go to the threads
+// one at a time as each finishes its last: near and far queries differ in
+// cost by orders of magnitude, and a static split left one thread idle while
+// the other finished its half. Once batch_trials(nq) queries were tried and
+// half gave up (far neighbours, as for uniform codes), the rest of the batch
+// is marked without a search: it goes straight to the scan.
+template <class Search>
+void search_batch(const uint64_t* q, size_t nq, size_t threads, const std::vector<SubstringTable>& tabs,
+                  const uint64_t* codes, size_t n, size_t w, std::vector<char>& gave_up, Search&& search) {
+    std::atomic<size_t> tried{0}, given_up{0}, next{0};
+    const size_t trials = batch_trials(nq);
+    const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
+    parallel_tasks(T, [&](size_t) {
+        Seen seen(n);
+        Prober prober(codes, w, seen);
+        std::vector<uint64_t> qsub(tabs.size());
+        for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < nq;) {
+            if (tried.load(std::memory_order_relaxed) >= trials &&
+                2 * given_up.load(std::memory_order_relaxed) >= tried.load(std::memory_order_relaxed)) {
+                gave_up[j] = 1;
+                continue;
+            }
+            tried.fetch_add(1, std::memory_order_relaxed);
+            const uint64_t* qj = q + j * w;
+            for (size_t u = 0; u < tabs.size(); ++u) qsub[u] = extract(qj, tabs[u].begin, tabs[u].len);
+            seen.next();
+            if (!search(j, qj, qsub, prober)) {
+                gave_up[j] = 1;
+                given_up.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+    });
+}
+
 }  // namespace
 
 void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I,
@@ -386,66 +422,36 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     const int64_t m = static_cast<int64_t>(tabs.size());
     const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);
     std::vector<char> gave_up(nq, 0);
-    // Queries tried on the tables and given up, over all threads: once at
-    // least batch_trials(nq) were tried and half gave up (far neighbours, as
-    // for uniform codes), the rest of the batch goes straight to the scan.
-    std::atomic<size_t> tried{0}, given_up{0};
-    const size_t trials = batch_trials(nq);
-    const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
-    // Queries go to the threads one at a time as each finishes its last:
-    // near and far queries differ in cost by orders of magnitude, and a
-    // static split left one thread idle while the other finished its half.
-    std::atomic<size_t> next{0};
-    parallel_tasks(T, [&](size_t) {
-        Seen seen(n);
-        Prober prober(codes, w, seen);
-        std::vector<uint64_t> qsub(static_cast<size_t>(m));
-        for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < nq;) {
-            if (tried.load(std::memory_order_relaxed) >= trials &&
-                2 * given_up.load(std::memory_order_relaxed) >= tried.load(std::memory_order_relaxed)) {
-                gave_up[j] = 1;
-                continue;
+    auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
+        TopK top(kk);
+        size_t found = 0;
+        double work = 0;
+        bool done = false;
+        for (int64_t s = 0; !done; ++s) {
+            // Probing radius s costs sum_j C(len_j, s) probes: give up
+            // before starting a radius that would overrun the budget.
+            double probes = 0;
+            for (const auto& tb : tabs) probes += binom(tb.len, s);
+            if (work + probes * kProbeCost > budget) return false;
+            for (int64_t sj = 0; sj < m && !done; ++sj) {
+                const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
+                const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t r) {
+                    ++found;
+                    const int32_t d = distance_any(qj, codes + size_t{r} * w, w);
+                    // The id (another random load) only for a code that can enter.
+                    if (d <= top.threshold()) top.push(d, ids[r]);
+                });
+                if (!within) return false;
+                // Every code not yet found is at least s+1 away in
+                // substrings 0..sj and s away in the others.
+                const int64_t bound = m * s + sj;
+                if (found == n || top.kth() <= bound) done = true;
             }
-            tried.fetch_add(1, std::memory_order_relaxed);
-            const uint64_t* qj = q + j * w;
-            for (size_t u = 0; u < tabs.size(); ++u) qsub[u] = extract(qj, tabs[u].begin, tabs[u].len);
-            seen.next();
-            TopK top(kk);
-            size_t found = 0;
-            double work = 0;
-            bool done = false, over = false;
-            for (int64_t s = 0; !done && !over; ++s) {
-                // Probing radius s costs sum_j C(len_j, s) probes: give up
-                // before starting a radius that would overrun the budget.
-                double probes = 0;
-                for (const auto& tb : tabs) probes += binom(tb.len, s);
-                if (work + probes * kProbeCost > budget) {
-                    over = true;
-                    break;
-                }
-                for (int64_t sj = 0; sj < m && !done && !over; ++sj) {
-                    const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
-                    over = !prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t r) {
-                        ++found;
-                        const int32_t d = distance_any(qj, codes + size_t{r} * w, w);
-                        // The id (another random load) only for a code that can enter.
-                        if (d <= top.threshold()) top.push(d, ids[r]);
-                    });
-                    if (over) break;
-                    // Every code not yet found is at least s+1 away in
-                    // substrings 0..sj and s away in the others.
-                    const int64_t bound = m * s + sj;
-                    if (found == n || top.kth() <= bound) done = true;
-                }
-            }
-            if (over) {
-                gave_up[j] = 1;
-                given_up.fetch_add(1, std::memory_order_relaxed);
-                continue;
-            }
-            top.finish(D + j * k, I + j * k, k);
         }
-    });
+        top.finish(D + j * k, I + j * k, k);
+        return true;
+    };
+    search_batch(q, nq, threads, tabs, codes, n, w, gave_up, search);
     // The queries that gave up: one blocked, threaded scan for all of them.
     std::vector<size_t> rest;
     for (size_t j = 0; j < nq; ++j)
@@ -493,54 +499,29 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     // Probing alone past the budget: every query would give up after
     // spending it, so the whole batch goes to the scan at once.
     std::vector<char> gave_up(nq, all_probes * kProbeCost > budget ? 1 : 0);
-    if (!gave_up[0]) {
-        // As in knn: once batch_trials(nq) queries were tried and half gave
-        // up (their candidates pass the budget), the rest go to the scan.
-        std::atomic<size_t> tried{0}, given_up{0}, next{0};
-        const size_t trials = batch_trials(nq);
-        const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
-        parallel_tasks(T, [&](size_t) {
-            Seen seen(n);
-            Prober prober(codes, w, seen);
-            std::vector<uint64_t> qsub(tabs.size());
-            for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < nq;) {
-                if (tried.load(std::memory_order_relaxed) >= trials &&
-                    2 * given_up.load(std::memory_order_relaxed) >= tried.load(std::memory_order_relaxed)) {
-                    gave_up[j] = 1;
-                    continue;
-                }
-                tried.fetch_add(1, std::memory_order_relaxed);
-                const uint64_t* qj = q + j * w;
-                for (size_t u = 0; u < tabs.size(); ++u) qsub[u] = extract(qj, tabs[u].begin, tabs[u].len);
-                seen.next();
-                auto& out = hits[j];
-                double work = 0;
-                bool over = false;
-                // After radius s of substring sj, every code within m*s + sj is found.
-                for (int64_t s = 0; s <= smax && !over; ++s) {
-                    if (work + probes[static_cast<size_t>(s)] * kProbeCost > budget) {
-                        over = true;
-                        break;
-                    }
-                    for (int64_t sj = 0; sj < m && !over; ++sj) {
-                        if (m * s + sj > rr) break;  // every code within rr is found by now
-                        const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
-                        over = !prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t row) {
-                            const int32_t d = distance_any(qj, codes + size_t{row} * w, w);
-                            if (d <= rr) out.push_back({d, ids[row]});
-                        });
-                    }
-                }
-                if (over) {
-                    gave_up[j] = 1;
-                    given_up.fetch_add(1, std::memory_order_relaxed);
-                    std::vector<Candidate>().swap(out);
-                    continue;
-                }
-                std::sort(out.begin(), out.end());
+    auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
+        auto& out = hits[j];
+        const auto give_up = [&] {
+            std::vector<Candidate>().swap(out);
+            return false;
+        };
+        double work = 0;
+        // After radius s of substring sj, every code within m*s + sj is found.
+        for (int64_t s = 0; s <= smax; ++s) {
+            if (work + probes[static_cast<size_t>(s)] * kProbeCost > budget) return give_up();
+            for (int64_t sj = 0; sj < m && m * s + sj <= rr; ++sj) {
+                const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
+                const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t row) {
+                    const int32_t d = distance_any(qj, codes + size_t{row} * w, w);
+                    if (d <= rr) out.push_back({d, ids[row]});
+                });
+                if (!within) return give_up();
             }
-        });
-    }
+        }
+        std::sort(out.begin(), out.end());
+        return true;
+    };
+    if (!gave_up[0]) search_batch(q, nq, threads, tabs, codes, n, w, gave_up, search);
     std::vector<size_t> rest;
     for (size_t j = 0; j < nq; ++j)
         if (gave_up[j]) rest.push_back(j);
