@@ -364,6 +364,19 @@ class Prober {
     std::vector<uint32_t> cand_;
 };
 
+// probes[s], s = 0..smax: the keys at substring distance s that a search
+// probes, summed over the tables it probes at that distance: table sj where
+// m*s + sj <= rr (the pigeonhole bound of a radius search; every table for
+// k-NN, rr = the largest int64_t). Computed once per batch, not per query.
+std::vector<double> probe_counts(const std::vector<SubstringTable>& tabs, int64_t smax, int64_t rr) {
+    const int64_t m = static_cast<int64_t>(tabs.size());
+    std::vector<double> probes(static_cast<size_t>(smax + 1), 0.0);
+    for (int64_t s = 0; s <= smax; ++s)
+        for (int64_t sj = 0; sj < m && m * s + sj <= rr; ++sj)
+            probes[static_cast<size_t>(s)] += binom(tabs[static_cast<size_t>(sj)].len, s);
+    return probes;
+}
+
 // Runs search(j, qj, qsub, prober) for the queries of a batch on up to
 // `threads` threads; search returns false when query j gives up (its work
 // would pass the budget), and gave_up[j] is set. Queries go to the threads
@@ -422,6 +435,8 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     const int64_t m = static_cast<int64_t>(tabs.size());
     const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);
     std::vector<char> gave_up(nq, 0);
+    // Substrings are at most 64 bits: by radius 64 every code is found.
+    const std::vector<double> probes = probe_counts(tabs, 64, std::numeric_limits<int64_t>::max());
     auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
         TopK top(kk);
         size_t found = 0;
@@ -430,9 +445,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
         for (int64_t s = 0; !done; ++s) {
             // Probing radius s costs sum_j C(len_j, s) probes: give up
             // before starting a radius that would overrun the budget.
-            double probes = 0;
-            for (const auto& tb : tabs) probes += binom(tb.len, s);
-            if (work + probes * kProbeCost > budget) return false;
+            if (work + probes[static_cast<size_t>(s)] * kProbeCost > budget) return false;
             for (int64_t sj = 0; sj < m && !done; ++sj) {
                 const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
                 const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t r) {
@@ -489,10 +502,7 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     // query's with m*s + sj <= rr; those (s, sj) are every probe a query
     // makes, whatever the data. Probes of radius s, tables within that bound:
     const int64_t smax = rr / m;
-    std::vector<double> probes(static_cast<size_t>(smax + 1), 0.0);
-    for (int64_t s = 0; s <= smax; ++s)
-        for (int64_t sj = 0; sj < m && m * s + sj <= rr; ++sj)
-            probes[static_cast<size_t>(s)] += binom(tabs[static_cast<size_t>(sj)].len, s);
+    const std::vector<double> probes = probe_counts(tabs, smax, rr);
     double all_probes = 0;
     for (double p : probes) all_probes += p;
     std::vector<std::vector<Candidate>> hits(nq);
