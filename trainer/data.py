@@ -33,6 +33,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
+from .images import ImageSource
+
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -91,10 +93,28 @@ class Dataset:
     split: Split
     centred: bool = False
     description: str = ""
+    #: the raw images, row for row (a :class:`trainer.images.ImageSource`), where
+    #: the image features came from a backbone over them; None for feature sets
+    images: Optional[ImageSource] = None
+    #: a name per row of ``images`` that a user can open again (file paths), if any
+    image_names: Optional[Tuple[str, ...]] = None
+    #: the raw texts, row for row, where the text features came from a vocabulary
+    texts: Optional[Tuple[str, ...]] = None
+    #: the fitted vocabulary (:meth:`trainer.text.TextVectorizer.state`) of ``texts``
+    vectorizer: Optional[Dict[str, Any]] = None
+    #: the backbone (a :class:`trainer.backbones.Backbone`) whose features ``image`` holds
+    backbone: Any = None
+    #: the training means subtracted by :meth:`centre` (float64), None before
+    image_offset: Optional[np.ndarray] = None
+    text_offset: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         check_arrays(self.image, self.text, self.labels, where=self.name)
         self.split.check(self.image.shape[0])
+        n = self.image.shape[0]
+        for what, items in (("images", self.images), ("image_names", self.image_names), ("texts", self.texts)):
+            if items is not None and len(items) != n:
+                raise DataError(f"{self.name}: expected {n} {what}, one per row, got {len(items)}")
 
     @property
     def n(self) -> int:
@@ -110,9 +130,11 @@ class Dataset:
         if self.centred:
             return self
         tr = self.split.train
-        image = (self.image - self.image[tr].mean(axis=0, dtype=np.float64)).astype(np.float32)
-        text = (self.text - self.text[tr].mean(axis=0, dtype=np.float64)).astype(np.float32)
-        return dataclasses.replace(self, image=image, text=text, centred=True)
+        image_offset = self.image[tr].mean(axis=0, dtype=np.float64)
+        text_offset = self.text[tr].mean(axis=0, dtype=np.float64)
+        return dataclasses.replace(self, image=centre_rows(self.image, image_offset),
+                                   text=centre_rows(self.text, text_offset), centred=True,
+                                   image_offset=image_offset, text_offset=text_offset)
 
     def summary(self) -> str:
         s = self.split
@@ -123,6 +145,12 @@ class Dataset:
             f"({per_item:.2f} per item); {s.query.size} queries, {s.database.size} database, "
             f"{s.train.size} training"
         )
+
+
+def centre_rows(x: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``x - offset`` in float64, as float32: the one centring of the training
+    features and of every item an encoder sees later (so both agree bit for bit)."""
+    return (np.asarray(x, dtype=np.float32) - offset).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- checks

@@ -29,6 +29,7 @@ Methods with a closed-form fit (``iterative = False``, e.g. CCA+ITQ) implement
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
 import time
@@ -57,12 +58,28 @@ except ImportError:  # pragma: no cover - depends on the environment
 class TrainSet:
     """The training items on the device: features, labels as float {0,1}
     (None for an unsupervised method: it never sees them), and their rows in
-    the dataset."""
+    the dataset.
+
+    ``image`` and ``text`` are the features of the whole training set, for
+    what a method computes over all of it (a standardisation, a similarity
+    matrix, initial buffers). A mini-batch loss feeds its networks
+    :meth:`input` instead: the same features, or in end-to-end training
+    (``pixels`` set) the images themselves, decoded for the batch.
+    """
 
     image: torch.Tensor
     text: torch.Tensor
     labels: Optional[torch.Tensor]
     rows: np.ndarray
+    pixels: Optional[Any] = None  #: a :class:`trainer.pixels.Pixels` in end-to-end training
+
+    def input(self, modality: str, pos: torch.Tensor) -> torch.Tensor:
+        """The network input of the training items at positions ``pos``."""
+        if modality == "image":
+            return self.pixels[pos] if self.pixels is not None else self.image[pos]
+        if modality == "text":
+            return self.text[pos]
+        raise ValueError(f"modality: expected 'image' or 'text', got {modality!r}")
 
     def require_labels(self, method: str) -> torch.Tensor:
         """The labels, or a clear error where the method was declared unsupervised."""
@@ -121,6 +138,11 @@ class HashMethod:
     supervised: ClassVar[bool] = True  #: False: labels are never read in training
     iterative: ClassVar[bool] = True
     default_epochs: ClassVar[int] = 1
+    #: learning rate of an image backbone trained end to end, relative to the
+    #: method's own (``--backbone-lr-scale`` overrides it): the backbone's
+    #: parameters get param groups of their own with ``lr_scale`` set, which a
+    #: method's learning-rate schedule multiplies in.
+    backbone_lr_scale: ClassVar[float] = 1.0
     #: per-dataset settings [project]: config overrides plus an optional
     #: "epochs", applied under the caller's own overrides (``fit(preset=True)``).
     presets: ClassVar[Dict[str, Dict[str, Any]]] = {}
@@ -266,17 +288,41 @@ class FitResult:
     checkpoint: Optional[Path] = None
 
 
-def _validation_map(method: HashMethod, image: torch.Tensor, text: torch.Tensor, labels: np.ndarray,
-                    val_pos: np.ndarray, fit_pos: np.ndarray) -> Tuple[float, float]:
-    """(I->T, T->I) MAP@all of the validation items against the fitted training items."""
+def _validation_map(method: HashMethod, image: Union[torch.Tensor, Callable[[], torch.Tensor]], text: torch.Tensor,
+                    labels: np.ndarray, val_pos: np.ndarray, fit_pos: np.ndarray) -> Tuple[float, float]:
+    """(I->T, T->I) MAP@all of the validation items against the fitted training items.
+
+    ``image`` is the features, or (end-to-end training) a function giving the
+    image network's outputs of every row from the pixels."""
     from hamsearch import metrics
 
-    img = pack_outputs(method.outputs("image", image))
+    img = pack_outputs(image() if callable(image) else method.outputs("image", image))
     txt = pack_outputs(method.outputs("text", text))
     ql, dl = labels[val_pos], labels[fit_pos]
     i2t = metrics.mean_average_precision(img[val_pos], txt[fit_pos], ql, dl)
     t2i = metrics.mean_average_precision(txt[val_pos], img[fit_pos], ql, dl)
     return i2t, t2i
+
+
+def _split_backbone_groups(optimizers: Sequence[torch.optim.Optimizer], backbone: nn.Module, scale: float,
+                           done: set) -> None:
+    """Give the backbone's parameters param groups of their own at ``scale``
+    times the method's learning rate (``lr_scale`` in the group, for schedules)."""
+    ids = {id(p) for p in backbone.parameters()}
+    for opt in optimizers:
+        if id(opt) in done:
+            continue
+        done.add(id(opt))
+        for group in list(opt.param_groups):
+            mine = [p for p in group["params"] if id(p) in ids]
+            if not mine or len(mine) == len(group["params"]) and group.get("lr_scale") is not None:
+                continue
+            group["params"] = [p for p in group["params"] if id(p) not in ids]
+            extra = {k: v for k, v in group.items() if k != "params"}
+            extra.update(params=mine, lr=group["lr"] * scale, lr_scale=scale)
+            opt.add_param_group(extra)
+            if not group["params"]:
+                opt.param_groups.remove(group)
 
 
 def fit(
@@ -293,6 +339,9 @@ def fit(
     checkpoint_dir: Optional[Union[str, Path]] = None,
     progress: bool = True,
     preset: bool = True,
+    backbone: Optional[nn.Module] = None,
+    backbone_lr_scale: Optional[float] = None,
+    workers: int = 0,
 ) -> FitResult:
     """Train ``method`` on ``dataset``'s training items for ``bits``-bit codes.
 
@@ -327,6 +376,18 @@ def fit(
         tqdm bars where tqdm is installed.
     preset : bool
         Apply the method's preset for ``dataset.name`` (:attr:`HashMethod.presets`).
+    backbone : trainer.backbones.Backbone, optional
+        End-to-end training: the image network becomes
+        ``head(backbone(pixels) - offset)`` (:class:`trainer.pixels.BackboneHead`)
+        and trains on the dataset's raw images (``dataset.images``) with the
+        method's loss. ``dataset.image`` must hold this backbone's features
+        (the starting point for what the method computes over the whole
+        training set). Without it the method trains on ``dataset.image``.
+    backbone_lr_scale : float, optional
+        The backbone's learning rate relative to the method's (default: the
+        method's :attr:`HashMethod.backbone_lr_scale`).
+    workers : int
+        Processes decoding the images of end-to-end training (0: in this one).
     """
     from .methods import get_method
 
@@ -363,6 +424,24 @@ def fit(
         rows=fit_rows,
     )
     m = cls(cfg, bits, dataset.dims, dev, gen)
+    pixels = None
+    if backbone is not None:
+        if not cls.iterative:
+            raise ValueError(f"{cls.name}: a closed-form method cannot train a backbone end to end; "
+                             "train it on the backbone's frozen features instead (drop --finetune)")
+        if dataset.images is None:
+            raise ValueError(f"{dataset.name}: end-to-end training needs raw images, and this dataset has only "
+                             "features; drop --finetune")
+        from .pixels import BackboneHead, Pixels
+
+        offset = torch.from_numpy(np.asarray(dataset.image_offset if dataset.image_offset is not None
+                                             else np.zeros(dataset.dims[0]), dtype=np.float32))
+        backbone = backbone.to(dev)
+        m.networks["image"] = BackboneHead(backbone, offset.to(dev), m.networks["image"])
+        pixels = Pixels(dataset.images, fit_rows, backbone.preprocess, dev, workers)  # type: ignore[arg-type]
+        train = dataclasses.replace(train, pixels=pixels)
+    scale = float(cls.backbone_lr_scale if backbone_lr_scale is None else backbone_lr_scale)
+    split_done: set = set()
     log.info("%s, %d bits on %s: %d training items (+%d validation), config %s",
              cls.name, bits, dev, nfit, val_rows.size, config_dict(cfg))
     t0 = time.perf_counter()
@@ -380,11 +459,16 @@ def fit(
             record: Dict[str, float] = {"epoch": float(epoch)}
             m.networks.train()
             for phase in m.phases(epoch, n_epochs):
-                record[f"loss_{phase.name}"] = _run_phase(phase, nfit, gen, dev)
+                if backbone is not None:
+                    _split_backbone_groups(phase.optimizers, backbone, scale, split_done)
+                record[f"loss_{phase.name}"] = _run_phase(phase, nfit, gen, dev, pixels)
             record.update(m.end_epoch(epoch, n_epochs))
             last = epoch == n_epochs - 1
             if labels_np is not None and val_rows.size and (epoch % max(eval_every, 1) == 0 or last):
-                i2t, t2i = _validation_map(m, image, text, labels_np, val_pos, fit_pos)
+                image_in: Any = image
+                if backbone is not None:
+                    image_in = functools.partial(_pixel_outputs, m, dataset, rows, dev, workers)
+                i2t, t2i = _validation_map(m, image_in, text, labels_np, val_pos, fit_pos)
                 score = (i2t + t2i) / 2
                 record.update(val_i2t=i2t, val_t2i=t2i)
                 if best_val is None or score > best_val:
@@ -415,11 +499,24 @@ def fit(
     return FitResult(m, bits, n_epochs, best_epoch, best_val, history, seconds, val_rows, fit_rows, ckpt)
 
 
-def _run_phase(phase: Phase, n: int, gen: torch.Generator, dev: torch.device) -> float:
-    """Run one phase; returns the mean loss over its iterations."""
+def _pixel_outputs(m: HashMethod, dataset: Dataset, rows: np.ndarray, dev: torch.device, workers: int) -> torch.Tensor:
+    """The image network's outputs of dataset rows ``rows`` from their pixels, in eval mode."""
+    from .pixels import map_images
+
+    net = m.networks["image"]
+    was = net.training
+    net.eval()
+    try:
+        return map_images(net, dataset.images, rows, net.backbone.preprocess, device=dev,  # type: ignore[arg-type,union-attr]
+                          workers=workers)
+    finally:
+        net.train(was)
+
+
+def _plan(phase: Phase, n: int, gen: torch.Generator) -> List[torch.Tensor]:
+    """The positions of every iteration of ``phase``, drawn from ``gen``."""
     bs = min(phase.batch_size, n)
-    optimizers = phase.optimizers
-    total = 0.0
+    plan: List[torch.Tensor] = []
     order: Optional[torch.Tensor] = None
     cursor = 0
     for _ in range(phase.iterations):
@@ -432,6 +529,18 @@ def _run_phase(phase: Phase, n: int, gen: torch.Generator, dev: torch.device) ->
             cursor += bs
         else:
             raise ValueError(f"{phase.name}: expected sampling 'draw' or 'epoch', got {phase.sampling!r}")
+        plan.append(pos)
+    return plan
+
+
+def _run_phase(phase: Phase, n: int, gen: torch.Generator, dev: torch.device, pixels: Any = None) -> float:
+    """Run one phase; returns the mean loss over its iterations."""
+    optimizers = phase.optimizers
+    total = 0.0
+    plan = _plan(phase, n, gen)
+    if pixels is not None:
+        pixels.plan(plan)  # the images of these batches are decoded ahead, if the phase reads them
+    for pos in plan:
         pos = pos.to(dev)
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)

@@ -80,11 +80,28 @@ class Standardize(nn.Module):
         return (x - self.mean) * self.scale
 
 
-def prepend_standardize(net: nn.Sequential, x: torch.Tensor) -> None:
-    """Put a :class:`Standardize` fitted on ``x`` (the training items) in front of ``net``."""
-    layer = Standardize(x.shape[1]).to(x.device)
-    layer.fit(x)
-    net.insert(0, layer)
+def fit_standardize(networks: nn.ModuleDict, image: torch.Tensor, text: torch.Tensor) -> None:
+    """Fit the :class:`Standardize` layer of the image and the text network,
+    where a method's config gave them one, on the training features.
+
+    Built into the networks by ``build()`` (so that a saved encoder rebuilds
+    the same modules) and fitted here, in ``setup()``. The image network's own
+    layers are looked up inside a backbone wrapper (end-to-end training).
+    """
+    from ..pixels import head_of
+
+    for modality, x in (("image", image), ("text", text)):
+        for mod in head_of(networks[modality]).modules():
+            if isinstance(mod, Standardize):
+                mod.fit(x)
+                break
+
+
+def with_standardize(net: nn.Sequential, dim: int, enabled: bool) -> nn.Sequential:
+    """``net`` with an (unfitted) :class:`Standardize` of ``dim`` inputs in front, if ``enabled``."""
+    if enabled:
+        net.insert(0, Standardize(dim))
+    return net
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -100,4 +117,4 @@ def to_signs(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
-__all__ = ["Standardize", "cosine", "init_linear", "linear", "mlp", "prepend_standardize", "to_signs"]
+__all__ = ["Standardize", "cosine", "init_linear", "linear", "mlp", "fit_standardize", "to_signs", "with_standardize"]

@@ -43,14 +43,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Dict, Literal, Optional, Sequence, Tuple, cast
+from typing import Dict, Literal, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as nnf
 from torch import nn
 
 from ..engine import HashMethod, Phase, TrainSet
-from ._common import Standardize, mlp, to_signs
+from ._common import fit_standardize, mlp, to_signs, with_standardize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,9 +278,7 @@ class BiNCMH(HashMethod):
         for modality, dim, hidden in (("image", d_img, cfg.image_hidden), ("text", d_txt, (cfg.text_hidden,))):
             net = mlp(dim, hidden, self.bits, self.generator, std=cfg.init_std, out=act)
             net.append(L2Normalize())
-            if cfg.input_norm == "standardize":
-                net.insert(0, Standardize(dim))
-            self.networks[modality] = net
+            self.networks[modality] = with_standardize(net, dim, cfg.input_norm == "standardize")
             self.losses[modality] = BiNCMHLoss(cfg.lambda_q, cfg.intra, cfg.intra_weight)
 
     def setup(self, train: TrainSet) -> None:
@@ -296,10 +294,7 @@ class BiNCMH(HashMethod):
         self.S: Optional[torch.Tensor] = (
             _multilevel(self.labels, self.labels, self.label_count) if n * n <= 1 << 24 else None
         )
-        if cfg.input_norm == "standardize":
-            for modality, x in (("image", train.image), ("text", train.text)):
-                first = cast(nn.Sequential, self.networks[modality])[0]
-                cast(Standardize, first).fit(x)
+        fit_standardize(self.networks, train.image, train.text)
         if cfg.buffer_init == "normal":
             self.Hv = nnf.normalize(torch.randn(n, c, generator=self.generator), dim=1).to(self.device)
             self.Ht = nnf.normalize(torch.randn(n, c, generator=self.generator), dim=1).to(self.device)
@@ -318,9 +313,8 @@ class BiNCMH(HashMethod):
 
     def _step_loss(self, modality: str, pos: torch.Tensor) -> torch.Tensor:
         train = self.train_set
-        x = train.image if modality == "image" else train.text
         own, other = (self.Hv, self.Ht) if modality == "image" else (self.Ht, self.Hv)
-        out = self.networks[modality](x[pos])
+        out = self.networks[modality](train.input(modality, pos))
         own[pos] = out.detach()  # the batch's rows of its buffer, as DCMH's code does
         sim = (self.S[pos] if self.S is not None
                else _multilevel(self.labels[pos], self.labels, self.label_count))

@@ -299,7 +299,10 @@ class DBRC(HashMethod):
         self.losses["reconstruction"] = DBRCLoss(cfg.agreement_weight if cfg.agreement else 0.0, cfg.reduction)
 
     def encoder(self, modality: str) -> Encoder:
-        return cast(Encoder, self.networks[modality])
+        """The method's own encoder of a modality (inside a backbone wrapper in end-to-end training)."""
+        from ..pixels import head_of
+
+        return cast(Encoder, head_of(self.networks[modality]))
 
     def hashing_layers(self) -> Sequence[ATanh]:
         """The two ATanh layers (image, text)."""
@@ -328,10 +331,14 @@ class DBRC(HashMethod):
             lr=cfg.lr,
         )
 
-    def batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The loss of one mini-batch of paired features (raw, as in the dataset)."""
+    def batch_loss(self, x: torch.Tensor, y: torch.Tensor, x_input: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The loss of one mini-batch of paired features (raw, as in the dataset).
+
+        ``x_input`` is the image network's input where it is not ``x``: the
+        pixels in end-to-end training, whose reconstruction target stays the
+        backbone's starting features ``x`` [project]."""
         enc_x, enc_y = self.encoder("image"), self.encoder("text")
-        h_x, h_y = enc_x(x), enc_y(y)
+        h_x, h_y = self.networks["image"](x if x_input is None else x_input), enc_y(y)
         both = torch.cat([h_x, h_y])  # one decoder pass for the two codes
         x_hat = self.networks["decoder_image"](both)
         y_hat = self.networks["decoder_text"](both)
@@ -341,6 +348,11 @@ class DBRC(HashMethod):
             self.regularizer(),
         )
 
+    def _step_loss(self, pos: torch.Tensor) -> torch.Tensor:
+        train = self.train_set
+        pixels = train.input("image", pos) if train.pixels is not None else None
+        return self.batch_loss(train.image[pos], train.text[pos], pixels)
+
     def _project(self) -> None:
         for layer in self.hashing_layers():
             layer.project_()
@@ -349,7 +361,7 @@ class DBRC(HashMethod):
         cfg: DBRCConfig = self.config
         train = self.train_set
         iters = math.ceil(train.n / cfg.batch_size)  # one pass over a shuffled partition
-        return [Phase("reconstruction", self.optimizer, lambda pos: self.batch_loss(train.image[pos], train.text[pos]),
+        return [Phase("reconstruction", self.optimizer, self._step_loss,
                       iters, cfg.batch_size, "epoch", after_step=self._project)]
 
     @torch.no_grad()

@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from ..engine import HashMethod, Phase, TrainSet
-from ._common import cosine, mlp, prepend_standardize
+from ._common import cosine, fit_standardize, mlp, with_standardize
 
 VarianceMode = Literal["all", "relevant"]
 
@@ -355,8 +355,8 @@ class DCGH(HashMethod):
         if n_classes < 1:
             raise ValueError(f"dcgh: expected at least one label class, got {n_classes}")
         for modality, dim in (("image", d_img), ("text", d_txt)):
-            self.networks[modality] = mlp(dim, cfg.hidden, self.bits, self.generator, init="default",
-                                          dropout=cfg.dropout, out=nn.Tanh())
+            net = mlp(dim, cfg.hidden, self.bits, self.generator, init="default", dropout=cfg.dropout, out=nn.Tanh())
+            self.networks[modality] = with_standardize(net, dim, cfg.input_norm == "standardize")
         gen = self.generator if cfg.proxy_seed < 0 else torch.Generator().manual_seed(cfg.proxy_seed)
         self.losses["dcgh"] = DCGHLoss(init_proxies(n_classes, self.bits, gen), cfg.n2n_weight,
                                        cfg.p2p_weight, cfg.variance_weight, cfg.variance)
@@ -370,9 +370,7 @@ class DCGH(HashMethod):
         cfg: DCGHConfig = self.config
         self.train_set = train
         self.labels = train.require_labels(self.name)
-        if cfg.input_norm == "standardize":
-            for modality, x in (("image", train.image), ("text", train.text)):
-                prepend_standardize(self.networks[modality], x)  # type: ignore[arg-type]
+        fit_standardize(self.networks, train.image, train.text)
         self.net_params = [p for p in self.networks.parameters() if p.requires_grad]
         betas = (cfg.beta1, cfg.beta2)
         if cfg.optimizer == "bertadam":
@@ -391,8 +389,8 @@ class DCGH(HashMethod):
     def _set_lr(self) -> None:
         cfg: DCGHConfig = self.config
         lr = cfg.lr * warmup_cosine(self._step / max(self.total_steps, 1), cfg.warmup)
-        for group in self.net_opt.param_groups:
-            group["lr"] = lr
+        for group in self.net_opt.param_groups:  # a backbone trained end to end has its lr_scale
+            group["lr"] = lr * group.get("lr_scale", 1.0)
 
     def _after_step(self) -> None:
         self._step += 1
@@ -400,8 +398,8 @@ class DCGH(HashMethod):
 
     def _batch_loss(self, pos: torch.Tensor) -> torch.Tensor:
         train = self.train_set
-        u = self.networks["image"](train.image[pos])
-        v = self.networks["text"](train.text[pos])
+        u = self.networks["image"](train.input("image", pos))
+        v = self.networks["text"](train.input("text", pos))
         return self.losses["dcgh"](u, v, self.labels[pos])
 
     def phases(self, epoch: int, epochs: int) -> Sequence[Phase]:

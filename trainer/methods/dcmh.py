@@ -31,7 +31,7 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from ..engine import HashMethod, Phase, TrainSet
-from ._common import Standardize, mlp, to_signs
+from ._common import fit_standardize, mlp, to_signs, with_standardize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,9 +172,8 @@ class DCMH(HashMethod):
         d_img, d_txt, _ = self.dims
         self.networks["image"] = mlp(d_img, cfg.image_hidden, self.bits, self.generator, std=cfg.init_std)
         self.networks["text"] = mlp(d_txt, (cfg.text_hidden,), self.bits, self.generator, std=cfg.init_std)
-        if cfg.input_norm == "standardize":
-            for modality, dim in (("image", d_img), ("text", d_txt)):
-                cast(nn.Sequential, self.networks[modality]).insert(0, Standardize(dim))
+        for modality, dim in (("image", d_img), ("text", d_txt)):
+            with_standardize(cast(nn.Sequential, self.networks[modality]), dim, cfg.input_norm == "standardize")
         self.losses["image"] = DCMHLoss(cfg.gamma, cfg.eta, cfg.normalise)
         self.losses["text"] = DCMHLoss(cfg.gamma, cfg.eta, cfg.normalise)
 
@@ -183,10 +182,7 @@ class DCMH(HashMethod):
         n, c = train.n, self.bits
         self.train_set = train
         self.labels = train.require_labels(self.name)
-        if cfg.input_norm == "standardize":
-            for modality, x in (("image", train.image), ("text", train.text)):
-                first = cast(nn.Sequential, self.networks[modality])[0]
-                cast(Standardize, first).fit(x)
+        fit_standardize(self.networks, train.image, train.text)
         if cfg.buffer_init == "normal":  # [code]: F, G ~ N(0, 1), B = sign(F + G)
             self.F = torch.randn(n, c, generator=self.generator).to(self.device)
             self.G = torch.randn(n, c, generator=self.generator).to(self.device)
@@ -206,9 +202,8 @@ class DCMH(HashMethod):
 
     def _step_loss(self, modality: str, pos: torch.Tensor) -> torch.Tensor:
         train = self.train_set
-        x = train.image if modality == "image" else train.text
         own, other = (self.F, self.G) if modality == "image" else (self.G, self.F)
-        out = self.networks[modality](x[pos])
+        out = self.networks[modality](train.input(modality, pos))
         own[pos] = out.detach()  # write the batch's outputs into its buffer rows [code]
         sim = similarity(self.labels[pos], self.labels)
         return self.losses[modality](out, pos, own, other, self.B, sim)
@@ -217,8 +212,8 @@ class DCMH(HashMethod):
         cfg: DCMHConfig = self.config
         lr = float(lr_schedule(cfg, epochs)[epoch])
         for opt in (self.opt_image, self.opt_text):
-            for group in opt.param_groups:
-                group["lr"] = lr
+            for group in opt.param_groups:  # a backbone trained end to end has its lr_scale
+                group["lr"] = lr * group.get("lr_scale", 1.0)
         iters = math.ceil(self.train_set.n / cfg.batch_size)  # ⌈n/128⌉ fresh random draws [code]
         return [
             Phase("image", self.opt_image, lambda pos: self._step_loss("image", pos), iters, cfg.batch_size, "draw"),

@@ -85,14 +85,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Dict, List, Literal, Optional, Sequence, cast
+from typing import Any, Dict, List, Literal, Optional, Sequence
 
 import torch
 import torch.nn.functional as nnf
 from torch import nn
 
 from ..engine import HashMethod, Phase, TrainSet
-from ._common import cosine, linear, mlp, prepend_standardize, to_signs
+from ._common import cosine, fit_standardize, linear, mlp, to_signs, with_standardize
 
 Fusion = Literal["attention", "gated", "none"]
 Rescale = Literal["maxabs", "minmax"]
@@ -412,8 +412,8 @@ class UCHM(HashMethod):
         cfg: UCHMConfig = self.config
         d_img, d_txt, _ = self.dims
         for modality, dim in (("image", d_img), ("text", d_txt)):
-            self.networks[modality] = mlp(dim, (cfg.hidden,), self.bits, self.generator, init="default",
-                                          out=nn.Tanh())
+            net = mlp(dim, (cfg.hidden,), self.bits, self.generator, init="default", out=nn.Tanh())
+            self.networks[modality] = with_standardize(net, dim, cfg.input_norm == "standardize")
         self.mie: Optional[MIEGenerator] = None
         if cfg.generator != "none":
             self.mie = MIEGenerator(d_img, d_txt, cfg.generator_dim, cfg.generator_tokens, cfg.generator_heads,
@@ -427,9 +427,7 @@ class UCHM(HashMethod):
         self.train_set = train  # features only: train.labels is None for this method
         self.generator_history = self.train_generator(train.image, train.text)
         self.S = self.similarity_matrix(train.image, train.text)
-        if cfg.input_norm == "standardize":
-            for modality, x in (("image", train.image), ("text", train.text)):
-                prepend_standardize(cast(nn.Sequential, self.networks[modality]), x)
+        fit_standardize(self.networks, train.image, train.text)
         params = list(self.networks.parameters())
         if cfg.optimizer == "adam":
             self.opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -484,8 +482,8 @@ class UCHM(HashMethod):
     def step_loss(self, pos: torch.Tensor) -> torch.Tensor:
         """The loss of one batch of training positions: similarity + quantization."""
         train = self.train_set
-        u = self.networks["image"](train.image[pos])
-        v = self.networks["text"](train.text[pos])
+        u = self.networks["image"](train.input("image", pos))
+        v = self.networks["text"](train.input("text", pos))
         s = self.S[pos[:, None], pos[None, :]]
         codes = select_bits(u.detach(), v.detach(), self.config.bit_selection)
         return self.losses["similarity"](u, v, s) + self.losses["quantization"](u, v, codes)
