@@ -246,7 +246,9 @@ def trained_codes(
         fr = engine.fit(cls, dataset, nbits, config=cfg, epochs=epochs, seed=seed, device="cpu",
                         checkpoint_dir=None, progress=False)
         stats: Dict[str, int] = {}
-        encoded = engine.encode_dataset(fr.method, dataset, stats)
+        from trainer.encoder import encode_dataset
+
+        encoded = encode_dataset(fr.method, dataset, stats)
     finally:
         if threads is not None:
             _set_torch_threads(previous)

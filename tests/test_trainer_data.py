@@ -131,15 +131,15 @@ def test_mat_errors(tmp_path):
     with pytest.raises(FileNotFoundError):
         D.load_mat_triplet(tmp_path / "nowhere")
     sio.savemat(tmp_path / "rows.mat", {"IAll": image, "YAll": text[:5], "LAll": labels})
-    with pytest.raises(D.DataError, match="same number of rows"):
+    with pytest.raises(D.DataError, match="same number of items"):
         D.load_mat_triplet(tmp_path / "rows.mat")
     sio.savemat(tmp_path / "scores.mat", {"IAll": image, "YAll": text, "LAll": labels * 0.5})
     with pytest.raises(D.DataError, match=r"\{0, 1\}"):
         D.load_mat_triplet(tmp_path / "scores.mat")
 
 
-def test_mat_v73_gets_a_clear_error(tmp_path):
-    # The 128-byte header of an HDF5-based v7.3 file: version 0x0200 at byte 124.
+def test_mat_v73_header_without_hdf5_data_gets_a_clear_error(tmp_path):
+    # The 128-byte header of an HDF5-based v7.3 file (version 0x0200 at byte 124), and no HDF5 after it.
     header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64".ljust(116, b" ") + bytes(8) + b"\x00\x02IM"
     path = tmp_path / "v73.mat"
     path.write_bytes(header + bytes(512))

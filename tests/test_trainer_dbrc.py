@@ -23,6 +23,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from trainer import engine
+
+from trainer.encoder import encode_dataset
 from trainer.cli import evaluate_codes
 from trainer.methods import get_method
 from trainer_checks import assert_label_free, assert_seeded_codes, t
@@ -218,7 +220,7 @@ def test_short_run_beats_random_codes(small):
     res = engine.fit("dbrc", small, 16, config={"hidden": 512, "lr": 3e-3}, epochs=30, seed=0, progress=False)
     assert res.best_val_map is None and res.val_rows.size == 0  # unsupervised: no validation, last epoch
     assert res.best_epoch == 29 and res.fit_rows.size == small.split.train.size
-    codes = engine.encode_dataset(res.method, small)
+    codes = encode_dataset(res.method, small)
     for e in evaluate_codes(codes, 16, curves=False):
         assert e["map"] > e["map_random"] + 0.04, e
     last = res.history[-1]

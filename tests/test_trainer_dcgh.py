@@ -23,6 +23,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from trainer import engine
+
+from trainer.encoder import encode_dataset
 from trainer.cli import evaluate_codes
 from trainer.data import read_mat
 from trainer.methods import get_method
@@ -311,7 +313,7 @@ def test_short_run_beats_random_codes(small):
     assert not torch.equal(res.method.proxies.detach(),
                            DCGH(res.method.config, 16, small.dims, torch.device("cpu"),
                                 torch.Generator().manual_seed(0)).proxies.detach())  # the proxies learn
-    codes = engine.encode_dataset(res.method, small)
+    codes = encode_dataset(res.method, small)
     for e in evaluate_codes(codes, 16, curves=False):
         assert e["map"] > e["map_random"] + 0.08, e
 

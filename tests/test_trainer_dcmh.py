@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import hamsearch as hs
 from trainer import engine
+from trainer.encoder import encode_dataset
 from trainer.cli import evaluate_codes
 from trainer.data import load_dataset
 from trainer.methods import available_methods, get_method
@@ -132,7 +133,7 @@ def test_gradients_finite_on_a_real_batch(small):
 def test_short_run_beats_random_codes(small):
     res = engine.fit("dcmh", small, 16, config=FAST, epochs=30, seed=0, progress=False)
     assert res.best_val_map is not None and res.val_rows.size > 0
-    codes = engine.encode_dataset(res.method, small)
+    codes = encode_dataset(res.method, small)
     for e in evaluate_codes(codes, 16, curves=False):
         # Random codes score the label-sharing rate (~0.61 here); learned codes clearly more.
         assert e["map"] > e["map_random"] + 0.04, e
@@ -213,13 +214,13 @@ def test_cca_and_itq_properties():
 
 def test_cca_itq_beats_random_codes(small):
     res = engine.fit("cca_itq", small, 16, seed=0, progress=False)
-    codes = engine.encode_dataset(res.method, small)
+    codes = encode_dataset(res.method, small)
     for e in evaluate_codes(codes, 16, curves=False):
         assert e["map"] > e["map_random"] + 0.01, e
     # More bits than canonical pairs (a 10-d text, as Wiki's): still codes of the asked length.
     narrow = dataclasses.replace(small, text=np.ascontiguousarray(small.text[:, :10]))
     res = engine.fit("cca_itq", narrow, 32, seed=0, progress=False)
-    assert engine.encode_dataset(res.method, narrow)["db_text"].shape == (small.split.database.size, 1)
+    assert encode_dataset(res.method, narrow)["db_text"].shape == (small.split.database.size, 1)
 
 
 def test_image_mlp_and_input_standardisation(small):

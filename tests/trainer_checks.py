@@ -25,9 +25,10 @@ def trained_codes(method: str, dataset: Any, bits: int, *, seed: int, epochs: in
                   config: Optional[Mapping[str, Any]] = None) -> Dict[str, np.ndarray]:
     """Train ``method`` briefly and return the packed codes of every split and modality."""
     from trainer import engine
+    from trainer.encoder import encode_dataset
 
     res = engine.fit(method, dataset, bits, config=dict(config or {}), epochs=epochs, seed=seed, progress=False)
-    return engine.encode_dataset(res.method, dataset)
+    return encode_dataset(res.method, dataset)
 
 
 def assert_seeded_codes(method: str, dataset: Any, *, epochs: int, bits: int = 24,

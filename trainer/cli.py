@@ -240,23 +240,39 @@ def _write_json(path: Path, obj: Any) -> None:
 def run_method(method: str, dataset: Any, bits_list: Sequence[int], out_dir: Path, *,
                config: Optional[Mapping[str, Any]] = None, epochs: Optional[int] = None, seed: int = 0,
                device: str = "cpu", preset: bool = True, val_fraction: float = 0.1, progress: bool = True,
-               checkpoints: bool = True, plots: bool = True) -> Dict[str, Any]:
-    """Train ``method`` at each code length, export and score; returns the results.json object."""
+               checkpoints: bool = True, plots: bool = True, finetune: bool = False,
+               backbone_lr_scale: Optional[float] = None, workers: int = 0) -> Dict[str, Any]:
+    """Train ``method`` at each code length, export and score; returns the results.json object.
+
+    Each code length writes ``encoder_{bits}.pt`` (:func:`trainer.load_encoder`),
+    and the run's codes come from that encoder. ``finetune`` trains a copy of
+    ``dataset.backbone`` end to end with the method's loss, per code length.
+    """
+    import copy
+
     from . import engine
     from .config import config_dict
+    from .encoder import encode_dataset, from_training
     from .methods import get_method
 
     cls = get_method(method)
+    if finetune and dataset.backbone is None:
+        raise ValueError("--finetune trains an image backbone end to end: pass --image-backbone (the dataset must "
+                         "hold raw images: --dataset folder, or a .mat release with raw IAll)")
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg, n_epochs = engine.settings(cls, dataset.name, config, epochs, preset)
     results: List[Dict[str, Any]] = []
     files: List[str] = []
     for bits in bits_list:
+        backbone = copy.deepcopy(dataset.backbone) if finetune else None
         fr = engine.fit(cls, dataset, bits, config=cfg, epochs=n_epochs, seed=seed, device=device,
                         val_fraction=val_fraction, checkpoint_dir=out_dir if checkpoints else None,
-                        progress=progress)
+                        progress=progress, backbone=backbone, backbone_lr_scale=backbone_lr_scale, workers=workers)
+        encoder = from_training(fr.method, dataset)
+        encoder.save(out_dir / f"encoder_{bits}.pt")
+        files.append(f"encoder_{bits}.pt")
         stats: Dict[str, int] = {}
-        codes = engine.encode_dataset(fr.method, dataset, stats)
+        codes = encode_dataset(encoder, dataset, stats, workers=workers, progress=progress)
         zeros = stats["zero_outputs"]
         if zeros:
             log.warning("%s, %d bits: %d outputs are exactly 0 (each became bit 1)", method, bits, zeros)
@@ -270,10 +286,11 @@ def run_method(method: str, dataset: Any, bits_list: Sequence[int], out_dir: Pat
                          train_seconds=round(fr.seconds, 3), zero_outputs=zeros)
             results.append(entry)
         log.info("%s, %d bits: I->T %.4f, T->I %.4f", method, bits, results[-2]["map"], results[-1]["map"])
+    files += _write_items(out_dir, dataset)
     split = dataset.split
     run = {
         "method": method,
-        "title": cls.title,
+        "title": _title(cls, dataset, finetune),
         "dataset": dataset.name,
         "dataset_description": dataset.description,
         "supervised": cls.supervised,
@@ -282,6 +299,7 @@ def run_method(method: str, dataset: Any, bits_list: Sequence[int], out_dir: Pat
         "config": config_dict(cfg),
         "epochs": n_epochs,
         "preset": bool(preset and dataset.name in cls.presets),
+        "inputs": _inputs(dataset, finetune, cls, backbone_lr_scale),
         "split": {"query": int(split.query.size), "database": int(split.database.size),
                   "train": int(split.train.size), "val_fraction": val_fraction},
         "metric": ("MAP@all over Hamming ranking, ties by database row; tie-aware per He et al. CVPR 2018; "
@@ -297,6 +315,55 @@ def run_method(method: str, dataset: Any, bits_list: Sequence[int], out_dir: Pat
     return run
 
 
+def _title(cls: Any, dataset: Any, finetune: bool) -> str:
+    """The table row: the method's title, or with a backbone its name and regime
+    (DCMH on frozen features is the paper's DCMH-I; end to end it is DCMH)."""
+    if dataset.backbone is None:
+        return str(cls.title)
+    base = str(cls.title).split(" (")[0]
+    if finetune and base.endswith("-I"):
+        base = base[:-2]
+    return f"{base} ({dataset.backbone.name}, {'end to end' if finetune else 'frozen'})"
+
+
+def _inputs(dataset: Any, finetune: bool, cls: Any, backbone_lr_scale: Optional[float]) -> Dict[str, Any]:
+    """What the image and text sides were trained from (results.json)."""
+    bb = dataset.backbone
+    image: Dict[str, Any] = {"kind": "features", "dim": int(dataset.dims[0])}
+    if bb is not None:
+        image = {"kind": "pixels", "backbone": bb.spec(), "weights": getattr(bb, "weights_source", None),
+                 "regime": "end to end" if finetune else "frozen"}
+        if finetune:
+            image["backbone_lr_scale"] = float(cls.backbone_lr_scale if backbone_lr_scale is None else backbone_lr_scale)
+    text: Dict[str, Any] = {"kind": "features", "dim": int(dataset.dims[1])}
+    if dataset.vectorizer is not None:
+        v = dataset.vectorizer
+        text = {"kind": "text", "features": v.get("kind"), "analyzer": v.get("analyzer"),
+                "vocabulary": len(v.get("vocabulary", []))}
+    return {"image": image, "text": text}
+
+
+def _write_items(out_dir: Path, dataset: Any) -> List[str]:
+    """``query_items.json`` and ``database_items.json`` for datasets of raw items:
+    the image paths and texts in query (database) order, and the class names of
+    each row where the files name them; ids of the index files are database rows."""
+    if dataset.image_names is None and dataset.texts is None:
+        return []
+    written = []
+    for part, rows in (("query", dataset.split.query), ("database", dataset.split.database)):
+        items: Dict[str, Any] = {
+            "images": None if dataset.image_names is None else [dataset.image_names[i] for i in rows],
+            "texts": None if dataset.texts is None else [dataset.texts[i] for i in rows],
+        }
+        if dataset.class_names is not None:
+            names = dataset.class_names
+            items["classes"] = [[names[c] for c in np.flatnonzero(dataset.labels[i])] for i in rows]
+        path = out_dir / f"{part}_items.json"
+        path.write_text(json.dumps(items, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(path.name)
+    return written
+
+
 def _versions() -> Dict[str, str]:
     import torch
 
@@ -309,28 +376,60 @@ def _versions() -> Dict[str, str]:
 # --------------------------------------------------------------------------- command line
 
 
-def _add_common(p: argparse.ArgumentParser, *, need_dataset: bool) -> None:
+def _add_data(p: argparse.ArgumentParser, *, need_dataset: bool) -> None:
+    """Options that say what to read and how to turn it into features."""
+    from .backbones import BACKBONES
     from .data import DATASETS
 
     p.add_argument("--dataset", required=need_dataset, default="synthetic", choices=DATASETS,
-                   help="synthetic (embedded, no --data), npz, wiki, mirflickr, nuswide, coco")
+                   help="synthetic (embedded, no --data), npz, wiki, mirflickr, nuswide, coco (the field's .mat "
+                        "files, v7 or v7.3), folder (Wiki archive layout: images/, texts/, lists)")
     p.add_argument("--data", type=Path, default=None, help="file or directory of the dataset (all but synthetic)")
-    p.add_argument("--bits", type=int, nargs="+", default=None, metavar="B", help="code lengths")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the method's, or its dataset preset's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the initialisation and the batches")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     p.add_argument("--n-query", type=int, default=None, help="queries (overrides the dataset's protocol)")
     p.add_argument("--n-train", type=int, default=None, help="training items (overrides the protocol)")
+    p.add_argument("--image-backbone", default="features", choices=("features",) + BACKBONES,
+                   help="features (default: the dataset's image features as they are) or a network over raw images")
+    p.add_argument("--backbone-weights", type=Path, default=None,
+                   help="weights of the backbone: a torch state dict (torchvision layout) or, for cnnf, "
+                        "MatConvNet's imagenet-vgg-f.mat; without it the backbone starts from random weights")
+    p.add_argument("--image-size", type=int, default=224, help="side of the square backbone input (default 224)")
+    p.add_argument("--text-features", default="tfidf", choices=("tfidf", "bow"),
+                   help="raw texts: tf-idf (default) or {0,1} bag of words, vocabulary from the training texts")
+    p.add_argument("--text-analyzer", default="word", choices=("word", "char"),
+                   help="raw texts: word tokens, or character 1-2-grams (languages without spaces)")
+    p.add_argument("--text-vocab", type=int, default=10000,
+                   help="raw texts: keep the N most frequent terms (default 10000; 0: all)")
+    p.add_argument("--text-data", type=Path, default=None,
+                   help="raw texts in the Wiki archive layout replacing the dataset's text, row for row "
+                        "(e.g. ../shared/data/wiki/raw with --dataset wiki)")
+    p.add_argument("--strict-data", action="store_true",
+                   help="a listed item whose image or text is missing or unreadable is an error, not a warning")
+    p.add_argument("--workers", type=int, default=2, help="processes decoding images (0: none; default 2)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only on stderr")
+    p.add_argument("--synthetic", action="append", metavar="KEY=VALUE", default=[],
+                   help="synthetic data option (n, n_query, n_train, image_dim, text_dim, ...)")
+
+
+def _add_common(p: argparse.ArgumentParser, *, need_dataset: bool) -> None:
+    _add_data(p, need_dataset=need_dataset)
+    p.add_argument("--bits", type=int, nargs="+", default=None, metavar="B", help="code lengths")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default: the method's, or its dataset preset's)")
+    p.add_argument("--protocol", default="dcmh", choices=("dcmh", "paper"),
+                   help="split sizes of mirflickr/nuswide/coco: dcmh (default: the field's common split, one for "
+                        "every method) or paper (each method's own paper or code; docs/methods.md)")
+    p.add_argument("--finetune", action="store_true",
+                   help="train the image backbone end to end with the method's loss (default: frozen features)")
+    p.add_argument("--backbone-lr-scale", type=float, default=None,
+                   help="the backbone's learning rate relative to the method's (default: the method's)")
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training items held out to choose the epoch (default 0.1; 0: last epoch)")
     p.add_argument("--no-preset", action="store_true", help="ignore the method's per-dataset preset")
     p.add_argument("--no-checkpoints", action="store_true", help="do not write checkpoint_*.pt")
     p.add_argument("--no-plots", action="store_true", help="do not draw the PNG curves")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars, warnings only on stderr")
-    p.add_argument("--synthetic", action="append", metavar="KEY=VALUE", default=[],
-                   help="synthetic data option (n, n_query, n_train, image_dim, text_dim, ...)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,6 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("reproduce", help="every method at 16 32 64 128 bits on one dataset: the MAP table")
     r.add_argument("--methods", nargs="+", default=None, help="subset of the methods (default: all)")
     _add_common(r, need_dataset=False)
+
+    f = sub.add_parser("features", help="extract frozen backbone features once, into the project's .npz layout")
+    _add_data(f, need_dataset=True)
+    f.add_argument("--out", type=Path, required=True, help="the .npz to write (image, text, labels, split)")
 
     e = sub.add_parser("evaluate", help="score saved codes_{bits}.npz files")
     e.add_argument("codes", nargs="+", type=Path, help="codes_{bits}.npz files or directories holding them")
@@ -376,17 +479,58 @@ def _setup_logging(out: Optional[Path], quiet: bool) -> List[logging.Handler]:
     return handlers
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace, method: Optional[str] = None) -> Any:
     from .config import parse_assignments
-    from .data import load_dataset
+    from .data import PROTOCOLS, load_raw, prepare, protocol_sizes
+    from .engine import resolve_device
 
     synth = parse_assignments(args.synthetic)
     if synth and args.dataset != "synthetic":
         raise ValueError("--synthetic options apply to --dataset synthetic only")
-    ds = load_dataset(args.dataset, args.data, seed=args.seed, n_query=args.n_query, n_train=args.n_train,
-                      synthetic=synth)
+    n_query, n_train = args.n_query, args.n_train
+    protocol = getattr(args, "protocol", "dcmh")
+    if args.dataset in PROTOCOLS and protocol == "paper":
+        pq, pt = protocol_sizes(args.dataset, method, protocol)
+        n_query = pq if n_query is None else n_query
+        n_train = pt if n_train is None else n_train
+    raw = load_raw(args.dataset, args.data, seed=args.seed, n_query=n_query, n_train=n_train, synthetic=synth,
+                   strict=args.strict_data, text_data=args.text_data)
+    backbone = None
+    device = resolve_device(args.device)
+    if args.image_backbone != "features":
+        import torch
+
+        from .backbones import build_backbone
+
+        backbone = build_backbone(args.image_backbone, weights=args.backbone_weights, image_size=args.image_size,
+                                  generator=torch.Generator().manual_seed(args.seed)).to(device)
+        if args.backbone_weights is None:
+            log.warning("%s: no --backbone-weights, so the backbone starts from random weights (seed %d)",
+                        args.image_backbone, args.seed)
+    elif args.backbone_weights is not None:
+        raise ValueError("--backbone-weights needs --image-backbone (cnnf, resnet18, ...)")
+    ds = prepare(raw, backbone=backbone, text_features=args.text_features, text_analyzer=args.text_analyzer,
+                 text_vocab=args.text_vocab or None, device=device, workers=args.workers, progress=not args.quiet,
+                 centre=args.command != "features")
     log.info("%s", ds.summary())
     return ds
+
+
+def _features(args: argparse.Namespace) -> int:
+    """``python -m trainer features``: the frozen features in the .npz layout, with the split."""
+    from .data import save_npz
+
+    t0 = time.perf_counter()
+    ds = _load(args)
+    if ds.backbone is None and ds.vectorizer is None:
+        raise ValueError(f"{ds.name} holds features already: features needs raw images (--image-backbone) or raw "
+                         "texts to turn into features")
+    out = args.out if args.out.suffix == ".npz" else args.out.with_suffix(".npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_npz(out, ds.image, ds.text, ds.labels, ds.split)
+    print(f"{ds.summary()}\nwrote {out} in {time.perf_counter() - t0:.1f} s; train on it with "
+          f"--dataset npz --data {out}")
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -421,17 +565,20 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.command == "features":
+        return _features(args)
     from .methods import available_methods
 
     t0 = time.perf_counter()
-    ds = _load(args)
     bits = args.bits or list(DEFAULT_BITS)
     common = dict(epochs=args.epochs, seed=args.seed, device=args.device, preset=not args.no_preset,
                   val_fraction=args.val_fraction, progress=not args.quiet, checkpoints=not args.no_checkpoints,
-                  plots=not args.no_plots)
+                  plots=not args.no_plots, finetune=args.finetune, backbone_lr_scale=args.backbone_lr_scale,
+                  workers=args.workers)
     if args.command == "train":
         from .config import parse_assignments
 
+        ds = _load(args, args.method)
         run = run_method(args.method, ds, bits, args.out, config=parse_assignments(args.set), **common)
         runs = [run]
     else:
@@ -439,8 +586,15 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         unknown = [m for m in methods if m not in available_methods()]
         if unknown:
             raise ValueError(f"--methods: expected some of {available_methods()}, got {unknown}")
-        runs = [run_method(m, ds, bits, args.out / m, **common) for m in methods]
-        combined = {"dataset": ds.name, "seed": args.seed, "bits": bits, "methods": runs}
+        runs = []
+        cache: Dict[Any, Any] = {}
+        for m in methods:  # one dataset per split: "paper" protocols differ between methods
+            key = _split_key(args, m)
+            if key not in cache:
+                cache[key] = _load(args, m)
+            ds = cache[key]
+            runs.append(run_method(m, ds, bits, args.out / m, **common))
+        combined = {"dataset": ds.name, "seed": args.seed, "bits": bits, "protocol": args.protocol, "methods": runs}
         _write_json(args.out / "results.json", combined)
         (args.out / "table.md").write_text(format_table(runs) + "\n")
         if not args.no_plots:
@@ -449,6 +603,14 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     print(format_table(runs))
     print(f"\n{time.perf_counter() - t0:.1f} s; outputs in {args.out}")
     return 0
+
+
+def _split_key(args: argparse.Namespace, method: str) -> Any:
+    from .data import PROTOCOLS, protocol_sizes
+
+    if args.protocol == "paper" and args.dataset in PROTOCOLS:
+        return protocol_sizes(args.dataset, method, "paper")
+    return None
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -47,7 +47,7 @@ PROTOCOLS: Dict[str, Tuple[int, int]] = {
 }
 
 #: Dataset names of the command line; every one but ``synthetic`` needs a path.
-DATASETS = ("synthetic", "npz", "wiki", "mirflickr", "nuswide", "coco")
+DATASETS = ("synthetic", "npz", "wiki", "mirflickr", "nuswide", "coco", "folder")
 
 
 class DataError(ValueError):
@@ -104,6 +104,8 @@ class Dataset:
     vectorizer: Optional[Dict[str, Any]] = None
     #: the backbone (a :class:`trainer.backbones.Backbone`) whose features ``image`` holds
     backbone: Any = None
+    #: the name of each label column, where the files name them
+    class_names: Optional[Tuple[str, ...]] = None
     #: the training means subtracted by :meth:`centre` (float64), None before
     image_offset: Optional[np.ndarray] = None
     text_offset: Optional[np.ndarray] = None
@@ -371,24 +373,13 @@ def _require_file(path: PathLike, what: str) -> Path:
     return p
 
 
-def read_mat(path: PathLike) -> Dict[str, Any]:
-    """The variables of a MATLAB ``.mat`` file (v4 to v7; v7.3 gets a clear error)."""
-    p = _require_file(path, ".mat file")
-    try:
-        import scipy.io as sio
-    except ImportError as exc:  # pragma: no cover - scipy is a dependency of the train extra
-        raise ImportError(f"reading {p} needs scipy (pip install scipy): {exc}") from exc
-    try:
-        raw = sio.loadmat(str(p))
-    except NotImplementedError as exc:  # scipy's answer to an HDF5-based v7.3 file
-        raise DataError(
-            f"{p}: a MATLAB v7.3 (HDF5) file, which scipy cannot read ({exc}); h5py is not a "
-            "dependency here. Convert it once, in MATLAB: load(f); save(g, '-v7') or in Python "
-            "with h5py (transpose each array) to the .npz layout (image, text, labels)"
-        ) from None
-    except ValueError as exc:
-        raise DataError(f"{p}: not a readable .mat file: {exc}") from None
-    return {k: v for k, v in raw.items() if not k.startswith("__")}
+def read_mat(path: PathLike, names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The variables of a MATLAB ``.mat`` file, v4 to v7 (scipy) or v7.3 (HDF5, h5py),
+    in MATLAB's axis order either way (:mod:`trainer.matfile`); ``names``: only these."""
+    from .matfile import open_mat
+
+    with open_mat(_require_file(path, ".mat file")) as f:
+        return {k: f.array(k) for k in (f.names if names is None else names) if k in f.names}
 
 
 def _get(variables: Mapping[str, Any], name: str, path: PathLike) -> Any:
@@ -484,6 +475,36 @@ def _triplet_files(path: Path) -> Dict[str, Path]:
     return found
 
 
+def _mat_triplet(path: PathLike, name: str) -> Tuple[Union[np.ndarray, ImageSource], np.ndarray, np.ndarray, str]:
+    """(image features or raw images, text, labels, description) of the field's IAll / YAll / LAll files."""
+    from .matfile import open_mat
+
+    files = _triplet_files(Path(path))
+    opened: Dict[Path, Any] = {}
+    try:
+        for f in files.values():
+            if f not in opened:
+                opened[f] = open_mat(f)
+        for var, f in files.items():
+            if var not in opened[f].names:
+                raise DataError(f"{f}: expected a variable {var!r}, got only {sorted(opened[f].names)}")
+        fi = files["IAll"]
+        if len(opened[fi].shape("IAll")) == 4:  # raw H x W x 3 x N images, read lazily
+            image: Union[np.ndarray, ImageSource] = opened[fi].images("IAll")
+        else:
+            image = as_features(opened[fi].array("IAll"), f"{fi}: IAll")
+        text = as_features(opened[files["YAll"]].array("YAll"), f"{files['YAll']}: YAll")
+        labels = as_labels(opened[files["LAll"]].array("LAll"), f"{files['LAll']}: LAll")
+    finally:
+        for f in opened.values():
+            f.close()
+    n_image = len(image) if isinstance(image, ImageSource) else image.shape[0]
+    rows = {"IAll": n_image, "YAll": text.shape[0], "LAll": labels.shape[0]}
+    if len(set(rows.values())) != 1:
+        raise DataError(f"{path}: expected the same number of items in IAll, YAll and LAll, got {rows}")
+    return image, text, labels, str(path)
+
+
 def load_mat_triplet(
     path: PathLike,
     *,
@@ -496,27 +517,13 @@ def load_mat_triplet(
 
     ``path`` is one ``.mat`` holding all three variables, or a directory with
     one file per variable (``*iall*.mat``, ``*yall*.mat``, ``*lall*.mat``, as
-    the DCMH releases name them). The split follows the protocol of ``name``
-    (:data:`PROTOCOLS`): e.g. MIRFLICKR-25K, 2,000 random queries and 10,000
-    database items for training; ``n_query``/``n_train`` override it.
+    the DCMH releases name them), MATLAB v4 to v7 or v7.3 (HDF5). The split
+    follows the protocol of ``name`` (:data:`PROTOCOLS`): e.g. MIRFLICKR-25K,
+    2,000 random queries and 10,000 database items for training;
+    ``n_query``/``n_train`` override it. Raw images in ``IAll`` need an image
+    backbone: use :func:`load_raw` and :func:`prepare`.
     """
-    files = _triplet_files(Path(path))
-    cache: Dict[Path, Dict[str, Any]] = {}
-    values = {}
-    for var, f in files.items():
-        if f not in cache:
-            cache[f] = read_mat(f)
-        values[var] = _get(cache[f], var, f)
-    image = as_features(values["IAll"], f"{files['IAll']}: IAll")
-    text = as_features(values["YAll"], f"{files['YAll']}: YAll")
-    labels = as_labels(values["LAll"], f"{files['LAll']}: LAll")
-    check_arrays(image, text, labels, where=str(path))
-    dq, dt = PROTOCOLS.get(name, PROTOCOLS["mirflickr"])
-    nq = dq if n_query is None else n_query
-    nt = dt if n_train is None else n_train
-    n = image.shape[0]
-    split = protocol_split(n, nq, min(nt, n - nq) if n_train is None else nt, seed)
-    return Dataset(name=name, image=image, text=text, labels=labels, split=split, description=str(path))
+    return prepare(load_raw(name, path, seed=seed, n_query=n_query, n_train=n_train), centre=False)
 
 
 def load_wiki(path: PathLike) -> Dataset:
@@ -560,23 +567,92 @@ def load_wiki(path: PathLike) -> Dataset:
     )
 
 
-def load_dataset(
+# --------------------------------------------------------------------------- raw data
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class RawData:
+    """A dataset as read from its files, before features: image features or
+    raw images (an :class:`ImageSource`), text features or raw texts, labels and
+    the split. :func:`prepare` turns it into a :class:`Dataset`."""
+
+    name: str
+    image: Union[np.ndarray, ImageSource]
+    text: Union[np.ndarray, Tuple[str, ...]]
+    labels: np.ndarray
+    split: Split
+    description: str = ""
+    image_names: Optional[Tuple[str, ...]] = None
+    class_names: Optional[Tuple[str, ...]] = None
+
+    @property
+    def raw_images(self) -> bool:
+        return isinstance(self.image, ImageSource)
+
+    @property
+    def raw_texts(self) -> bool:
+        return isinstance(self.text, tuple)
+
+
+def protocol_sizes(name: str, method: Optional[str] = None, protocol: str = "dcmh") -> Tuple[int, int]:
+    """(queries, training items) of dataset ``name`` under ``protocol``.
+
+    ``"dcmh"``: the field's common split (:data:`PROTOCOLS`), the same for every
+    method, so that one table compares methods on one split. ``"paper"``: the
+    method's own paper or released code where it differs
+    (:data:`PAPER_PROTOCOLS`; docs/methods.md has the table).
+    """
+    if protocol not in ("dcmh", "paper"):
+        raise ValueError(f"protocol: expected 'dcmh' or 'paper', got {protocol!r}")
+    nq, nt = PROTOCOLS.get(name, PROTOCOLS["mirflickr"])
+    if protocol == "paper" and method in PAPER_PROTOCOLS:
+        own = PAPER_PROTOCOLS[method]
+        nq, nt = own.get("query", nq), own.get("train", nt)
+    return nq, nt
+
+
+#: Where a paper's protocol differs from DCMH's (queries, training items):
+#: DCGH's released code draws 5,000 queries and 10,000 training items [code];
+#: the unsupervised papers (DBRC, UCHM) train on 5,000 pairs and report MAP@50
+#: [third-party tables, ANCHORS.md].
+PAPER_PROTOCOLS: Dict[str, Dict[str, int]] = {
+    "dcgh": {"query": 5000, "train": 10000},
+    "dbrc": {"train": 5000},
+    "uchm": {"train": 5000},
+}
+
+
+def _seeded_split(n: int, name: str, seed: int, n_query: Optional[int], n_train: Optional[int]) -> Split:
+    dq, dt = PROTOCOLS.get(name, PROTOCOLS["mirflickr"])
+    nq = dq if n_query is None else n_query
+    nt = min(dt, n - nq) if n_train is None else n_train
+    return protocol_split(n, nq, nt, seed)
+
+
+def load_raw(
     name: str,
     path: Optional[PathLike] = None,
     *,
     seed: int = 0,
     n_query: Optional[int] = None,
     n_train: Optional[int] = None,
-    centre: bool = True,
     synthetic: Optional[Mapping[str, Any]] = None,
-) -> Dataset:
-    """Load a dataset by its command-line name (:data:`DATASETS`).
+    strict: bool = False,
+    text_data: Optional[PathLike] = None,
+) -> RawData:
+    """Read a dataset by its command-line name (:data:`DATASETS`), before features.
 
-    ``seed`` draws the split (and the synthetic data); ``centre`` centres both
-    modalities on the training means (the default for every dataset).
+    ``folder`` reads the Wiki archive layout (:func:`trainer.folder.load_folder`:
+    raw images and texts; ``strict`` makes a missing or unreadable item an error
+    instead of a warning). ``text_data`` replaces the text modality by the raw
+    texts of a folder in that layout, row for row (Wiki's raw archive beside
+    ``wikiData.mat``). The split of ``mirflickr`` / ``nuswide`` / ``coco`` /
+    ``npz`` / ``synthetic`` is drawn with ``seed``; ``n_query`` / ``n_train``
+    override the protocol's sizes.
     """
     if name not in DATASETS:
         raise ValueError(f"dataset: expected one of {list(DATASETS)}, got {name!r}")
+    image_names: Optional[Tuple[str, ...]] = None
     if name == "synthetic":
         if path is not None:
             raise ValueError("dataset 'synthetic' is generated, not read: drop --data")
@@ -586,15 +662,133 @@ def load_dataset(
         if n_train is not None:
             opts["n_train"] = n_train
         ds = make_synthetic(seed, **opts)
+        raw = RawData(ds.name, ds.image, ds.text, ds.labels, ds.split, ds.description)
+    elif path is None:
+        raise ValueError(f"dataset {name!r} needs a path: pass --data PATH")
+    elif name == "npz":
+        ds = load_npz(path, seed=seed, n_query=n_query, n_train=n_train)
+        raw = RawData(ds.name, ds.image, ds.text, ds.labels, ds.split, ds.description)
+    elif name == "wiki":
+        if n_query is not None or n_train is not None:
+            log.warning("wiki has a fixed split; --n-query / --n-train are ignored")
+        ds = load_wiki(path)
+        raw = RawData(ds.name, ds.image, ds.text, ds.labels, ds.split, ds.description)
+    elif name == "folder":
+        from .folder import load_folder
+
+        if n_query is not None or n_train is not None:
+            log.warning("a folder set has its split in its lists; --n-query / --n-train are ignored")
+        fd = load_folder(path, strict=strict)
+        image_names = tuple(fd.images.paths)
+        raw = RawData(f"folder:{Path(path).name}", fd.images, tuple(fd.texts), fd.labels, fd.split, str(path),
+                      image_names, tuple(fd.class_names))
     else:
-        if path is None:
-            raise ValueError(f"dataset {name!r} needs a path: pass --data PATH")
-        if name == "npz":
-            ds = load_npz(path, seed=seed, n_query=n_query, n_train=n_train)
-        elif name == "wiki":
-            if n_query is not None or n_train is not None:
-                log.warning("wiki has a fixed split; --n-query / --n-train are ignored")
-            ds = load_wiki(path)
-        else:
-            ds = load_mat_triplet(path, name=name, seed=seed, n_query=n_query, n_train=n_train)
+        image, text, labels, desc = _mat_triplet(path, name)
+        n = len(image) if isinstance(image, ImageSource) else image.shape[0]
+        raw = RawData(name, image, text, labels, _seeded_split(n, name, seed, n_query, n_train), desc)
+    if text_data is not None:
+        raw = _with_texts(raw, text_data, strict)
+    raw.split.check(raw.labels.shape[0])
+    return raw
+
+
+def _with_texts(raw: RawData, root: PathLike, strict: bool) -> RawData:
+    """``raw`` with its texts replaced by a Wiki-layout folder's, which must list the same items."""
+    from .folder import load_folder_texts
+
+    ft = load_folder_texts(root, strict=strict)
+    if ft.skipped:
+        raise DataError(f"{root}: {len(ft.skipped)} listed texts are missing or unreadable, so its rows no longer "
+                        f"pair with {raw.name}'s; first: {ft.skipped[0]}")
+    if ft.n != raw.labels.shape[0] or not np.array_equal(ft.labels, raw.labels):
+        raise DataError(f"{root}: expected the items of {raw.name} row for row ({raw.labels.shape[0]} rows with the "
+                        f"same labels), got {ft.n} rows" + (" with other labels" if ft.n == raw.labels.shape[0] else ""))
+    return dataclasses.replace(raw, text=tuple(ft.texts), description=f"{raw.description}; texts from {root}")
+
+
+def prepare(
+    raw: RawData,
+    *,
+    backbone: Any = None,
+    text_features: str = "tfidf",
+    text_analyzer: str = "word",
+    text_vocab: Optional[int] = None,
+    device: Any = "cpu",
+    workers: int = 0,
+    progress: bool = False,
+    centre: bool = True,
+) -> Dataset:
+    """Features of a :class:`RawData`: the :class:`Dataset` the methods train on.
+
+    - Raw images go through ``backbone`` (a :class:`trainer.backbones.Backbone`)
+      once, frozen, in batches (``workers`` decoding processes); the dataset
+      keeps the images and the backbone, for end-to-end training and for the
+      encoder. Image features are used as they are, and a backbone beside them
+      is an error.
+    - Raw texts get a vocabulary (:class:`trainer.text.TextVectorizer`:
+      ``text_features`` "tfidf" or "bow", ``text_analyzer`` "word" or "char",
+      ``text_vocab`` terms at most) fitted on the **training items only**; the
+      dataset keeps the texts and the fitted vocabulary.
+    - ``centre`` centres both modalities on the training items' means.
+    """
+    images: Optional[ImageSource] = None
+    if raw.raw_images:
+        if backbone is None:
+            raise DataError(
+                f"{raw.name}: the images are raw pixels ({len(raw.image)} images), which need an image backbone: "  # type: ignore[arg-type]
+                "pass --image-backbone cnnf|resnet18|resnet50|vgg16|vit_b_32 (with --backbone-weights FILE for "
+                "pretrained weights), or extract features once with `python -m trainer features`"
+            )
+        from .pixels import extract_features
+
+        images = raw.image  # type: ignore[assignment]
+        image = extract_features(backbone, images, device=device, workers=workers, progress=progress)  # type: ignore[arg-type]
+    else:
+        if backbone is not None:
+            raise DataError(f"{raw.name}: the dataset holds image features, not images, so an image backbone has "
+                            "nothing to read: drop --image-backbone (or pass --image-backbone features)")
+        image = raw.image  # type: ignore[assignment]
+    texts: Optional[Tuple[str, ...]] = None
+    vectorizer: Optional[Dict[str, Any]] = None
+    if raw.raw_texts:
+        from .text import TextVectorizer
+
+        texts = raw.text  # type: ignore[assignment]
+        vec = TextVectorizer(kind=text_features, analyzer=text_analyzer, max_features=text_vocab)
+        vec.fit([texts[i] for i in raw.split.train])  # type: ignore[index]
+        text = vec.transform(texts)  # type: ignore[arg-type]
+        vectorizer = vec.state()
+        log.info("%s: text vocabulary of %d %s terms (%s) fitted on the %d training texts", raw.name, vec.dim,
+                 text_analyzer, text_features, raw.split.train.size)
+    else:
+        text = raw.text  # type: ignore[assignment]
+    ds = Dataset(name=raw.name, image=as_features(image, f"{raw.name}: image"),
+                 text=as_features(text, f"{raw.name}: text"), labels=raw.labels, split=raw.split,
+                 description=raw.description, images=images, image_names=raw.image_names, texts=texts,
+                 class_names=raw.class_names,
+                 vectorizer=vectorizer, backbone=backbone if images is not None else None)
     return ds.centre() if centre else ds
+
+
+def load_dataset(
+    name: str,
+    path: Optional[PathLike] = None,
+    *,
+    seed: int = 0,
+    n_query: Optional[int] = None,
+    n_train: Optional[int] = None,
+    centre: bool = True,
+    synthetic: Optional[Mapping[str, Any]] = None,
+    **options: Any,
+) -> Dataset:
+    """Load a dataset by its command-line name (:data:`DATASETS`): :func:`load_raw`
+    then :func:`prepare` (``options``: ``strict``, ``text_data`` for the former,
+    ``backbone``, ``text_*``, ``device``, ``workers``, ``progress`` for the latter).
+
+    ``seed`` draws the split (and the synthetic data); ``centre`` centres both
+    modalities on the training means (the default for every dataset).
+    """
+    raw_keys = {"strict", "text_data"}
+    raw = load_raw(name, path, seed=seed, n_query=n_query, n_train=n_train, synthetic=synthetic,
+                   **{k: v for k, v in options.items() if k in raw_keys})
+    return prepare(raw, centre=centre, **{k: v for k, v in options.items() if k not in raw_keys})

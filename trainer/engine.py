@@ -571,33 +571,8 @@ def _restore(m: HashMethod, state: Dict[str, Any]) -> None:
     m.networks.load_state_dict(state["networks"])
 
 
-# --------------------------------------------------------------------------- codes
-
-
-def encode_dataset(m: HashMethod, dataset: Dataset, stats: Optional[Dict[str, int]] = None) -> Dict[str, np.ndarray]:
-    """Packed codes of the query and database items, both modalities, and their labels.
-
-    Returns the ``codes_{bits}.npz`` arrays: ``query_image``, ``query_text``,
-    ``db_image``, ``db_text`` (uint64, ``(n, ceil(bits/64))``) and
-    ``query_labels``, ``db_labels`` ({0,1} uint8). Where ``stats`` is a dict,
-    ``stats["zero_outputs"]`` counts the outputs that were exactly 0 (each
-    became bit 1; METHODS pitfall 1).
-    """
-    out: Dict[str, np.ndarray] = {}
-    zeros = 0
-    for part, rows in (("query", dataset.split.query), ("db", dataset.split.database)):
-        for modality, x in (("image", dataset.image), ("text", dataset.text)):
-            real = m.outputs(modality, torch.from_numpy(x[rows]))
-            zeros += int((real == 0).sum())
-            out[f"{part}_{modality}"] = pack_outputs(real)
-        out[f"{part}_labels"] = np.ascontiguousarray(dataset.labels[rows], dtype=np.uint8)
-    if stats is not None:
-        stats["zero_outputs"] = zeros
-    return out
-
-
 __all__ = [
     "FitResult", "HashMethod", "Phase", "TrainSet", "carve_validation",
-    "encode_dataset", "fit", "pack_outputs", "resolve_device", "seed_everything", "settings",
+    "fit", "pack_outputs", "resolve_device", "seed_everything", "settings",
     "sign_bits",
 ]
