@@ -544,7 +544,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             kind = "supervised" if cls.supervised else "unsupervised"
             print(f"{name:10s} {cls.title} ({kind}; presets: {', '.join(cls.presets) or 'none'})")
         return 0
-    handlers = _setup_logging(getattr(args, "out", None), args.quiet)
+    log_dir = None if args.command == "features" else getattr(args, "out", None)  # features: --out is a file
+    handlers = _setup_logging(log_dir, args.quiet)
     try:
         return _dispatch(parser, args)
     except (ValueError, FileNotFoundError, FloatingPointError) as exc:
