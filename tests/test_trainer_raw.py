@@ -276,3 +276,53 @@ def test_wiki_with_raw_texts_replaces_the_lda_topics():
     # The vocabulary is fitted on the training texts only: every term occurs in one of them.
     train_text = " ".join(ds.texts[i] for i in ds.split.train).lower()
     assert all(term in train_text for term in ds.vectorizer["vocabulary"][:200])
+
+
+def _pixel_dataset(n=48, size=24, seed=0):
+    """A Dataset of raw images (ArrayImages) with a resnet18's frozen features, as prepare() builds it."""
+    from trainer.backbones import build_backbone
+    from trainer.images import ArrayImages
+
+    rng = np.random.default_rng(seed)
+    labels = np.eye(3, dtype=np.uint8)[np.arange(n) % 3]
+    images = ArrayImages(_class_images(labels, size, rng))
+    text = (rng.random((n, 6)) < 0.3).astype(np.float32)
+    split = D.protocol_split(n, 8, 40, seed)
+    raw = D.RawData("pixels", images, text, labels, split)
+    backbone = build_backbone("resnet18", image_size=32, generator=torch.Generator().manual_seed(seed))
+    return D.prepare(raw, backbone=backbone)
+
+
+def test_backbone_gets_its_own_param_groups_at_its_learning_rate_scale():
+    import copy
+
+    from trainer import engine
+
+    ds = _pixel_dataset()
+    backbone = copy.deepcopy(ds.backbone)
+    fr = engine.fit("dcgh", ds, 16, epochs=1, config={"batch_size": 16, "lr": 0.01}, backbone=backbone,
+                    backbone_lr_scale=0.25, progress=False)
+    ids = {id(p) for p in backbone.parameters()}
+    groups = fr.method.net_opt.param_groups
+    mine = [g for g in groups if g.get("lr_scale") == 0.25]
+    assert len(mine) == 1 and {id(p) for p in mine[0]["params"]} == ids
+    others = [g for g in groups if g is not mine[0]]
+    assert others and all(id(p) not in ids for g in others for p in g["params"])
+    # The warm-up cosine sets every group's rate; the backbone's stays a quarter of the heads'.
+    assert mine[0]["lr"] == pytest.approx(0.25 * others[0]["lr"])
+
+
+def test_end_to_end_codes_do_not_depend_on_the_decoding_workers():
+    import copy
+
+    from trainer import engine
+    from trainer.encoder import encode_dataset
+
+    ds = _pixel_dataset()
+    codes = []
+    for workers in (0, 2):
+        fr = engine.fit("bi_ncmh", ds, 16, epochs=1, config={"batch_size": 16}, backbone=copy.deepcopy(ds.backbone),
+                        workers=workers, progress=False)
+        codes.append(encode_dataset(fr.method, ds, workers=workers))
+    for key in ("query_image", "db_image", "query_text"):
+        np.testing.assert_array_equal(codes[0][key], codes[1][key])

@@ -401,6 +401,8 @@ def _add_data(p: argparse.ArgumentParser, *, need_dataset: bool) -> None:
                    help="raw texts: word tokens, or character 1-2-grams (languages without spaces)")
     p.add_argument("--text-vocab", type=int, default=10000,
                    help="raw texts: keep the N most frequent terms (default 10000; 0: all)")
+    p.add_argument("--text-stopwords", type=Path, default=None,
+                   help="raw texts: a file of words to drop, one a line (e.g. ../shared/data/wiki/raw/stopwords.txt)")
     p.add_argument("--text-data", type=Path, default=None,
                    help="raw texts in the Wiki archive layout replacing the dataset's text, row for row "
                         "(e.g. ../shared/data/wiki/raw with --dataset wiki)")
@@ -510,7 +512,7 @@ def _load(args: argparse.Namespace, method: Optional[str] = None) -> Any:
     elif args.backbone_weights is not None:
         raise ValueError("--backbone-weights needs --image-backbone (cnnf, resnet18, ...)")
     ds = prepare(raw, backbone=backbone, text_features=args.text_features, text_analyzer=args.text_analyzer,
-                 text_vocab=args.text_vocab or None, device=device, workers=args.workers, progress=not args.quiet,
+                 text_vocab=args.text_vocab or None, text_stopwords=args.text_stopwords, device=device, workers=args.workers, progress=not args.quiet,
                  centre=args.command != "features")
     log.info("%s", ds.summary())
     return ds

@@ -713,6 +713,7 @@ def prepare(
     text_features: str = "tfidf",
     text_analyzer: str = "word",
     text_vocab: Optional[int] = None,
+    text_stopwords: Optional[PathLike] = None,
     device: Any = "cpu",
     workers: int = 0,
     progress: bool = False,
@@ -727,7 +728,8 @@ def prepare(
       is an error.
     - Raw texts get a vocabulary (:class:`trainer.text.TextVectorizer`:
       ``text_features`` "tfidf" or "bow", ``text_analyzer`` "word" or "char",
-      ``text_vocab`` terms at most) fitted on the **training items only**; the
+      ``text_vocab`` terms at most, the words of the file ``text_stopwords``
+      left out) fitted on the **training items only**; the
       dataset keeps the texts and the fitted vocabulary.
     - ``centre`` centres both modalities on the training items' means.
     """
@@ -751,10 +753,11 @@ def prepare(
     texts: Optional[Tuple[str, ...]] = None
     vectorizer: Optional[Dict[str, Any]] = None
     if raw.raw_texts:
-        from .text import TextVectorizer
+        from .text import TextVectorizer, read_stopwords
 
         texts = raw.text  # type: ignore[assignment]
-        vec = TextVectorizer(kind=text_features, analyzer=text_analyzer, max_features=text_vocab)
+        stop = read_stopwords(text_stopwords) if text_stopwords is not None else None
+        vec = TextVectorizer(kind=text_features, analyzer=text_analyzer, max_features=text_vocab, stop_words=stop)
         vec.fit([texts[i] for i in raw.split.train])  # type: ignore[index]
         text = vec.transform(texts)  # type: ignore[arg-type]
         vectorizer = vec.state()

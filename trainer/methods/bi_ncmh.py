@@ -247,6 +247,8 @@ class BiNCMH(HashMethod):
     Config = BiNCMHConfig
     supervised = True
     default_epochs = 100  # [inferred]: unpublished
+    #: the backbone trains at the heads' rate, as in DCMH [inferred]
+    backbone_lr_scale = 1.0
     #: [project] Chosen by validation MAP alone (the mean of I->T and T->I of
     #: the engine's 10% carve of the training items against the rest; never
     #: the test queries), seed 0, at 16 / 64 bits:

@@ -262,6 +262,8 @@ class DBRC(HashMethod):
     Config = DBRCConfig
     supervised = False
     default_epochs = 50  # [inferred]: unpublished
+    #: the backbone trains at the networks' rate [project]: the paper's is not known
+    backbone_lr_scale = 1.0
     #: [project] Unsupervised, so no validation MAP chooses anything here.
     #: "synthetic" (the embedded set, where the settings were tried): the
     #: defaults for 8 epochs, which train the four code lengths in about 20 s

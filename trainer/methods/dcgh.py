@@ -333,6 +333,8 @@ class DCGH(HashMethod):
     Config = DCGHConfig
     supervised = True
     default_epochs = 100  # [code]
+    #: CLIP trains at 1e-5 against the heads' 1e-3, on the same warm-up cosine [code]
+    backbone_lr_scale = 0.01
     #: [project] Chosen by the validation MAP on the carve of the training
     #: items (the engine's, 10%; never the test queries), at 16 and 64 bits,
     #: over lr in {1e-3, 3e-3, 1e-2}, epochs in {10, 15, 20, 30} (synthetic)

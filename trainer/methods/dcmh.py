@@ -152,6 +152,8 @@ class DCMH(HashMethod):
     Config = DCMHConfig
     supervised = True
     default_epochs = 500  # [paper][code]
+    #: CNN-F trains end to end with the same SGD and schedule as the rest [paper][code]
+    backbone_lr_scale = 1.0
     #: [project] The code's learning rate (10^-1.5) needs its 500 epochs; the
     #: embedded default must train in seconds, so it starts at 1.0 (stable
     #: there: see docs/trainer.md). Wiki's L1-normalised histograms and topic

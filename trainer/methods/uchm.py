@@ -392,6 +392,8 @@ class UCHM(HashMethod):
     Config = UCHMConfig
     supervised = False
     default_epochs = 100  # [inferred]
+    #: the first author's related code trains VGG-16 at 0.05 times the hashing layers' rate [code, related repo]
+    backbone_lr_scale = 0.05
     #: [project] The defaults (4096 hidden units, SGD at 0.002) need many
     #: epochs; the presets train in CPU seconds. Chosen without any test query
     #: of a real set: "synthetic" by MAP on the generated set at 16 and 64 bits
