@@ -364,7 +364,8 @@ def make_synthetic(seed: int = 0, spec: Optional[SyntheticSpec] = None, **option
 # --------------------------------------------------------------------------- files
 
 
-def _require_file(path: PathLike, what: str) -> Path:
+def require_file(path: PathLike, what: str) -> Path:
+    """``path`` as a Path, or FileNotFoundError / DataError saying it is missing or a directory."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{what}: no such file: {p}")
@@ -378,7 +379,7 @@ def read_mat(path: PathLike, names: Optional[Sequence[str]] = None) -> Dict[str,
     in MATLAB's axis order either way (:mod:`trainer.matfile`); ``names``: only these."""
     from .matfile import open_mat
 
-    with open_mat(_require_file(path, ".mat file")) as f:
+    with open_mat(require_file(path, ".mat file")) as f:
         return {k: f.array(k) for k in (f.names if names is None else names) if k in f.names}
 
 
@@ -405,7 +406,7 @@ def load_npz(
     queries (default min(2000, n // 10)) and ``n_train`` training items from the
     database (default min(10000, the database)).
     """
-    p = _require_file(path, ".npz file")
+    p = require_file(path, ".npz file")
     try:
         with np.load(p, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -535,7 +536,7 @@ def load_wiki(path: PathLike) -> Dataset:
     items are the queries; the training items are both the database and the
     training set.
     """
-    p = _require_file(path, "wiki .mat file")
+    p = require_file(path, "wiki .mat file")
     v = read_mat(p)
     parts = {k: _get(v, k, p) for k in ("I_tr", "T_tr", "L_tr", "I_te", "T_te", "L_te")}
     img_tr = as_features(parts["I_tr"], f"{p}: I_tr")

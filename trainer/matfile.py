@@ -41,7 +41,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from trainer.data import DataError
+from trainer.data import DataError, require_file
 from trainer.images import ArrayImages, ImageSource
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -78,15 +78,6 @@ _IMAGE_LAYOUT = "an H x W x 3 x N uint8 RGB image array (MATLAB order; h5py show
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _require_file(path: PathLike) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f".mat file: no such file: {p}")
-    if not p.is_file():
-        raise DataError(f".mat file: expected a file, got a directory: {p}")
-    return p
 
 
 def _import_h5py(path: Path) -> Any:
@@ -145,7 +136,7 @@ def is_v73(path: PathLike) -> bool:
     DataError
         ``path`` is a directory.
     """
-    p = _require_file(path)
+    p = require_file(path, ".mat file")
     with open(p, "rb") as fh:
         head = fh.read(_MATLAB_USERBLOCK + len(_HDF5_SIGNATURE))
     sig = len(_HDF5_SIGNATURE)
@@ -167,7 +158,7 @@ def open_mat(path: PathLike) -> "MatFile":
     ImportError
         A v7.3 file and no h5py.
     """
-    p = _require_file(path)
+    p = require_file(path, ".mat file")
     if is_v73(p):
         return _MatV73(p)
     return _MatV7(p)
