@@ -95,6 +95,13 @@ def test_v73_and_v7_releases_give_bit_identical_codes(tmp_path):
     for key in ("query_image", "query_text", "db_image", "db_text", "query_labels"):
         np.testing.assert_array_equal(a[key], b[key])
     assert a["query_image"].shape == (10, 1)
+    # The release's query rows, read from the MATLAB array, encode to the run's query codes.
+    items = json.loads((tmp_path / "a" / "query_items.json").read_text())
+    assert items["texts"] is None and items["images"][0] == f"FLICKR-25K.mat:IAll[{items['rows'][0]}]"
+    pixels = np.ascontiguousarray(variables["IAll"][:, :, :, items["rows"]].transpose(3, 0, 1, 2))
+    enc = load_encoder(tmp_path / "a" / "encoder_16.pt")
+    np.testing.assert_array_equal(enc.encode_image(pixels), a["query_image"])
+    np.testing.assert_array_equal(enc.encode_text(variables["YAll"][items["rows"]]), a["query_text"])
 
 
 def test_v73_release_in_three_files_reads_images_lazily(tmp_path):

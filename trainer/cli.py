@@ -345,15 +345,22 @@ def _inputs(dataset: Any, finetune: bool, cls: Any, backbone_lr_scale: Optional[
 
 def _write_items(out_dir: Path, dataset: Any) -> List[str]:
     """``query_items.json`` and ``database_items.json`` for datasets of raw items:
-    the image paths and texts in query (database) order, and the class names of
-    each row where the files name them; ids of the index files are database rows."""
-    if dataset.image_names is None and dataset.texts is None:
+    the image paths (or ``file.mat:IAll[i]`` for a release's rows) and texts in
+    query (database) order, the dataset rows, and the class names of each row
+    where the files name them; ids of the index files are database rows."""
+    if dataset.images is None and dataset.texts is None:
         return []
     written = []
     for part, rows in (("query", dataset.split.query), ("database", dataset.split.database)):
+        images = None
+        if dataset.image_names is not None:  # files a user can open again
+            images = [dataset.image_names[i] for i in rows]
+        elif dataset.images is not None:  # rows of a .mat release's IAll: "file.mat:IAll[i]"
+            images = [dataset.images.describe(int(i)) for i in rows]
         items: Dict[str, Any] = {
-            "images": None if dataset.image_names is None else [dataset.image_names[i] for i in rows],
+            "images": images,
             "texts": None if dataset.texts is None else [dataset.texts[i] for i in rows],
+            "rows": [int(i) for i in rows],
         }
         if dataset.class_names is not None:
             names = dataset.class_names
