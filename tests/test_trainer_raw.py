@@ -333,3 +333,14 @@ def test_end_to_end_codes_do_not_depend_on_the_decoding_workers():
         codes.append(encode_dataset(fr.method, ds, workers=workers))
     for key in ("query_image", "db_image", "query_text"):
         np.testing.assert_array_equal(codes[0][key], codes[1][key])
+
+
+def test_preset_of_another_data_set(tmp_path):
+    from trainer.methods.dcgh import DCGH
+
+    _train(["train", "--method", "dcgh", "--dataset", "synthetic", "--synthetic", "n=300", "--synthetic",
+            "n_query=30", "--synthetic", "n_train=100", "--bits", "16", "--epochs", "1", "--preset", "wiki",
+            "--out", str(tmp_path)])
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["preset"] == "wiki"
+    assert res["config"]["lr"] == DCGH.presets["wiki"]["lr"] and res["config"]["input_norm"] == "standardize"

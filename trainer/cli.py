@@ -26,7 +26,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -239,7 +239,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def run_method(method: str, dataset: Any, bits_list: Sequence[int], out_dir: Path, *,
                config: Optional[Mapping[str, Any]] = None, epochs: Optional[int] = None, seed: int = 0,
-               device: str = "cpu", preset: bool = True, val_fraction: float = 0.1, progress: bool = True,
+               device: str = "cpu", preset: Union[bool, str] = True, val_fraction: float = 0.1, progress: bool = True,
                checkpoints: bool = True, plots: bool = True, finetune: bool = False,
                backbone_lr_scale: Optional[float] = None, workers: int = 0) -> Dict[str, Any]:
     """Train ``method`` at each code length, export and score; returns the results.json object.
@@ -260,7 +260,11 @@ def run_method(method: str, dataset: Any, bits_list: Sequence[int], out_dir: Pat
         raise ValueError("--finetune trains an image backbone end to end: pass --image-backbone (the dataset must "
                          "hold raw images: --dataset folder, or a .mat release with raw IAll)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg, n_epochs = engine.settings(cls, dataset.name, config, epochs, preset)
+    # preset: True applies the method's preset for this dataset's name, a string another data set's
+    preset_name = preset if isinstance(preset, str) else dataset.name
+    if isinstance(preset, str) and preset not in cls.presets:
+        log.warning("%s has no preset %r (it has %s): its defaults are used", method, preset, sorted(cls.presets))
+    cfg, n_epochs = engine.settings(cls, preset_name, config, epochs, bool(preset))
     results: List[Dict[str, Any]] = []
     files: List[str] = []
     for bits in bits_list:
@@ -298,7 +302,7 @@ def run_method(method: str, dataset: Any, bits_list: Sequence[int], out_dir: Pat
         "device": str(device),
         "config": config_dict(cfg),
         "epochs": n_epochs,
-        "preset": bool(preset and dataset.name in cls.presets),
+        "preset": preset_name if preset and preset_name in cls.presets else None,
         "inputs": _inputs(dataset, finetune, cls, backbone_lr_scale),
         "split": {"query": int(split.query.size), "database": int(split.database.size),
                   "train": int(split.train.size), "val_fraction": val_fraction},
@@ -437,6 +441,9 @@ def _add_common(p: argparse.ArgumentParser, *, need_dataset: bool) -> None:
     p.add_argument("--val-fraction", type=float, default=0.1,
                    help="share of the training items held out to choose the epoch (default 0.1; 0: last epoch)")
     p.add_argument("--no-preset", action="store_true", help="ignore the method's per-dataset preset")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help="use the methods' presets of another data set (e.g. wiki for a Wiki-layout folder); "
+                        "default: the dataset's own")
     p.add_argument("--no-checkpoints", action="store_true", help="do not write checkpoint_*.pt")
     p.add_argument("--no-plots", action="store_true", help="do not draw the PNG curves")
 
@@ -581,7 +588,8 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     bits = args.bits or list(DEFAULT_BITS)
-    common = dict(epochs=args.epochs, seed=args.seed, device=args.device, preset=not args.no_preset,
+    preset: Union[bool, str] = False if args.no_preset else (args.preset or True)
+    common = dict(epochs=args.epochs, seed=args.seed, device=args.device, preset=preset,
                   val_fraction=args.val_fraction, progress=not args.quiet, checkpoints=not args.no_checkpoints,
                   plots=not args.no_plots, finetune=args.finetune, backbone_lr_scale=args.backbone_lr_scale,
                   workers=args.workers)
