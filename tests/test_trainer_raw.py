@@ -344,3 +344,19 @@ def test_preset_of_another_data_set(tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["preset"] == "wiki"
     assert res["config"]["lr"] == DCGH.presets["wiki"]["lr"] and res["config"]["input_norm"] == "standardize"
+
+
+def test_reproduce_keeps_the_other_methods_when_one_diverges(tmp_path, monkeypatch):
+    real = cli.run_method
+
+    def run(method, *a, **kw):
+        if method == "dcmh":
+            raise FloatingPointError("image: the loss is inf; lower the learning rate")
+        return real(method, *a, **kw)
+
+    monkeypatch.setattr(cli, "run_method", run)
+    rc = cli.main(["reproduce", "--methods", "dcmh", "cca_itq", "--synthetic", "n=300", "--synthetic", "n_query=30",
+                   "--synthetic", "n_train=100", "--bits", "16", "--out", str(tmp_path), "--quiet", "--no-plots"])
+    assert rc == 1
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert [r["method"] for r in res["methods"]] == ["cca_itq"] and "loss is inf" in res["failed"]["dcmh"]
