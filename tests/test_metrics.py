@@ -465,12 +465,26 @@ def test_chunking_does_not_change_results():
         np.testing.assert_allclose(r, er, rtol=0, atol=1e-12)
 
 
-def test_default_chunk_bounds_pairs():
-    # A database of 2**20 rows leaves 2 queries per chunk; the default never
-    # falls below one query per chunk.
-    assert hm._check_chunk_size(None, 1 << 20) == hm.PAIRS_PER_CHUNK >> 20
-    assert hm._check_chunk_size(None, 10 * hm.PAIRS_PER_CHUNK) == 1
-    assert hm._check_chunk_size(None, 18015) * 18015 <= hm.PAIRS_PER_CHUNK
+def test_memory_does_not_grow_with_pairs():
+    # 400 queries x 50,000 items = 2e7 pairs: any (queries x database)
+    # array would take 20 MB at one byte a pair. What Python allocates stays
+    # within the inputs' size (labels as bit sets, per-query results), and
+    # the native core keeps a few counters per distance per thread.
+    import tracemalloc
+
+    rng = np.random.default_rng(16)
+    q = rng.integers(0, 2**63, size=(400, 1), dtype=np.uint64)
+    db = rng.integers(0, 2**63, size=(50_000, 1), dtype=np.uint64)
+    ql = (rng.random((400, 5)) < 0.3).astype(np.uint8)
+    dl = (rng.random((50_000, 5)) < 0.3).astype(np.uint8)
+    hm.evaluate(q, db, ql, dl, map_at=(None, 10), ks=[5], pr=True)  # compiled, pools started
+    tracemalloc.start()
+    try:
+        hm.evaluate(q, db, ql, dl, map_at=(None, 10), ks=[5], pr=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, peak
 
 
 def test_wide_codes_against_oracle():
