@@ -58,7 +58,10 @@ void check_arguments(const uint64_t* q, size_t nq, const uint64_t* db, size_t n,
         throw std::invalid_argument("nbits: expected 1 <= nbits <= 2**20, got " + std::to_string(nbits));
     }
     if (n < 1) throw std::invalid_argument("db: expected at least one database code");
-    if (n >= (size_t{1} << 62) / 2) throw std::invalid_argument("db: too many codes");
+    // Ranks and counts share a 64-bit word in ranks(): 32 bits each.
+    if (n >= (size_t{1} << 32)) {
+        throw std::invalid_argument("db: expected fewer than 2**32 database codes, got " + std::to_string(n));
+    }
     const size_t w = static_cast<size_t>((nbits + 63) / 64);
     check_pad(q, nq, w, nbits, "q");
     check_pad(db, n, w, nbits, "db");
@@ -134,15 +137,94 @@ struct BitRow {  // the bit set of the query's relevant rows, from the block's f
     }
 };
 
+#if defined(_MSC_VER) && !defined(__clang__)
+#define HS_NOINLINE __declspec(noinline)
+#else
+#define HS_NOINLINE __attribute__((noinline))
+#endif
+
+// The hot loops, each its own function: inlined into the passes they ran
+// short of registers (every pointer reloaded from the stack per row).
+
+// Histogram of one block: h[copy * stride + 2 d + relevant] += 1, the copy
+// cycling by row.
+template <class Rel>
+HS_NOINLINE void count_block(const int32_t* dist, size_t len, Rel rel, int64_t* h, size_t stride) {
+    size_t i = 0;
+    for (; i + kCopies <= len; i += kCopies) {
+        for (size_t c = 0; c < kCopies; ++c) ++h[c * stride + 2 * static_cast<size_t>(dist[i + c]) + rel(i + c)];
+    }
+    for (; i < len; ++i) ++h[2 * static_cast<size_t>(dist[i]) + rel(i)];
+}
+
+// Places every row of a block: cursor[d] += 1 (rank, low half) and the
+// relevance (count of relevant items, high half); the cursors of the
+// relevant rows packed into out. Returns how many.
+template <class Rel>
+HS_NOINLINE size_t place_block(const int32_t* dist, size_t len, Rel rel, uint64_t* cursor, uint64_t* out) {
+    size_t c = 0;
+    for (size_t i = 0; i < len; ++i) {
+        const uint64_t r = rel(i);
+        const uint64_t v = cursor[dist[i]] + (1 + (r << 32));
+        cursor[dist[i]] = v;
+        out[c] = v;
+        c += r;
+    }
+    return c;
+}
+
+// As place_block over the rows rows[0..m) of the block only; adds to
+// *placed the rows placed at ranks <= deepest.
+template <class Rel>
+HS_NOINLINE size_t place_rows(const int32_t* dist, const uint32_t* rows, size_t m, Rel rel, uint64_t* cursor,
+                              uint64_t* out, int64_t deepest, int64_t* placed) {
+    size_t c = 0;
+    int64_t count = 0;
+    for (size_t t = 0; t < m; ++t) {
+        const size_t i = rows[t];
+        const uint64_t r = rel(i);
+        const uint64_t v = cursor[dist[i]] + (1 + (r << 32));
+        cursor[dist[i]] = v;
+        count += static_cast<int64_t>(v & 0xffffffffu) <= deepest;
+        out[c] = v;
+        c += r;
+    }
+    *placed += count;
+    return c;
+}
+
+// The precision (relevant count / rank) of each placed cursor, summed into
+// four partial sums (entry t to sum t % 4, a tail past the last multiple of
+// four to the first): the Numba twin sums in exactly this order.
+HS_NOINLINE void sum_precisions(const uint64_t* placed, size_t c, const double* inverse, double* sum) {
+    double s0 = sum[0], s1 = sum[1], s2 = sum[2], s3 = sum[3];
+    const auto p = [&](size_t t) {
+        const uint64_t v = placed[t];
+        return static_cast<double>(static_cast<int64_t>(v >> 32)) * inverse[v & 0xffffffffu];
+    };
+    size_t t = 0;
+    for (; t + 4 <= c; t += 4) {
+        s0 += p(t);
+        s1 += p(t + 1);
+        s2 += p(t + 2);
+        s3 += p(t + 3);
+    }
+    for (; t < c; ++t) s0 += p(t);
+    sum[0] = s0;
+    sum[1] = s1;
+    sum[2] = s2;
+    sum[3] = s3;
+}
+
 /// One thread's buffers and the passes over the database for one query.
 class Scorer {
    public:
     Scorer(const uint64_t* db, size_t n, int64_t nbits, const Relevance& rel, const MetricsRequest& req,
            const double* inverse)
         : db_(db), n_(n), w_(static_cast<size_t>((nbits + 63) / 64)), nb_(static_cast<size_t>(nbits) + 1),
-          rel_(rel), req_(req), inverse_(inverse), dist_(kBlockRows), row_(kBlockRows), rank_(kBlockRows), nth_(kBlockRows), prec_(kBlockRows),
+          rel_(rel), req_(req), inverse_(inverse), dist_(kBlockRows), row_(kBlockRows), rank_(kBlockRows), prec_(kBlockRows),
           hist_(kCopies * 2 * nb_), count_(nb_), count_rel_(nb_), before_(nb_), before_rel_(nb_),
-          cursor_(nb_), ap_k_(req.map_ks.size()), n_k_(req.map_ks.size()) {
+          cursor_(nb_), placed_(kBlockRows), ap_k_(req.map_ks.size()), n_k_(req.map_ks.size()) {
         if (rel.kind == Relevance::Kind::lists) bits_.assign((n + 63) / 64, 0);
         // One slot past the depth collects every deeper rank, branch-free.
         if (req.depth > 0) hits.assign(static_cast<size_t>(req.depth) + 1, 0);
@@ -226,12 +308,7 @@ class Scorer {
         for (size_t b0 = 0; b0 < n_; b0 += kBlockRows) {
             const size_t len = std::min(kBlockRows, n_ - b0);
             K.distances(q, db_ + b0 * w_, len, w_, dist);
-            const auto rel = make(b0);
-            size_t i = 0;
-            for (; i + kCopies <= len; i += kCopies) {
-                for (size_t c = 0; c < kCopies; ++c) ++h[c * stride + 2 * static_cast<size_t>(dist[i + c]) + rel(i + c)];
-            }
-            for (; i < len; ++i) ++h[2 * static_cast<size_t>(dist[i]) + rel(i)];
+            count_block(dist, len, make(b0), h, stride);
         }
         int64_t before = 0, before_rel = 0;
         for (size_t b = 0; b < nb_; ++b) {
@@ -284,11 +361,12 @@ class Scorer {
     // Pass two, in row order: an item at distance d is the (seen + 1)-th of
     // its bucket, so its rank is N_{d-1} + seen + 1; a relevant one is the
     // (N^+_{d-1} + seen relevant + 1)-th relevant item and adds its precision
-    // (that count / its rank) in row order. A cursor per bucket holds both
-    // running values. Without MAP@all only the buckets up to the one holding
-    // rank deepest_ matter: the rows of a block in them are picked first, and
-    // the pass ends once every rank up to deepest_ is placed. Each step packs
-    // what the next needs in front of a buffer, without branches.
+    // (that count / its rank). A cursor per bucket holds both running values
+    // in one word (rank in the low half, count in the high half: one add per
+    // item). Without MAP@all only the buckets up to the one holding rank
+    // deepest_ matter: the rows of a block in them are picked first, and the
+    // pass ends once every rank up to deepest_ is placed. Each step packs what
+    // the next needs in front of a buffer, without branches.
     template <class Make>
     void ranks(const Kernels& K, const uint64_t* q, Make& make) {
         size_t last = nb_ - 1;
@@ -296,8 +374,10 @@ class Scorer {
             last = 0;
             while (before_[last] + count_[last] < deepest_) ++last;
         }
-        Cursor* cursor = cursor_.data();
-        for (size_t d = 0; d <= last; ++d) cursor[d] = Cursor{before_[d], before_rel_[d]};
+        uint64_t* cursor = cursor_.data();
+        for (size_t d = 0; d <= last; ++d) {
+            cursor[d] = static_cast<uint64_t>(before_[d]) | (static_cast<uint64_t>(before_rel_[d]) << 32);
+        }
         const bool every = last == nb_ - 1;
         const int32_t clamp = static_cast<int32_t>(last);
         const double* inverse = inverse_;
@@ -307,66 +387,52 @@ class Scorer {
         int64_t* hits_p = hits.data();
         double* ap_k = ap_k_.data();
         int64_t* n_k = n_k_.data();
-        int32_t* dist = dist_.data();
+        const int32_t* dist = dist_.data();
         uint32_t* row = row_.data();
+        uint64_t* placed_at = placed_.data();
         int64_t* rank_of = rank_.data();
-        int64_t* nth_of = nth_.data();
         double* prec = prec_.data();
-        double ap = 0.0;
+        double sum[4] = {0.0, 0.0, 0.0, 0.0};  // see sum_precisions
         int64_t placed = 0;  // items at ranks <= deepest
+        // The rows of a block in buckets 0..last, into row; returns how many.
+        const auto pick = [&](size_t len) {
+            size_t m = 0;
+            for (size_t i = 0; i < len; ++i) {
+                row[m] = static_cast<uint32_t>(i);
+                m += dist[i] <= clamp;
+            }
+            return m;
+        };
         for (size_t b0 = 0; b0 < n_ && (req_.map_all || placed < deepest); b0 += kBlockRows) {
             const size_t len = std::min(kBlockRows, n_ - b0);
-            K.distances(q, db_ + b0 * w_, len, w_, dist);
+            K.distances(q, db_ + b0 * w_, len, w_, dist_.data());
             const auto rel = make(b0);
-            size_t m = len;
-            if (!every) {  // the rows in buckets 0..last
-                m = 0;
-                for (size_t i = 0; i < len; ++i) {
-                    row[m] = static_cast<uint32_t>(i);
-                    m += dist[i] <= clamp;
+            const size_t c = every ? place_block(dist, len, rel, cursor, placed_at)
+                                   : place_rows(dist, row, pick(len), rel, cursor, placed_at, deepest, &placed);
+            // Their precisions; with cut-offs, those at ranks <= deepest packed in front.
+            if (every) sum_precisions(placed_at, c, inverse, sum);
+            size_t s = 0;
+            if (deepest > 0) {
+                for (size_t t = 0; t < c; ++t) {
+                    const uint64_t v = placed_at[t];
+                    const int64_t rank = static_cast<int64_t>(v & 0xffffffffu);
+                    rank_of[s] = rank;
+                    prec[s] = static_cast<double>(static_cast<int64_t>(v >> 32)) * inverse[rank];
+                    s += rank <= deepest;
                 }
             }
-            // Every row's rank; the relevant ones' (rank, nth) packed in front.
-            size_t c = 0;
-            for (size_t t = 0; t < m; ++t) {
-                const size_t i = every ? t : row[t];
-                Cursor& at = cursor[dist[i]];
-                const uint32_t r = rel(i);
-                const int64_t rank = at.rank + 1, nth = at.nth + r;
-                at.rank = rank;
-                at.nth = nth;
-                placed += rank <= deepest;
-                rank_of[c] = rank;
-                nth_of[c] = nth;
-                c += r;
-            }
-            // Their precisions, and the ones at ranks <= deepest packed in front.
-            size_t s = 0;
-            for (size_t t = 0; t < c; ++t) {
-                const int64_t rank = rank_of[t];
-                const double p = static_cast<double>(nth_of[t]) * inverse[rank];
-                ap += p;
-                rank_of[s] = rank;
-                prec[s] = p;
-                s += rank <= deepest;
-            }
-            for (size_t t = 0; t < s; ++t) {
-                const int64_t rank = rank_of[t];
+            for (size_t u = 0; u < s; ++u) {
+                const int64_t rank = rank_of[u];
                 if (depth > 0) ++hits_p[std::min(rank, depth + 1) - 1];
-                for (size_t u = 0; u < nk; ++u) {
-                    const bool in = rank <= ks[u];
-                    ap_k[u] += in ? prec[t] : 0.0;
-                    n_k[u] += in;
+                for (size_t j = 0; j < nk; ++j) {
+                    const bool in = rank <= ks[j];
+                    ap_k[j] += in ? prec[u] : 0.0;
+                    n_k[j] += in;
                 }
             }
         }
-        ap_ = ap;
+        ap_ = (sum[0] + sum[1]) + (sum[2] + sum[3]);
     }
-
-    struct Cursor {
-        int64_t rank;  // the rank of the bucket's last item placed so far
-        int64_t nth;   // the number of relevant items up to it
-    };
 
     const uint64_t* db_;
     size_t n_, w_, nb_;
@@ -375,10 +441,10 @@ class Scorer {
     const double* inverse_;  // inverse_[r] = 1 / r for r = 1..n
     std::vector<int32_t> dist_;
     std::vector<uint32_t> row_;
-    std::vector<int64_t> rank_, nth_;
+    std::vector<int64_t> rank_;
     std::vector<double> prec_;
     std::vector<int64_t> hist_, count_, count_rel_, before_, before_rel_;
-    std::vector<Cursor> cursor_;
+    std::vector<uint64_t> cursor_, placed_;
     std::vector<double> ap_k_;
     std::vector<int64_t> n_k_;
     std::vector<uint64_t> bits_;

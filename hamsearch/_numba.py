@@ -1639,6 +1639,7 @@ def _metrics_queries(q, db, nbits, kind, ql, dl, matrix, lims, ids, map_all, tie
         deepest = max(deepest, ks[u])
     dist = np.empty(_METRICS_BLOCK, dtype=np.int32)
     rel = np.empty(_METRICS_BLOCK, dtype=np.uint8)
+    prec = np.empty(_METRICS_BLOCK, dtype=np.float64)
     count = np.zeros(nb, dtype=np.int64)
     count_rel = np.zeros(nb, dtype=np.int64)
     before = np.zeros(nb, dtype=np.int64)
@@ -1678,7 +1679,10 @@ def _metrics_queries(q, db, nbits, kind, ql, dl, matrix, lims, ids, map_all, tie
             ap_tie[j] = _tie_aware_ap(count, count_rel, before, before_rel, total_rel)
         # Pass two, in row order: each relevant item's rank and its place
         # among the relevant items.
-        ap = 0.0
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
         sum_k[:] = 0.0
         n_k[:] = 0
         if total_rel > 0 and (map_all or deepest > 0):
@@ -1696,6 +1700,7 @@ def _metrics_queries(q, db, nbits, kind, ql, dl, matrix, lims, ids, map_all, tie
                     break
                 m = min(_METRICS_BLOCK, n - b0)
                 _metrics_block(qv, db, b0, m, kind, j, ql, dl, matrix, bits, dist, rel)
+                c = 0
                 for i in range(m):
                     d = dist[i]
                     if d > last:
@@ -1709,7 +1714,8 @@ def _metrics_queries(q, db, nbits, kind, ql, dl, matrix, lims, ids, map_all, tie
                     nth = cur_nth[d] + 1
                     cur_nth[d] = nth
                     p = float(nth) * inverse[rank]
-                    ap += p
+                    prec[c] = p
+                    c += 1
                     if rank <= deepest:
                         if depth > 0:
                             hits[min(rank, depth + 1) - 1] += 1
@@ -1717,8 +1723,19 @@ def _metrics_queries(q, db, nbits, kind, ql, dl, matrix, lims, ids, map_all, tie
                             if rank <= ks[u]:
                                 sum_k[u] += p
                                 n_k[u] += 1
+                # The block's precisions in four partial sums, as the native
+                # core's sum_precisions: entry t to sum t % 4, a tail past the
+                # last multiple of four to the first.
+                c4 = c - c % 4
+                for t in range(0, c4, 4):
+                    s0 += prec[t]
+                    s1 += prec[t + 1]
+                    s2 += prec[t + 2]
+                    s3 += prec[t + 3]
+                for t in range(c4, c):
+                    s0 += prec[t]
         if map_all:
-            ap_all[j] = ap / float(total_rel) if total_rel > 0 else 0.0
+            ap_all[j] = ((s0 + s1) + (s2 + s3)) / float(total_rel) if total_rel > 0 else 0.0
         for u in range(nk):
             ap_k[j, u] = sum_k[u] / float(n_k[u]) if n_k[u] > 0 else 0.0
         if kind == _RELEVANCE_LISTS:

@@ -992,3 +992,81 @@ def test_inputs_are_never_written(native_backend):
         hm.evaluate(case.q, case.db, relevance=rel, map_at=(None, 5), backend=backend)
     for a, b in zip(arrays + [rel], before):
         np.testing.assert_array_equal(a, b)
+
+
+@st.composite
+def native_arguments(draw: st.DrawFn) -> dict:
+    """Arguments for hamsearch._core.evaluate_metrics, each valid or broken
+    at random: shapes, dtypes, misaligned or strided views, out-of-range
+    ids, offsets and cut-offs, huge integers."""
+    nbits = draw(st.sampled_from([1, 7, 64, 65, 130]))
+    w = (nbits + 63) // 64
+    nq = draw(st.integers(0, 4))
+    n = draw(st.integers(0, 40))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    def codes(rows: int) -> np.ndarray:
+        how = draw(st.sampled_from(["ok"] * 6 + ["pad", "shape", "int64", "strided", "misaligned", "1d"]))
+        arr = codes_from_bits(rng.random((rows, nbits)) < 0.5)
+        if how == "pad" and nbits % 64 and rows:
+            arr[:, -1] |= np.uint64(1) << np.uint64(63)
+        elif how == "shape":
+            arr = np.zeros((rows, w + 1), np.uint64)
+        elif how == "int64":
+            arr = arr.astype(np.int64)
+        elif how == "strided":
+            arr = np.zeros((rows, 2 * w), np.uint64)[:, ::2]
+        elif how == "misaligned":
+            buf = np.zeros(rows * w * 8 + 1, np.uint8)
+            arr = buf[1:].view(np.uint64).reshape(rows, w)
+        elif how == "1d":
+            arr = arr.ravel()
+        return arr
+
+    args = dict(q=codes(nq), db=codes(n), nbits=draw(st.sampled_from([nbits, nbits, 0, nbits + 64, 2**70])),
+                query_labels=None, db_labels=None, matrix=None, lims=None, ids=None,
+                map_all=draw(st.booleans()), tie_aware=draw(st.booleans()),
+                map_ks=draw(st.lists(st.integers(-2, 45) | st.sampled_from([2**63 - 1, -(2**63)]), max_size=3)),
+                depth=draw(st.integers(-1, 45) | st.sampled_from([2**62, 2**63 - 1])), pr=draw(st.booleans()),
+                threads=draw(st.integers(0, 5) | st.sampled_from([2**31, 2**63 - 1, 2**64])))
+    kind = draw(st.sampled_from(["labels", "matrix", "lists", "none", "two"]))
+    lw = draw(st.integers(0, 2))
+    if kind in ("labels", "two"):
+        args["query_labels"] = rng.integers(0, 4, size=(nq + draw(st.integers(0, 1)), lw), dtype=np.uint64)
+        args["db_labels"] = rng.integers(0, 4, size=(n, lw + draw(st.integers(0, 1))), dtype=np.uint64)
+    if kind in ("matrix", "two"):
+        args["matrix"] = (rng.random((nq, n + draw(st.integers(0, 1)))) < 0.5).astype(
+            draw(st.sampled_from([np.uint8, np.uint8, np.bool_, np.int32])))
+    if kind == "lists":
+        counts = rng.integers(0, 4, size=nq)
+        lims = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        lims = lims + draw(st.sampled_from([0, 0, 0, 1, -1]))
+        ids = rng.integers(draw(st.sampled_from([0, 0, -1])), max(n, 1) + draw(st.integers(0, 1)),
+                           size=max(int(lims[-1]), 0)).astype(np.int64)
+        args.update(lims=lims, ids=ids)
+    return args
+
+
+@settings(max_examples=int(os.environ.get("HAMSEARCH_FUZZ_EXAMPLES", 150)))
+@given(args=native_arguments())
+def test_native_entry_point_fuzz(args, engine):
+    # Never a crash and never another exception: a result of the promised
+    # shapes or a TypeError / ValueError; the inputs unchanged either way.
+    if engine != "native":
+        pytest.skip("the native entry point, once per kernel level")
+    from hamsearch import _core
+
+    before = {k: v.copy() for k, v in args.items() if isinstance(v, np.ndarray)}
+    try:
+        ap_all, ap_tie, ap_k, hits, pairs, relevant = _core.evaluate_metrics(**args)
+    except (TypeError, ValueError):
+        pass
+    else:
+        nq, nb = args["q"].shape[0], args["nbits"] + 1
+        assert ap_all.shape == (nq if args["map_all"] else 0,) and ap_tie.shape == (nq if args["tie_aware"] else 0,)
+        assert ap_k.shape == (nq, len(args["map_ks"])) and hits.shape == (args["depth"],)
+        assert pairs.shape == relevant.shape == ((nb,) if args["pr"] else (0,))
+        assert np.all((ap_all >= 0) & (ap_all <= 1)) and np.all((ap_k >= 0) & (ap_k <= 1))
+        assert np.all(relevant <= pairs) and int(hits.sum()) <= nq * args["depth"]
+    for k, v in before.items():
+        np.testing.assert_array_equal(args[k], v)
