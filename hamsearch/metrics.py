@@ -191,6 +191,8 @@ class _Problem:
             raise ValueError(f"query_codes: expected at least one query, got shape {self.q.shape}")
         if n_db < 1:
             raise ValueError(f"db_codes: expected at least one database code, got shape {self.db.shape}")
+        if n_db >= 1 << 32:  # ranks are 32-bit in the native pass
+            raise ValueError(f"db_codes: expected fewer than 2**32 database codes, got {n_db}; split the database")
         self.nq, self.n_db = nq, n_db
         labels_given = query_labels is not None or db_labels is not None
         if relevance is not None:
