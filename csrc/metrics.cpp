@@ -12,6 +12,7 @@
 #include <string>
 
 #include "common.h"
+#include "flat_index.h"
 #include "parallel.h"
 
 namespace hamsearch {
@@ -39,19 +40,6 @@ double harmonic_asymptotic(double x) {
     return std::log(x) + kEulerGamma + 0.5 / x - r * (1.0 / 12.0 - r * (1.0 / 120.0 - r * (1.0 / 252.0 - r / 240.0)));
 }
 
-void check_pad(const uint64_t* codes, size_t n, size_t w, int64_t nbits, const char* what) {
-    const int rem = static_cast<int>(nbits % 64);
-    if (rem == 0) return;
-    const uint64_t pad = ~((uint64_t{1} << rem) - 1);
-    for (size_t i = 0; i < n; ++i) {
-        if (codes[i * w + w - 1] & pad) {
-            throw std::invalid_argument(std::string(what) + ": expected the pad bits above nbits=" +
-                                        std::to_string(nbits) + " to be zero, got set pad bits in row " +
-                                        std::to_string(i));
-        }
-    }
-}
-
 void check_arguments(const uint64_t* q, size_t nq, const uint64_t* db, size_t n, int64_t nbits,
                      const Relevance& rel, const MetricsRequest& req) {
     if (nbits < 1 || nbits > (int64_t{1} << 20)) {
@@ -63,8 +51,8 @@ void check_arguments(const uint64_t* q, size_t nq, const uint64_t* db, size_t n,
         throw std::invalid_argument("db: expected fewer than 2**32 database codes, got " + std::to_string(n));
     }
     const size_t w = static_cast<size_t>((nbits + 63) / 64);
-    check_pad(q, nq, w, nbits, "q");
-    check_pad(db, n, w, nbits, "db");
+    check_pad_bits(q, nq, w, nbits, "q");
+    check_pad_bits(db, n, w, nbits, "db");
     for (const int64_t k : req.map_ks) {
         if (k < 1 || static_cast<uint64_t>(k) > n) {
             throw std::invalid_argument("map_ks: expected 1 <= k <= " + std::to_string(n) + ", got " +

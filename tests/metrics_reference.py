@@ -32,8 +32,11 @@ from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from hamsearch._validate import as_int, check_codes, check_nbits, to_numpy
+from hamsearch._validate import as_int, check_codes, to_numpy
 from hamsearch.flat import FlatIndex
+# The input checks are the package's own (the same contract, one copy).
+from hamsearch.metrics import _check_cutoffs, _infer_nbits
+from hamsearch.metrics import _check_labels as _check_label_bits
 
 __all__ = ["mean_average_precision", "precision_at_k", "pr_curve", "topn_precision"]
 
@@ -46,43 +49,12 @@ IntOrInts = Union[int, Sequence[int], np.ndarray]
 
 
 # -- validation -------------------------------------------------------------
-def _infer_nbits(db_codes: Any, nbits: Any) -> int:
-    """``nbits`` checked, or ``64 * words`` of ``db_codes`` when it is None."""
-    if nbits is not None:
-        return check_nbits(nbits)
-    arr = to_numpy(db_codes, "db_codes")
-    if arr.dtype != np.uint64:
-        check_codes(arr, 64, "db_codes")  # raises the dtype error with its hint
-    if arr.ndim != 2 or arr.shape[1] < 1:
-        raise ValueError(
-            f"db_codes: expected a 2-D uint64 array of shape (n, words) with words >= 1, got shape {arr.shape}"
-        )
-    return check_nbits(64 * arr.shape[1])
-
-
 def _check_labels(labels: Any, name: str) -> np.ndarray:
-    """{0,1} labels of shape (n, c), c >= 1, as C-contiguous float32: a
-    product of two label rows is a sum of 0s and 1s, so ``> 0`` decides
-    "shares a label" exactly in floating point (and through BLAS)."""
-    arr = to_numpy(labels, name)
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected bool, integer or float labels in {{0, 1}}, got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        hint = "; for one label per item use one-hot rows of shape (n, classes)" if arr.ndim == 1 else ""
-        raise ValueError(
-            f"{name}: expected a 2-D array of shape (n, classes), got {arr.ndim}-D shape {arr.shape}{hint}"
-        )
-    if arr.shape[1] < 1:
-        raise ValueError(f"{name}: expected at least one label column, got shape {arr.shape}")
-    if arr.dtype.kind != "b" and arr.size:
-        bad = ~((arr == 0) | (arr == 1))
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            raise ValueError(
-                f"{name}: expected labels in {{0, 1}}, got {arr[row, col].item()!r} at row {row}, column {col}; "
-                "class ids become one-hot rows, e.g. np.eye(classes, dtype=np.uint8)[ids]"
-            )
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    """{0,1} labels (checked as hamsearch.metrics checks them) as C-contiguous
+    float32: a product of two label rows is a sum of 0s and 1s, so ``> 0``
+    decides "shares a label" exactly in floating point (and through BLAS)."""
+    _check_label_bits(labels, name)
+    return np.ascontiguousarray(to_numpy(labels, name), dtype=np.float32)
 
 
 def _check_chunk_size(chunk_size: Any, n_db: int) -> int:
@@ -92,27 +64,6 @@ def _check_chunk_size(chunk_size: Any, n_db: int) -> int:
     if size < 1:
         raise ValueError(f"chunk_size: expected None or an int >= 1, got {size}")
     return size
-
-
-def _check_cutoffs(values: Any, name: str, symbol: str, n_db: int) -> np.ndarray:
-    """Cut-offs: an int or a non-empty 1-D sequence of ints, each in [1, n_db]."""
-    if isinstance(values, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected an int or a 1-D sequence of ints, got bool")
-    if isinstance(values, (int, np.integer)):
-        out = np.array([int(values)], dtype=np.int64)
-    else:
-        arr = to_numpy(values, name)
-        if arr.ndim > 1 or arr.size == 0:
-            raise ValueError(f"{name}: expected an int or a non-empty 1-D sequence of ints, got shape {arr.shape}")
-        if arr.dtype == np.bool_ or arr.dtype.kind not in "iu":
-            raise TypeError(f"{name}: expected an int or a 1-D sequence of ints, got dtype {arr.dtype}")
-        if arr.dtype.kind == "u" and int(arr.max()) > n_db:
-            raise ValueError(f"{name}: expected 1 <= {symbol} <= {n_db} (the database size), got {int(arr.max())}")
-        out = arr.reshape(-1).astype(np.int64)
-    bad = out[(out < 1) | (out > n_db)]
-    if bad.size:
-        raise ValueError(f"{name}: expected 1 <= {symbol} <= {n_db} (the database size), got {int(bad[0])}")
-    return out
 
 
 class _Problem:
@@ -249,63 +200,7 @@ def mean_average_precision(
     nbits: Optional[int] = None,
     chunk_size: Optional[int] = None,
 ) -> float:
-    """Mean average precision of Hamming ranking.
-
-    Each query ranks the whole database by Hamming distance, ties broken by
-    ascending database row (the engine's ``(distance, id)`` order, as the
-    MATLAB reference's stable sort). Item j is relevant to query q when
-    ``query_labels[q] @ db_labels[j] > 0``.
-
-    - ``k=None`` (MAP@all): with R_q relevant items, the m-th at 1-based
-      rank pos_m, ``AP_q = (1/R_q) sum_m m / pos_m``.
-    - ``k`` given (MAP@k): the ranking truncated to its top k; with R_q^k
-      relevant items within the top k, ``AP@k_q = (1/R_q^k) sum_{m<=R_q^k}
-      m / pos_m``. The denominator is the relevant count *within the top
-      k*, not ``min(k, R_q)`` and not the first k relevant items wherever
-      they rank.
-    - ``tie_aware=True``: the expected AP over every ordering of each group
-      of equal distance (He, Cakir, Bargal and Sclaroff, "Hashing as
-      Tie-Aware Learning to Rank", CVPR 2018; ``kunhe/TALR``,
-      ``+eval/tieAP.m``), in closed form. With n_d items at distance d,
-      n_d^+ of them relevant, N_{d-1} and N_{d-1}^+ the items and relevant
-      items at distances below d::
-
-          AP_T = (1/R_q) sum_d n_d^+ (1/n_d) sum_{t=1}^{n_d}
-                 [N_{d-1}^+ + 1 + (t-1)(n_d^+ - 1)/(n_d - 1)] / (N_{d-1} + t)
-
-      where a group with n_d = 1 contributes n_d^+ (N_{d-1}^+ + 1)/(N_{d-1} + 1).
-      It does not depend on the tie-breaking rule. Tie-aware MAP@k is not
-      defined by the paper and is not offered.
-
-    A query with no relevant item (within the top k for MAP@k) has AP 0 and
-    still counts in the mean, as in the DCMH reference code.
-
-    Parameters
-    ----------
-    query_codes : ndarray of uint64, shape (nq, words)
-        Packed codes (:func:`hamsearch.pack`), nq >= 1.
-    db_codes : ndarray of uint64, shape (n_db, words)
-        n_db >= 1.
-    query_labels : array_like of {0, 1}, shape (nq, classes)
-        bool, integer or float values, each 0 or 1.
-    db_labels : array_like of {0, 1}, shape (n_db, classes)
-    k : int, optional
-        Truncate each ranking at its top k, ``1 <= k <= n_db``. None ranks
-        the whole database.
-    tie_aware : bool, optional
-        Expected AP over the orderings of tied items; only with ``k=None``.
-    nbits : int, optional
-        Bits per code; the pad bits above it must be zero. None means
-        ``64 * words``, which ranks identically (pad bits are zero).
-    chunk_size : int, optional
-        Queries scored at once. None picks about 2**21 query-database pairs
-        per chunk. The result does not depend on it.
-
-    Returns
-    -------
-    float
-        The mean over all nq queries, in [0, 1].
-    """
+    """MAP@all, MAP@k or tie-aware MAP, as :func:`hamsearch.metrics.mean_average_precision`."""
     if not isinstance(tie_aware, (bool, np.bool_)):
         raise TypeError(f"tie_aware: expected a bool, got {type(tie_aware).__name__}")
     prob = _Problem(query_codes, db_codes, query_labels, db_labels, nbits, chunk_size)
@@ -355,26 +250,7 @@ def precision_at_k(
     nbits: Optional[int] = None,
     chunk_size: Optional[int] = None,
 ) -> np.ndarray:
-    """Precision of the top k of each Hamming ranking, averaged over queries.
-
-    ``P@k = (1/nq) sum_q (relevant items among the top k of q) / k``, the
-    ranking in the engine's ``(distance, database row)`` order and relevance
-    meaning a shared label, as in :func:`mean_average_precision`.
-
-    Parameters
-    ----------
-    query_codes, db_codes, query_labels, db_labels
-        As in :func:`mean_average_precision`.
-    ks : int or sequence of int
-        Cut-offs, each ``1 <= k <= n_db``.
-    nbits, chunk_size
-        As in :func:`mean_average_precision`.
-
-    Returns
-    -------
-    ndarray of float64, shape (len(ks),)
-        P@k for each k in the order given (shape (1,) for a single int).
-    """
+    """P@k, as :func:`hamsearch.metrics.precision_at_k`."""
     prob = _Problem(query_codes, db_codes, query_labels, db_labels, nbits, chunk_size)
     return _precision_curve(prob, _check_cutoffs(ks, "ks", "k", prob.n_db))
 
@@ -389,24 +265,7 @@ def topn_precision(
     nbits: Optional[int] = None,
     chunk_size: Optional[int] = None,
 ) -> np.ndarray:
-    """The top-N precision curve: precision of the top N retrieved items,
-    averaged over queries, for a grid of N.
-
-    Parameters
-    ----------
-    query_codes, db_codes, query_labels, db_labels
-        As in :func:`mean_average_precision`.
-    ns : int or sequence of int, optional
-        The grid, each ``1 <= N <= n_db``. None means every N from 1 to n_db,
-        so that element ``N - 1`` of the result is P@N.
-    nbits, chunk_size
-        As in :func:`mean_average_precision`.
-
-    Returns
-    -------
-    ndarray of float64, shape (len(ns),), or (n_db,) when ns is None
-        P@N at each N, as :func:`precision_at_k` defines it.
-    """
+    """The top-N precision curve, as :func:`hamsearch.metrics.topn_precision`."""
     prob = _Problem(query_codes, db_codes, query_labels, db_labels, nbits, chunk_size)
     grid = np.arange(1, prob.n_db + 1, dtype=np.int64) if ns is None else _check_cutoffs(ns, "ns", "N", prob.n_db)
     return _precision_curve(prob, grid)
@@ -422,35 +281,7 @@ def pr_curve(
     *,
     chunk_size: Optional[int] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Precision and recall of Hamming-ball retrieval at every radius.
-
-    Micro-averaged over all query-database pairs, as DCMH's
-    ``calcPreRecRadiusLabel.m``: for r = 0..nbits,
-
-    - ``precision[r]`` = (relevant pairs with distance <= r) / (pairs with
-      distance <= r), 0 where no pair lies within r;
-    - ``recall[r]`` = (relevant pairs with distance <= r) / (relevant pairs
-      in all), 0 where no pair is relevant.
-
-    A per-query (macro) average gives different numbers.
-
-    Parameters
-    ----------
-    query_codes, db_codes, query_labels, db_labels
-        As in :func:`mean_average_precision`.
-    nbits : int
-        Bits per code: the radii run over 0..nbits. The codes' pad bits
-        above it must be zero.
-    chunk_size : int, optional
-        As in :func:`mean_average_precision`.
-
-    Returns
-    -------
-    precision : ndarray of float64, shape (nbits + 1,)
-    recall : ndarray of float64, shape (nbits + 1,)
-        Indexed by radius; recall is non-decreasing and ends at 1 when any
-        pair is relevant.
-    """
+    """Micro-averaged precision and recall by radius, as :func:`hamsearch.metrics.pr_curve`."""
     if nbits is None:
         raise TypeError("nbits: expected an int (the radii run over 0..nbits), got None")
     prob = _Problem(query_codes, db_codes, query_labels, db_labels, nbits, chunk_size)
