@@ -32,11 +32,12 @@ from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from hamsearch._validate import as_int, check_codes, to_numpy
+from hamsearch._validate import as_int, to_numpy
 from hamsearch.flat import FlatIndex
-# The input checks are the package's own (the same contract, one copy).
-from hamsearch.metrics import _check_cutoffs, _infer_nbits
-from hamsearch.metrics import _check_labels as _check_label_bits
+# The input checks are the package's own (the same contract, one copy); the
+# ranking and the scoring below, the oracle, are this module's.
+from hamsearch.metrics import _check_cutoffs
+from hamsearch.metrics import _Problem as _CheckedInputs
 
 __all__ = ["mean_average_precision", "precision_at_k", "pr_curve", "topn_precision"]
 
@@ -49,14 +50,6 @@ IntOrInts = Union[int, Sequence[int], np.ndarray]
 
 
 # -- validation -------------------------------------------------------------
-def _check_labels(labels: Any, name: str) -> np.ndarray:
-    """{0,1} labels (checked as hamsearch.metrics checks them) as C-contiguous
-    float32: a product of two label rows is a sum of 0s and 1s, so ``> 0``
-    decides "shares a label" exactly in floating point (and through BLAS)."""
-    _check_label_bits(labels, name)
-    return np.ascontiguousarray(to_numpy(labels, name), dtype=np.float32)
-
-
 def _check_chunk_size(chunk_size: Any, n_db: int) -> int:
     if chunk_size is None:
         return max(1, PAIRS_PER_CHUNK // n_db)
@@ -78,24 +71,11 @@ class _Problem:
         nbits: Any,
         chunk_size: Any,
     ) -> None:
-        self.nbits = _infer_nbits(db_codes, nbits)
-        self.db = check_codes(db_codes, self.nbits, "db_codes")
-        self.q = check_codes(query_codes, self.nbits, "query_codes")
-        self.ql = _check_labels(query_labels, "query_labels")
-        self.dl = _check_labels(db_labels, "db_labels")
-        nq, n_db = self.q.shape[0], self.db.shape[0]
-        if nq < 1:
-            raise ValueError(f"query_codes: expected at least one query, got shape {self.q.shape}")
-        if n_db < 1:
-            raise ValueError(f"db_codes: expected at least one database code, got shape {self.db.shape}")
-        if self.ql.shape[0] != nq:
-            raise ValueError(f"query_labels: expected {nq} rows (one per query code), got {self.ql.shape[0]}")
-        if self.dl.shape[0] != n_db:
-            raise ValueError(f"db_labels: expected {n_db} rows (one per database code), got {self.dl.shape[0]}")
-        if self.ql.shape[1] != self.dl.shape[1]:
-            raise ValueError(
-                f"db_labels: expected {self.ql.shape[1]} label columns (as query_labels), got {self.dl.shape[1]}"
-            )
+        checked = _CheckedInputs(query_codes, db_codes, query_labels, db_labels, nbits, None)
+        self.nbits, self.db, self.q = checked.nbits, checked.db, checked.q
+        nq, n_db = checked.nq, checked.n_db
+        self.ql = np.ascontiguousarray(to_numpy(query_labels, "query_labels"), dtype=np.float32)
+        self.dl = np.ascontiguousarray(to_numpy(db_labels, "db_labels"), dtype=np.float32)
         self.nq, self.n_db = nq, n_db
         self.chunk = _check_chunk_size(chunk_size, n_db)
         self._index: Optional[FlatIndex] = None
