@@ -3,8 +3,8 @@
     python -m bench [--profile standard|quick|full] [--out DIR] [--readme PATH]
                     [--plots-dir DIR] [--no-report] [-- PYTEST_ARGS...]
 
-Runs ``bench/bench_flat.py``, ``bench/bench_mih.py``, ``bench/bench_ops.py``
-and ``bench/bench_distributed.py`` in one pytest process (so every peer is
+Runs ``bench/bench_flat.py``, ``bench/bench_mih.py``, ``bench/bench_ops.py``,
+``bench/bench_distributed.py`` and ``bench/bench_metrics.py`` in one pytest process (so every peer is
 measured in the same run, on the same data, under the same load) with the
 grid profile given (``bench/grid.py``; the default, standard, takes under 30
 minutes on the 2-core reference machine), writes the pytest-benchmark JSON to
@@ -30,7 +30,7 @@ from bench.grid import DEFAULT_PROFILE, PROFILES
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-SUITE_FILES = ("bench_flat.py", "bench_mih.py", "bench_ops.py", "bench_distributed.py")
+SUITE_FILES = ("bench_flat.py", "bench_mih.py", "bench_ops.py", "bench_distributed.py", "bench_metrics.py")
 
 
 def pytest_command(profile: str, json_path: Path, extra: Sequence[str]) -> List[str]:

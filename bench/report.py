@@ -55,12 +55,14 @@ SUITES: Dict[str, str] = {
     "mih": "bench/bench_mih.py",
     "ops": "bench/bench_ops.py",
     "distributed": "bench/bench_distributed.py",
+    "metrics": "bench/bench_metrics.py",
 }
 SUITE_TITLES: Dict[str, str] = {
     "flat": "Flat scan",
     "mih": "Multi-index hashing",
     "ops": "Radius search and ranking",
     "distributed": "Sharded index",
+    "metrics": "Evaluation metrics",
 }
 # test function -> suite; the file name in "fullname" must agree when present
 TEST_SUITE: Dict[str, str] = {
@@ -72,6 +74,7 @@ TEST_SUITE: Dict[str, str] = {
     "test_flat": "distributed",
     "test_sharded": "distributed",
     "test_merge": "distributed",
+    "test_metric": "metrics",
 }
 FILE_SUITE: Dict[str, str] = {Path(path).name: suite for suite, path in SUITES.items()}
 FLAT_KINDS = ("knn", "single", "floor", "compute")
@@ -85,6 +88,7 @@ REQUIRED: Dict[str, Tuple[str, ...]] = {
     "mih": ("library", "data", "nbits", "n", "k", "threads"),
     "ops": ("library", "variant", "op", "data", "nbits", "n", "threads", "nq"),
     "distributed": ("library", "kind", "nbits", "n", "k", "nq"),
+    "metrics": ("implementation", "task", "data", "nbits", "n", "nq", "threads"),
 }
 # The ops suite's searchers: (library, variant) -> label, in column order.
 OPS_LABELS: Tuple[Tuple[Tuple[str, str], str], ...] = (
@@ -831,8 +835,51 @@ def ops_section(run: Run) -> List[str]:
     return out
 
 
+def metrics_section(run: Run) -> List[str]:
+    """``bench_metrics.py``: the one-pass evaluation against sorting, per data set."""
+    groups: Dict[Tuple[str, int, int, int], List[Dict[str, Any]]] = {}
+    for b in run.by_suite.get("metrics", []):
+        info = dict(b.get("extra_info") or {})
+        info["_median"] = float(b["stats"]["median"])
+        groups.setdefault((str(info["data"]), int(info["nbits"]), int(info["n"]), int(info["nq"])), []).append(info)
+    out = [f"### {SUITE_TITLES['metrics']} (`{SUITES['metrics']}`): `{run.path}`", "",
+           "Seconds per evaluation of the whole query set (median of the rounds); `vs numpy` and `vs reference` "
+           "are ratios of medians over the numpy argsort MAP@all (DCMH's `calc_map`, one query at a time) and "
+           "over the previous implementation's same task; `interleaved` gives the medians over alternating "
+           "rounds (the numpy baselines and the reference over the one-thread `map+tie`, and `all` over `map` "
+           "alone).", ""]
+    order = {"numpy-argsort": 0, "numpy-vectorised": 1, "reference": 2, "hamsearch": 3, "hamsearch-numba": 4}
+    tasks = {"map": 0, "map+tie": 1, "all": 2}
+    for (data, nbits, n, nq), infos in sorted(groups.items()):
+        numpy_map = [i["_median"] for i in infos if i["implementation"] == "numpy-argsort"]
+        reference = {str(i["task"]): i["_median"] for i in infos if i["implementation"] == "reference"}
+        header = ["implementation", "task", "threads", "seconds", "vs numpy", "vs reference", "MAP", "interleaved"]
+        body = []
+        for i in sorted(infos, key=lambda i: (order.get(str(i["implementation"]), 9), tasks.get(str(i["task"]), 9),
+                                              int(i["threads"]))):
+            med = i["_median"]
+            notes = []
+            for key, label in (("numpy", "numpy"), ("vectorised", "vectorised")):
+                if isinstance(i.get(f"speedup_vs_{key}_interleaved"), (int, float)):
+                    notes.append(f"{label} {fmt_ratio(float(i[f'speedup_vs_{key}_interleaved']))}")
+            if isinstance(i.get("speedup_vs_reference_interleaved"), (int, float)):
+                notes.append(f"reference {fmt_ratio(float(i['speedup_vs_reference_interleaved']))}")
+            if isinstance(i.get("all_over_map_interleaved"), (int, float)):
+                notes.append(f"all/map {float(i['all_over_map_interleaved']):.2f}")
+            ref = reference.get(str(i["task"]))
+            body.append([str(i["implementation"]), str(i["task"]), str(i["threads"]), ratios.fmt_seconds(med),
+                         fmt_ratio(numpy_map[0] / med) if numpy_map else "—",
+                         fmt_ratio(ref / med) if ref else "—",
+                         f"{float(i['map']):.6f}" if isinstance(i.get("map"), (int, float)) else "—",
+                         ", ".join(notes) or "—"])
+        out += [f"**{data}**, nbits={nbits}, {nq:,} queries x {n:,} items", "",
+                markdown_table(header, body, "lllrrrrl"), ""]
+    return out
+
+
 SECTIONS: Dict[str, Callable[[Run], List[str]]] = {
     "flat": flat_section, "mih": mih_section, "ops": ops_section, "distributed": distributed_section,
+    "metrics": metrics_section,
 }
 
 

@@ -7,11 +7,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
 #include "common.h"
 #include "flat_index.h"
+#include "metrics.h"
 #include "mih_index.h"
 
 namespace py = pybind11;
@@ -24,6 +26,7 @@ namespace {
 // uint64 codes; c_style: the kernels read rows as contiguous words.
 using Codes = py::array_t<uint64_t, py::array::c_style>;
 using Ids = py::array_t<int64_t, py::array::c_style>;
+using Bytes = py::array_t<uint8_t, py::array::c_style>;
 
 // The kernels load whole words: an array at an odd address (a view into a
 // byte buffer) must be copied by the caller, as the Python layer does.
@@ -181,6 +184,87 @@ void bind_common(py::class_<Index>& cls) {
             py::arg("q").noconvert(), py::arg("threads"));
 }
 
+// hamsearch.metrics' native pass: checks the shapes, allocates the outputs
+// (length 0 where not requested), scores with the GIL released and returns
+// (ap_all, ap_tie, ap_k, hits, pairs, relevant).
+py::tuple evaluate_metrics(const Codes& q, const Codes& db, int64_t nbits, const std::optional<Codes>& query_labels,
+                           const std::optional<Codes>& db_labels, const std::optional<Bytes>& matrix,
+                           const std::optional<Ids>& lims, const std::optional<Ids>& ids, bool map_all, bool tie_aware,
+                           const std::vector<int64_t>& map_ks, int64_t depth, bool pr, int64_t threads) {
+    if (nbits < 1 || nbits > FlatIndex::kMaxBits) {
+        throw std::invalid_argument("nbits: expected 1 <= nbits <= " + std::to_string(FlatIndex::kMaxBits) +
+                                    ", got " + std::to_string(nbits));
+    }
+    const size_t w = static_cast<size_t>((nbits + 63) / 64);
+    const size_t nq = check_matrix(q, w, "q");
+    const size_t n = check_matrix(db, w, "db");
+    const size_t t = check_threads(threads);
+    hamsearch::Relevance rel;
+    const int given = int(query_labels.has_value() && db_labels.has_value()) + int(matrix.has_value()) +
+                      int(lims.has_value() && ids.has_value());
+    if (given != 1) throw std::invalid_argument("relevance: expected exactly one of labels, matrix or lists");
+    if (query_labels) {
+        check_aligned(*query_labels, "query_labels");
+        check_aligned(*db_labels, "db_labels");
+        if (query_labels->ndim() != 2 || db_labels->ndim() != 2 || query_labels->shape(1) < 1 ||
+            query_labels->shape(1) != db_labels->shape(1) || static_cast<size_t>(query_labels->shape(0)) != nq ||
+            static_cast<size_t>(db_labels->shape(0)) != n) {
+            throw std::invalid_argument("labels: expected (nq, words) and (n, words) uint64 label bit sets");
+        }
+        rel.kind = hamsearch::Relevance::Kind::labels;
+        rel.query_labels = query_labels->data();
+        rel.db_labels = db_labels->data();
+        rel.label_words = static_cast<size_t>(query_labels->shape(1));
+    } else if (matrix) {
+        if (matrix->ndim() != 2 || static_cast<size_t>(matrix->shape(0)) != nq ||
+            static_cast<size_t>(matrix->shape(1)) != n) {
+            throw std::invalid_argument("relevance: expected a (nq, n) uint8 matrix");
+        }
+        rel.kind = hamsearch::Relevance::Kind::matrix;
+        rel.matrix = matrix->data();
+    } else {
+        check_aligned(*lims, "lims");
+        check_aligned(*ids, "ids");
+        if (lims->ndim() != 1 || static_cast<size_t>(lims->shape(0)) != nq + 1 || ids->ndim() != 1 ||
+            lims->data()[nq] != ids->shape(0)) {
+            throw std::invalid_argument("relevance: expected nq + 1 offsets ending at the number of ids");
+        }
+        rel.kind = hamsearch::Relevance::Kind::lists;
+        rel.lims = lims->data();
+        rel.ids = ids->data();
+    }
+    if (depth < 0 || static_cast<uint64_t>(depth) > n) {
+        throw std::invalid_argument("depth: expected 0 <= depth <= " + std::to_string(n));
+    }
+    const auto len = [](bool on, size_t size) { return static_cast<py::ssize_t>(on ? size : 0); };
+    py::array_t<double> ap_all(len(map_all, nq)), ap_tie(len(tie_aware, nq));
+    py::array_t<double> ap_k({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(map_ks.size())});
+    py::array_t<int64_t> hits(static_cast<py::ssize_t>(depth));
+    py::array_t<int64_t> pairs(len(pr, static_cast<size_t>(nbits) + 1)), relevant(len(pr, static_cast<size_t>(nbits) + 1));
+    std::fill(hits.mutable_data(), hits.mutable_data() + hits.size(), 0);
+    std::fill(pairs.mutable_data(), pairs.mutable_data() + pairs.size(), 0);
+    std::fill(relevant.mutable_data(), relevant.mutable_data() + relevant.size(), 0);
+    hamsearch::MetricsRequest req;
+    req.map_all = map_all;
+    req.tie_aware = tie_aware;
+    req.map_ks = map_ks;
+    req.depth = depth;
+    req.pr = pr;
+    req.ap_all = ap_all.mutable_data();
+    req.ap_tie = ap_tie.mutable_data();
+    req.ap_k = ap_k.mutable_data();
+    req.hits = hits.mutable_data();
+    req.pairs = pairs.mutable_data();
+    req.relevant = relevant.mutable_data();
+    const uint64_t* qp = q.data();
+    const uint64_t* dp = db.data();
+    {
+        py::gil_scoped_release release;
+        hamsearch::evaluate_metrics(qp, nq, dp, n, nbits, rel, req, t);
+    }
+    return py::make_tuple(ap_all, ap_tie, ap_k, hits, pairs, relevant);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -230,6 +314,13 @@ PYBIND11_MODULE(_core, m) {
           py::arg("q").noconvert(), py::arg("codes").noconvert(), py::arg("threads"),
           "Compares every query with every code by the scan's kernel at threshold 0, no selection; "
           "returns the number of equal pairs (the popcount compute probe of the benchmarks).");
+
+    m.def("evaluate_metrics", &evaluate_metrics, py::arg("q").noconvert(), py::arg("db").noconvert(),
+          py::arg("nbits"), py::arg("query_labels").noconvert(), py::arg("db_labels").noconvert(),
+          py::arg("matrix").noconvert(), py::arg("lims").noconvert(), py::arg("ids").noconvert(), py::arg("map_all"),
+          py::arg("tie_aware"), py::arg("map_ks"), py::arg("depth"), py::arg("pr"), py::arg("threads"),
+          "Retrieval metrics of Hamming ranking by (distance, row) without sorting (hamsearch.metrics); "
+          "returns (ap_all, ap_tie, ap_k, hits, pairs, relevant).");
 
     py::class_<FlatIndex> flat(m, "FlatIndex");
     flat.def(py::init<int64_t>(), py::arg("nbits"));

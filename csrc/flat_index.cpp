@@ -79,17 +79,21 @@ void FlatIndex::own() {
     publish();
 }
 
-void FlatIndex::check_codes(const uint64_t* codes, size_t n, const char* what) const {
-    const int rem = static_cast<int>(nbits_ % 64);
+void check_pad_bits(const uint64_t* codes, size_t n, size_t w, int64_t nbits, const char* what) {
+    const int rem = static_cast<int>(nbits % 64);
     if (rem == 0) return;
     const uint64_t pad = ~((uint64_t{1} << rem) - 1);
     for (size_t i = 0; i < n; ++i) {
-        if (codes[i * w_ + w_ - 1] & pad) {
+        if (codes[i * w + w - 1] & pad) {
             throw std::invalid_argument(std::string(what) + ": expected the pad bits above nbits=" +
-                                        std::to_string(nbits_) + " to be zero, got set pad bits in row " +
+                                        std::to_string(nbits) + " to be zero, got set pad bits in row " +
                                         std::to_string(i));
         }
     }
+}
+
+void FlatIndex::check_codes(const uint64_t* codes, size_t n, const char* what) const {
+    check_pad_bits(codes, n, w_, nbits_, what);
 }
 
 void FlatIndex::add(const uint64_t* codes, const int64_t* ids, size_t n) {

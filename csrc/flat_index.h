@@ -124,6 +124,10 @@ class FlatIndex {
     mutable bool order_valid_ = false;
 };
 
+/// Checks that the pad bits above nbits are zero in each of n codes of w
+/// words; throws std::invalid_argument naming `what` and the first bad row.
+void check_pad_bits(const uint64_t* codes, size_t n, size_t w, int64_t nbits, const char* what);
+
 /// Reads every word of data with `threads` threads and returns their sum: a
 /// memory-bandwidth probe for the benchmarks.
 uint64_t read_bandwidth(const uint64_t* data, size_t n, size_t threads);

@@ -1,5 +1,5 @@
 """Type stub of the private native module (csrc/binding.cpp)."""
-from typing import List, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -9,6 +9,8 @@ __version__: str
 _U64 = npt.NDArray[np.uint64]
 _I64 = npt.NDArray[np.int64]
 _I32 = npt.NDArray[np.int32]
+_U8 = npt.NDArray[np.uint8]
+_F64 = npt.NDArray[np.float64]
 
 def isa() -> str: ...
 def detected_isa() -> str: ...
@@ -16,6 +18,28 @@ def available_isas() -> List[str]: ...
 def set_isa(name: str) -> None: ...
 def _read_bandwidth(data: _U64, threads: int) -> int: ...
 def _popcount_probe(q: _U64, codes: _U64, threads: int) -> int: ...
+
+# hamsearch.metrics' pass (csrc/metrics.h). Relevance: exactly one of the label
+# bit sets (query_labels, db_labels), matrix (nq, n) uint8, or (lims, ids) id
+# lists. Returns (ap_all (nq,), ap_tie (nq,), ap_k (nq, len(map_ks)),
+# hits (depth,), pairs (nbits + 1,), relevant (nbits + 1,)), length 0 where
+# not requested; ValueError for inconsistent arguments.
+def evaluate_metrics(
+    q: _U64,
+    db: _U64,
+    nbits: int,
+    query_labels: Optional[_U64],
+    db_labels: Optional[_U64],
+    matrix: Optional[_U8],
+    lims: Optional[_I64],
+    ids: Optional[_I64],
+    map_all: bool,
+    tie_aware: bool,
+    map_ks: Sequence[int],
+    depth: int,
+    pr: bool,
+    threads: int,
+) -> Tuple[_F64, _F64, _F64, _I64, _I64, _I64]: ...
 
 class _Store:
     """What FlatIndex and MIHIndex bind alike (bind_common); a class of this stub only."""

@@ -1527,3 +1527,266 @@ class MIHStore:
 
     def rank(self, q: np.ndarray, threads: int) -> np.ndarray:
         return self._flat.rank(q, threads)
+
+
+# -- metrics ------------------------------------------------------------------------
+# The twin of csrc/metrics.cpp, operation for operation where floating point is
+# involved, so that both backends give the same numbers: a histogram of each
+# query's distances split by relevance, then a pass in row order that knows
+# each bucket's offset (see hamsearch.metrics).
+_METRICS_BLOCK = 2048  # rows per block, as the native core
+_HARMONIC_DIRECT = 32  # ranges (and tied groups) up to this length summed term by term
+_EULER_GAMMA = 0.57721566490153286060651209
+_RELEVANCE_LABELS, _RELEVANCE_MATRIX, _RELEVANCE_LISTS = 0, 1, 2
+
+
+@_jit
+def _harmonic_range(a, b):  # pragma: no cover - compiled
+    """``sum_{u=a+1}^{b} 1/u`` for ``0 <= a <= b``, as ``hamsearch::harmonic_range``."""
+    s = 0.0
+    if b - a <= _HARMONIC_DIRECT:
+        for u in range(a + 1, b + 1):
+            s += 1.0 / u
+        return s
+    if a <= _HARMONIC_DIRECT:
+        for u in range(1, a + 1):
+            s += 1.0 / u
+        x = float(b)
+        r = 1.0 / (x * x)
+        h = (
+            math.log(x)
+            + _EULER_GAMMA
+            + 0.5 / x
+            - r * (1.0 / 12.0 - r * (1.0 / 120.0 - r * (1.0 / 252.0 - r / 240.0)))
+        )
+        return h - s
+    fa = float(a)
+    fb = float(b)
+    ra = 1.0 / (fa * fa)
+    rb = 1.0 / (fb * fb)
+    s = math.log1p((fb - fa) / fa)
+    s += 0.5 / fb - 0.5 / fa
+    s -= (rb - ra) / 12.0
+    s += (rb * rb - ra * ra) / 120.0
+    s -= (rb * rb * rb - ra * ra * ra) / 252.0
+    s += (rb * rb * rb * rb - ra * ra * ra * ra) / 240.0
+    return s
+
+
+@_jit
+def _tie_aware_ap(count, count_rel, before, before_rel, total_rel):  # pragma: no cover - compiled
+    """Tie-aware AP from one query's histogram (METHODS section 6)."""
+    if total_rel == 0:
+        return 0.0
+    total = 0.0
+    for d in range(count.shape[0]):
+        pd = count_rel[d]
+        if pd == 0:
+            continue
+        nd = count[d]
+        big = before[d]
+        a = float(before_rel[d]) + 1.0
+        if nd == 1:
+            total += a / (float(big) + 1.0)
+            continue
+        slope = (float(pd) - 1.0) / (float(nd) - 1.0)
+        inner = 0.0
+        if nd <= _HARMONIC_DIRECT:
+            for t in range(1, nd + 1):
+                inner += (a + float(t - 1) * slope) / float(big + t)
+        else:
+            inner = float(nd) * slope + (a - (float(big) + 1.0) * slope) * _harmonic_range(big, big + nd)
+        total += float(pd) / float(nd) * inner
+    return total / float(total_rel)
+
+
+@_jit
+def _metrics_block(q, db, b0, m, kind, j, ql, dl, matrix, bits, dist, rel):  # pragma: no cover - compiled
+    """Distances (int32) and relevance (uint8, 0/1) of rows ``b0:b0+m`` to query ``j``."""
+    w = db.shape[1]
+    for i in range(m):
+        d = 0
+        for t in range(w):
+            d += _popcount(db[b0 + i, t] ^ q[t])
+        dist[i] = d
+    if kind == _RELEVANCE_LABELS:
+        lw = dl.shape[1]
+        for i in range(m):
+            any_ = np.uint64(0)
+            for t in range(lw):
+                any_ |= dl[b0 + i, t] & ql[j, t]
+            rel[i] = 1 if any_ != 0 else 0
+    elif kind == _RELEVANCE_MATRIX:
+        for i in range(m):
+            rel[i] = 1 if matrix[j, b0 + i] != 0 else 0
+    else:
+        for i in range(m):
+            r = b0 + i
+            rel[i] = np.uint8((bits[r >> 6] >> np.uint64(r & 63)) & np.uint64(1))
+
+
+@_jit
+def _metrics_queries(q, db, nbits, kind, ql, dl, matrix, lims, ids, map_all, tie_aware, ks, depth, inverse,
+                     q0, q1, ap_all, ap_tie, ap_k, hits, pairs, relevant):  # pragma: no cover - compiled
+    """Queries ``q0:q1``: per-query AP values into ``ap_all``, ``ap_tie`` and
+    ``ap_k`` (rows ``q0:q1``), totals over them added to ``hits`` (depth + 1
+    slots, the last collecting deeper ranks), ``pairs`` and ``relevant``."""
+    n = db.shape[0]
+    nb = nbits + 1
+    nk = ks.shape[0]
+    deepest = depth
+    for u in range(nk):
+        deepest = max(deepest, ks[u])
+    dist = np.empty(_METRICS_BLOCK, dtype=np.int32)
+    rel = np.empty(_METRICS_BLOCK, dtype=np.uint8)
+    prec = np.empty(_METRICS_BLOCK, dtype=np.float64)
+    count = np.zeros(nb, dtype=np.int64)
+    count_rel = np.zeros(nb, dtype=np.int64)
+    before = np.zeros(nb, dtype=np.int64)
+    before_rel = np.zeros(nb, dtype=np.int64)
+    cur_rank = np.zeros(nb, dtype=np.int64)
+    cur_nth = np.zeros(nb, dtype=np.int64)
+    sum_k = np.zeros(nk, dtype=np.float64)
+    n_k = np.zeros(nk, dtype=np.int64)
+    bits = np.zeros((n + 63) // 64 if kind == _RELEVANCE_LISTS else 0, dtype=np.uint64)
+    for j in range(q0, q1):
+        qv = q[j]
+        if kind == _RELEVANCE_LISTS:
+            for t in range(lims[j], lims[j + 1]):
+                r = ids[t]
+                bits[r >> 6] |= np.uint64(1) << np.uint64(r & 63)
+        # Pass one: the histogram.
+        count[:] = 0
+        count_rel[:] = 0
+        for b0 in range(0, n, _METRICS_BLOCK):
+            m = min(_METRICS_BLOCK, n - b0)
+            _metrics_block(qv, db, b0, m, kind, j, ql, dl, matrix, bits, dist, rel)
+            for i in range(m):
+                count[dist[i]] += 1
+                count_rel[dist[i]] += rel[i]
+        acc = 0
+        acc_rel = 0
+        for d in range(nb):
+            before[d] = acc
+            before_rel[d] = acc_rel
+            acc += count[d]
+            acc_rel += count_rel[d]
+        total_rel = acc_rel
+        for d in range(pairs.shape[0]):
+            pairs[d] += count[d]
+            relevant[d] += count_rel[d]
+        if tie_aware:
+            ap_tie[j] = _tie_aware_ap(count, count_rel, before, before_rel, total_rel)
+        # Pass two, in row order: each relevant item's rank and its place
+        # among the relevant items.
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        sum_k[:] = 0.0
+        n_k[:] = 0
+        if total_rel > 0 and (map_all or deepest > 0):
+            last = nb - 1
+            if not map_all:
+                last = 0
+                while before[last] + count[last] < deepest:
+                    last += 1
+            for d in range(last + 1):
+                cur_rank[d] = before[d]
+                cur_nth[d] = before_rel[d]
+            placed = 0
+            for b0 in range(0, n, _METRICS_BLOCK):
+                if not map_all and placed >= deepest:
+                    break
+                m = min(_METRICS_BLOCK, n - b0)
+                _metrics_block(qv, db, b0, m, kind, j, ql, dl, matrix, bits, dist, rel)
+                c = 0
+                for i in range(m):
+                    d = dist[i]
+                    if d > last:
+                        continue
+                    rank = cur_rank[d] + 1
+                    cur_rank[d] = rank
+                    if rank <= deepest:
+                        placed += 1
+                    if rel[i] == 0:
+                        continue
+                    nth = cur_nth[d] + 1
+                    cur_nth[d] = nth
+                    p = float(nth) * inverse[rank]
+                    prec[c] = p
+                    c += 1
+                    if rank <= deepest:
+                        if depth > 0:
+                            hits[min(rank, depth + 1) - 1] += 1
+                        for u in range(nk):
+                            if rank <= ks[u]:
+                                sum_k[u] += p
+                                n_k[u] += 1
+                # The block's precisions in four partial sums, as the native
+                # core's sum_precisions: entry t to sum t % 4, a tail past the
+                # last multiple of four to the first.
+                c4 = c - c % 4
+                for t in range(0, c4, 4):
+                    s0 += prec[t]
+                    s1 += prec[t + 1]
+                    s2 += prec[t + 2]
+                    s3 += prec[t + 3]
+                for t in range(c4, c):
+                    s0 += prec[t]
+        if map_all:
+            ap_all[j] = ((s0 + s1) + (s2 + s3)) / float(total_rel) if total_rel > 0 else 0.0
+        for u in range(nk):
+            ap_k[j, u] = sum_k[u] / float(n_k[u]) if n_k[u] > 0 else 0.0
+        if kind == _RELEVANCE_LISTS:
+            for t in range(lims[j], lims[j + 1]):
+                bits[ids[t] >> 6] = 0
+
+
+def _writable(a: np.ndarray) -> np.ndarray:
+    """``a`` itself when writeable and aligned, else a C-contiguous copy: Numba
+    compiles read-only arrays as another type (every kernel again)."""
+    return a if a.flags.writeable and a.flags.aligned else np.array(a, order="C")
+
+
+def evaluate_metrics(q: np.ndarray, db: np.ndarray, nbits: int, query_labels: Optional[np.ndarray],
+                     db_labels: Optional[np.ndarray], matrix: Optional[np.ndarray], lims: Optional[np.ndarray],
+                     ids: Optional[np.ndarray], map_all: bool, tie_aware: bool, map_ks: Sequence[int], depth: int,
+                     pr: bool, threads: int) -> Tuple[np.ndarray, ...]:
+    """The Numba twin of ``hamsearch._core.evaluate_metrics``: the same
+    arguments (checked by :mod:`hamsearch.metrics`) and the same results,
+    ``(ap_all, ap_tie, ap_k, hits, pairs, relevant)``, length 0 where not
+    requested."""
+    nq, n = q.shape[0], db.shape[0]
+    if query_labels is not None:
+        kind = _RELEVANCE_LABELS
+    elif matrix is not None:
+        kind = _RELEVANCE_MATRIX
+    else:
+        kind = _RELEVANCE_LISTS
+    none_u64 = np.zeros((0, 1), dtype=np.uint64)
+    ql = none_u64 if query_labels is None else query_labels
+    dl = none_u64 if db_labels is None else db_labels
+    mat = np.zeros((0, 0), dtype=np.uint8) if matrix is None else matrix
+    lims_ = np.zeros(1, dtype=np.int64) if lims is None else lims
+    ids_ = np.zeros(0, dtype=np.int64) if ids is None else ids
+    ks = np.asarray(map_ks, dtype=np.int64).reshape(-1)
+    inverse = np.zeros(n + 1, dtype=np.float64)
+    inverse[1:] = 1.0 / np.arange(1, n + 1, dtype=np.float64)
+    ap_all = np.zeros(nq if map_all else 0, dtype=np.float64)
+    ap_tie = np.zeros(nq if tie_aware else 0, dtype=np.float64)
+    ap_k = np.zeros((nq, ks.shape[0]), dtype=np.float64)
+    nthreads = max(1, min(int(threads), _max_threads(), nq))
+    cuts = _bounds(nq, nthreads)
+    parts = [(np.zeros(depth + 1, dtype=np.int64), np.zeros(nbits + 1 if pr else 0, dtype=np.int64),
+              np.zeros(nbits + 1 if pr else 0, dtype=np.int64)) for _ in range(nthreads)]
+    q, db, ql, dl, mat = (_writable(a) for a in (q, db, ql, dl, mat))
+    _run(_metrics_queries, [
+        (q, db, nbits, kind, ql, dl, mat, lims_, ids_, bool(map_all), bool(tie_aware), ks, int(depth), inverse,
+         a, b, ap_all, ap_tie, ap_k, *parts[t])
+        for t, (a, b) in enumerate(zip(cuts, cuts[1:]))
+    ])
+    hits = np.sum([p[0][:depth] for p in parts], axis=0, dtype=np.int64).reshape(depth)
+    pairs = np.sum([p[1] for p in parts], axis=0, dtype=np.int64).reshape(-1)
+    relevant = np.sum([p[2] for p in parts], axis=0, dtype=np.int64).reshape(-1)
+    return ap_all, ap_tie, ap_k, hits, pairs, relevant

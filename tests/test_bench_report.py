@@ -877,3 +877,36 @@ def test_ops_radius_table_shows_mih_fallbacks(tmp_path: Path) -> None:
         "| clustered | 64 | 10^6 | 8 | 1 | 200 | 10,000 | 3/100 | 12.0 |",
     ]
     assert "`mih fallbacks`: queries of the batch that MIH answered with the flat scan" in text
+
+
+def _metric(implementation: str, task: str, median: float, threads: int = 1, **extra: Any) -> Dict[str, Any]:
+    """An entry of bench/bench_metrics.py's test_metric, its extra_info as the suite writes it."""
+    info: Dict[str, Any] = dict(implementation=implementation, task=task, data="mirflickr", nbits=16, n=18015,
+                                nq=2000, threads=threads, rounds=3, median_s=median, map=0.56, isa=None)
+    info.update(extra)
+    return _bench("bench_metrics.py", "test_metric", f"mirflickr-16b-{implementation}-{task}-t{threads}", median,
+                  **info)
+
+
+def test_metrics_section_known_by_hand(tmp_path: Path) -> None:
+    # numpy 2.0 s; reference map 0.8 s, map+tie 1.6 s; hamsearch map+tie 0.1 s
+    # (20x numpy, 16x reference), all 0.15 s (reference all 4.5 s: 30x).
+    doc = _doc([_metric("numpy-argsort", "map", 2.0), _metric("reference", "map", 0.8),
+                _metric("reference", "map+tie", 1.6), _metric("reference", "all", 4.5),
+                _metric("hamsearch", "map+tie", 0.1, speedup_vs_numpy_interleaved=21.0,
+                        speedup_vs_reference_interleaved=15.5),
+                _metric("hamsearch", "all", 0.15, all_over_map_interleaved=1.4)], HOOK)
+    path = _write(tmp_path, "metrics.json", doc)
+    runs = report.load_runs([path])
+    assert len(runs[0].by_suite["metrics"]) == 6 and not runs[0].skipped
+    text = _section([path], tmp_path)
+    assert "### Evaluation metrics (`bench/bench_metrics.py`)" in text
+    assert "**mirflickr**, nbits=16, 2,000 queries x 18,015 items" in text
+    assert "| hamsearch | map+tie | 1 | 100.00 ms | 20.0× | 16.0× | 0.560000 | numpy 21.0×, reference 15.5× |" in text
+    assert "| hamsearch | all | 1 | 150.00 ms | 13.3× | 30.0× | 0.560000 | all/map 1.40 |" in text
+    # ratios and the MIH table pass over these entries
+    from bench import mih_report, ratios
+
+    assert ratios.entries_from_json(doc) == [] and mih_report.rows_from_json(doc) == []
+    broken = dict(doc["benchmarks"][0], extra_info={"implementation": "hamsearch"})
+    assert report.recognise(broken)[0] is None

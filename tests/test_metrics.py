@@ -6,6 +6,11 @@ unpacked bits, rankings come from ``np.lexsort`` by (distance, row), and
 relevance from an integer product of the label rows. Tie-aware MAP is checked
 against brute force over every ordering of every tied group, in exact
 fractions, and against METHODS section 6's formula written out term by term.
+The previous, numpy implementation (``metrics_reference``) is a second oracle.
+
+Every test runs on the native core at each kernel level this CPU has and on
+the Numba backend (the autouse ``engine`` fixture), and the backends are
+checked to agree bit for bit.
 """
 from __future__ import annotations
 
@@ -23,7 +28,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hamsearch.metrics as hm
+import metrics_reference
+from hamsearch import _backend
 from oracle import codes_from_bits, distances
+
+
+@pytest.fixture(autouse=True)
+def engine(backend: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The metrics choose their backend like the indexes (backend="auto"):
+    through HAMSEARCH_IMPLEMENTATION, set here per parametrized engine."""
+    monkeypatch.setenv("HAMSEARCH_IMPLEMENTATION", backend)
+    return backend
 
 # -- the oracle ---------------------------------------------------------------
 
@@ -465,12 +480,26 @@ def test_chunking_does_not_change_results():
         np.testing.assert_allclose(r, er, rtol=0, atol=1e-12)
 
 
-def test_default_chunk_bounds_pairs():
-    # A database of 2**20 rows leaves 2 queries per chunk; the default never
-    # falls below one query per chunk.
-    assert hm._check_chunk_size(None, 1 << 20) == hm.PAIRS_PER_CHUNK >> 20
-    assert hm._check_chunk_size(None, 10 * hm.PAIRS_PER_CHUNK) == 1
-    assert hm._check_chunk_size(None, 18015) * 18015 <= hm.PAIRS_PER_CHUNK
+def test_memory_does_not_grow_with_pairs():
+    # 400 queries x 50,000 items = 2e7 pairs: any (queries x database)
+    # array would take 20 MB at one byte a pair. What Python allocates stays
+    # within the inputs' size (labels as bit sets, per-query results), and
+    # the native core keeps a few counters per distance per thread.
+    import tracemalloc
+
+    rng = np.random.default_rng(16)
+    q = rng.integers(0, 2**63, size=(400, 1), dtype=np.uint64)
+    db = rng.integers(0, 2**63, size=(50_000, 1), dtype=np.uint64)
+    ql = (rng.random((400, 5)) < 0.3).astype(np.uint8)
+    dl = (rng.random((50_000, 5)) < 0.3).astype(np.uint8)
+    hm.evaluate(q, db, ql, dl, map_at=(None, 10), ks=[5], pr=True)  # compiled, pools started
+    tracemalloc.start()
+    try:
+        hm.evaluate(q, db, ql, dl, map_at=(None, 10), ks=[5], pr=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, peak
 
 
 def test_wide_codes_against_oracle():
@@ -659,3 +688,385 @@ def vectorised_tie_ap(dist: np.ndarray, rel: np.ndarray) -> float:
         before += n_d
         before_pos += p_d
     return math.fsum(parts) / r_q
+
+
+# -- the one-pass evaluation: evaluate(), any relevance, both backends -------------
+
+
+def oracle_from_relevance(dist: np.ndarray, rel: np.ndarray) -> dict:
+    """Every metric of ``evaluate`` from a distance matrix and a relevance
+    matrix, by lexsort ranking (the module's oracles, relevance given)."""
+    order = np.array([np.lexsort((np.arange(dist.shape[1]), d)) for d in dist]).reshape(dist.shape)
+    ranked = np.take_along_axis(rel, order, axis=1)
+    return {
+        "ranked": ranked,
+        "map": float(np.mean([ap_of(r) for r in ranked])),
+        "map_tie_aware": float(np.mean([tie_ap_formula(d, r) for d, r in zip(dist, rel)])),
+    }
+
+
+def test_evaluate_equals_the_single_functions_exactly():
+    rng = np.random.default_rng(160)
+    case = random_case(rng, nq=13, n_db=240, nbits=9, classes=4, pool=50)
+    got = hm.evaluate(*case.args(), map_at=(None, 7, 100), ks=[1, 10, 240], topn=[5, 50], pr=True, nbits=9)
+    assert set(got) == {"map", "map@7", "map@100", "map_tie_aware", "precision_at_k", "topn_precision", "pr_curve"}
+    assert got["map"] == hm.mean_average_precision(*case.args())
+    assert got["map@7"] == hm.mean_average_precision(*case.args(), k=7)
+    assert got["map@100"] == hm.mean_average_precision(*case.args(), k=100)
+    assert got["map_tie_aware"] == hm.mean_average_precision(*case.args(), tie_aware=True)
+    np.testing.assert_array_equal(got["precision_at_k"], hm.precision_at_k(*case.args(), [1, 10, 240]))
+    np.testing.assert_array_equal(got["topn_precision"], hm.topn_precision(*case.args(), [5, 50]))
+    for a, b in zip(got["pr_curve"], hm.pr_curve(*case.args(), 9)):
+        np.testing.assert_array_equal(a, b)
+    # And the oracle, for good measure.
+    assert got["map"] == pytest.approx(oracle_map(case), abs=1e-12)
+    assert got["map@7"] == pytest.approx(oracle_map(case, 7), abs=1e-12)
+    # Only what is asked for.
+    assert set(hm.evaluate(*case.args(), map_at=(), tie_aware=False, ks=3)) == {"precision_at_k"}
+    assert set(hm.evaluate(*case.args())) == {"map", "map_tie_aware"}
+
+
+@st.composite
+def wide_cases(draw: st.DrawFn) -> Case:
+    """Any width 1..256, heavy ties (a pool of 1 makes every code equal),
+    label widths on both sides of 64 bits, a database of one item."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    nbits = draw(st.integers(1, 256))
+    nq = draw(st.integers(1, 5))
+    n_db = draw(st.sampled_from([1, 2, 3, 17, 64, 150]))
+    classes = draw(st.sampled_from([1, 3, 24, 64, 65, 130]))
+    pool = draw(st.one_of(st.none(), st.integers(1, 3)))
+    p_label = draw(st.sampled_from([0.0, 0.05, 0.3, 1.0]))
+    return random_case(np.random.default_rng(seed), nq, n_db, nbits, classes, pool, p_label)
+
+
+@settings(max_examples=60)
+@given(case=wide_cases(), data=st.data())
+def test_evaluate_matches_oracles(case, data):
+    n_db = case.db.shape[0]
+    ks = data.draw(st.lists(st.integers(1, n_db), min_size=1, max_size=3), label="ks")
+    chunk = data.draw(st.one_of(st.none(), st.integers(1, 4)), label="chunk_size")
+    got = hm.evaluate(*case.args(), map_at=(None, *ks), ks=ks, topn=ks, pr=True, nbits=case.nbits, chunk_size=chunk)
+    assert got["map"] == pytest.approx(oracle_map(case), abs=1e-12)
+    for k in ks:
+        assert got[f"map@{k}"] == pytest.approx(oracle_map(case, k), abs=1e-12)
+    expected_tie = np.mean([tie_ap_formula(d, r) for d, r in zip(case.dist, case.rel)])
+    assert got["map_tie_aware"] == pytest.approx(expected_tie, abs=1e-12)
+    np.testing.assert_allclose(got["precision_at_k"], [oracle_precision(case, k) for k in ks], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(got["topn_precision"], got["precision_at_k"])
+    for a, b in zip(got["pr_curve"], oracle_pr(case)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    # The previous implementation agrees too.
+    ref = metrics_reference
+    assert got["map"] == pytest.approx(ref.mean_average_precision(*case.args()), abs=1e-12)
+    assert got["map_tie_aware"] == pytest.approx(ref.mean_average_precision(*case.args(), tie_aware=True), abs=1e-12)
+
+
+def test_matches_previous_implementation_on_many_ties_and_large_groups():
+    # 6 bits over 3,000 items: groups of hundreds, so the tie-aware sum takes
+    # every branch of the harmonic range (short ranges term by term, ranges
+    # from below 32, and both ends large through log1p).
+    rng = np.random.default_rng(61)
+    case = random_case(rng, nq=12, n_db=3000, nbits=6, classes=5, p_label=0.2)
+    ref = metrics_reference
+    assert hm.mean_average_precision(*case.args(), tie_aware=True) == pytest.approx(
+        ref.mean_average_precision(*case.args(), tie_aware=True), abs=1e-13
+    )
+    expected = np.mean([vectorised_tie_ap(d, r) for d, r in zip(case.dist, case.rel)])
+    assert hm.mean_average_precision(*case.args(), tie_aware=True) == pytest.approx(expected, abs=1e-13)
+    for k in (None, 1, 40, 2999):
+        assert hm.mean_average_precision(*case.args(), k=k) == pytest.approx(
+            ref.mean_average_precision(*case.args(), k=k), abs=1e-13
+        )
+    np.testing.assert_allclose(
+        hm.topn_precision(*case.args()), ref.topn_precision(*case.args()), rtol=0, atol=1e-13
+    )
+
+
+def test_all_equal_codes_single_item_and_k_beyond_database():
+    # Every code equal: one tied group, the ranking is database row order.
+    # Relevance [0, 1, 1, 0, 1] by row: AP = (1/2 + 2/3 + 3/5)/3; tie-aware
+    # one group of 5 with 3 relevant: (1/5) sum_t [1 + (t-1)/2]/t.
+    case = case_from_distances([4] * 5, [0, 1, 1, 0, 1], nbits=4)
+    got = hm.evaluate(*case.args(), map_at=(None, 2), ks=[1, 5])
+    assert got["map"] == pytest.approx((1 / 2 + 2 / 3 + 3 / 5) / 3, abs=1e-15)
+    assert got["map@2"] == pytest.approx(1 / 2, abs=1e-15)
+    assert got["map_tie_aware"] == pytest.approx(sum((1 + (t - 1) / 2) / t for t in range(1, 6)) / 5, abs=1e-15)
+    np.testing.assert_allclose(got["precision_at_k"], [0, 3 / 5], rtol=0, atol=1e-15)
+    # A single database item, relevant or not.
+    one = case_from_distances([2], [1], nbits=3)
+    got = hm.evaluate(*one.args(), map_at=(None, 1), ks=1, pr=True, nbits=3)
+    assert (got["map"], got["map@1"], got["map_tie_aware"]) == (1.0, 1.0, 1.0)
+    np.testing.assert_array_equal(got["precision_at_k"], [1.0])
+    np.testing.assert_array_equal(got["pr_curve"][0], [0, 0, 1, 1])
+    none = case_from_distances([2], [0], nbits=3)
+    got = hm.evaluate(*none.args(), map_at=(None, 1), ks=1)
+    assert (got["map"], got["map@1"], got["map_tie_aware"]) == (0.0, 0.0, 0.0)
+    # k beyond the database is an error, as it always was.
+    with pytest.raises(ValueError, match=r"^map_at: expected 1 <= k <= 1 "):
+        hm.evaluate(*one.args(), map_at=(2,))
+    with pytest.raises(ValueError, match=r"^ks: expected 1 <= k <= 1 "):
+        hm.evaluate(*one.args(), ks=[2])
+    with pytest.raises(ValueError, match=r"^k: expected 1 <= k <= 1 "):
+        hm.mean_average_precision(*one.args(), k=2)
+
+
+def test_any_relevance_matrix_and_id_lists():
+    # Relevance unrelated to any labels: a random matrix, the same as id
+    # lists, against the lexsort oracle; labels turned into a matrix give
+    # the label results exactly.
+    rng = np.random.default_rng(33)
+    case = random_case(rng, nq=9, n_db=120, nbits=7, classes=3, pool=20)
+    rel = rng.random((9, 120)) < 0.25
+    rel[3] = False  # a query with nothing relevant
+    lists = [np.flatnonzero(r) for r in rel]
+    lists[0] = np.concatenate([lists[0], lists[0][:2]])  # repeats count once
+    oracle = oracle_from_relevance(case.dist, rel)
+    for given in (rel, lists, [list(map(int, x)) for x in lists]):
+        got = hm.evaluate(case.q, case.db, relevance=given, map_at=(None, 10), ks=[10, 120], pr=True, nbits=7)
+        assert got["map"] == pytest.approx(oracle["map"], abs=1e-12)
+        assert got["map_tie_aware"] == pytest.approx(oracle["map_tie_aware"], abs=1e-12)
+        expected_k = np.mean([ap_of(r[:10]) for r in oracle["ranked"]])
+        assert got["map@10"] == pytest.approx(expected_k, abs=1e-12)
+        np.testing.assert_allclose(
+            got["precision_at_k"], [oracle["ranked"][:, :k].sum() / (9 * k) for k in (10, 120)], rtol=0, atol=1e-12
+        )
+    by_matrix = hm.evaluate(case.q, case.db, relevance=case.rel, map_at=(None, 5), ks=[3], pr=True)
+    by_labels = hm.evaluate(*case.args(), map_at=(None, 5), ks=[3], pr=True)
+    for key in ("map", "map@5", "map_tie_aware"):
+        assert by_matrix[key] == by_labels[key]
+    np.testing.assert_array_equal(by_matrix["precision_at_k"], by_labels["precision_at_k"])
+
+
+def test_backends_and_kernel_levels_agree_bit_for_bit(engine):
+    # Run once (under the numba engine): every native level and Numba must
+    # give identical floats, whatever the thread count and chunking.
+    if engine != "numba":
+        pytest.skip("compares every engine at once; runs in the numba parametrization")
+    rng = np.random.default_rng(99)
+    outputs = []
+    for nbits, classes, pool in ((16, 24, None), (64, 5, 30), (200, 70, 4), (3, 2, None)):
+        case = random_case(rng, nq=17, n_db=700, nbits=nbits, classes=classes, pool=pool, p_label=0.15)
+        rel = rng.random((17, 700)) < 0.1
+        runs = []
+        engines = [("numba", None)] + [("native", lvl) for lvl in _backend.available_isas()]
+        for name, level in engines:
+            previous = _backend.set_isa(level) if level else None
+            try:
+                for threads, chunk in ((1, None), (3, 5)):
+                    kw = dict(map_at=(None, 1, 50), ks=[1, 33, 700], topn=[2], pr=True, threads=threads,
+                              chunk_size=chunk, backend=name)
+                    runs.append((name, level, hm.evaluate(*case.args(), **kw),
+                                 hm.evaluate(case.q, case.db, relevance=rel, **kw)))
+            finally:
+                if previous:
+                    _backend.set_isa(previous)
+        first = runs[0]
+        for other in runs[1:]:
+            for a, b in ((first[2], other[2]), (first[3], other[3])):
+                for key in a:
+                    if key == "pr_curve":
+                        for x, y in zip(a[key], b[key]):
+                            np.testing.assert_array_equal(x, y)
+                    else:
+                        np.testing.assert_array_equal(a[key], b[key], err_msg=f"{key} {other[:2]}")
+        outputs.append(first[2]["map"])
+    assert len(outputs) == 4
+
+
+def test_mirflickr_protocol_all_metrics_against_previous_implementation():
+    # The real 24-label vectors, 2,000 queries against 18,015, 64-bit random
+    # codes: evaluate over all queries, the previous implementation over 300.
+    path = DATA / "mirflickr25k-lall.mat"
+    if not path.exists():
+        pytest.skip(f"real data not found: {path}")
+    sio = pytest.importorskip("scipy.io")
+    labels = np.ascontiguousarray(sio.loadmat(str(path))["LAll"], dtype=np.uint8)
+    rng = np.random.default_rng(2000)
+    perm = rng.permutation(labels.shape[0])
+    qrows, dbrows = perm[:300], perm[2000:]
+    q = codes_from_bits(rng.random((300, 64)) < 0.5)
+    db = codes_from_bits(rng.random((dbrows.size, 64)) < 0.5)
+    args = (q, db, labels[qrows], labels[dbrows])
+    got = hm.evaluate(*args, map_at=(None, 50, 5000), ks=[100, 1000], pr=True)
+    ref = metrics_reference
+    assert got["map"] == pytest.approx(ref.mean_average_precision(*args), abs=1e-12)
+    assert got["map@50"] == pytest.approx(ref.mean_average_precision(*args, k=50), abs=1e-12)
+    assert got["map@5000"] == pytest.approx(ref.mean_average_precision(*args, k=5000), abs=1e-12)
+    assert got["map_tie_aware"] == pytest.approx(ref.mean_average_precision(*args, tie_aware=True), abs=1e-12)
+    np.testing.assert_allclose(got["precision_at_k"], ref.precision_at_k(*args, [100, 1000]), rtol=0, atol=1e-12)
+    for a, b in zip(got["pr_curve"], ref.pr_curve(*args, 64)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+EVALUATE_BAD = [
+    (dict(relevance=np.ones((1, 4), bool)), ValueError, r"^relevance: expected either relevance or query_labels"),
+    (dict(query_labels=None), TypeError, r"^query_labels: expected \{0, 1\} labels \(or relevance=...\)"),
+    (dict(query_labels=None, db_labels=None, relevance=np.ones((1, 4), np.uint8)), TypeError,
+     r"^relevance: expected a bool matrix of shape \(1, 4\).*astype\(bool\)"),
+    (dict(query_labels=None, db_labels=None, relevance=np.ones((1, 3), bool)), ValueError,
+     r"^relevance: expected a bool matrix of shape \(1, 4\), got shape \(1, 3\)"),
+    (dict(query_labels=None, db_labels=None, relevance=[[0], [1]]), ValueError, r"^relevance: expected 1 id lists"),
+    (dict(query_labels=None, db_labels=None, relevance=[[4]]), ValueError, r"^relevance\[0\]: expected database rows in \[0, 4\), got 4"),
+    (dict(query_labels=None, db_labels=None, relevance=[[-1]]), ValueError, r"^relevance\[0\]: expected database rows"),
+    (dict(query_labels=None, db_labels=None, relevance=[[0.5]]), TypeError, r"^relevance\[0\]: expected integer database rows"),
+    (dict(query_labels=None, db_labels=None, relevance=[[[1]]]), ValueError, r"^relevance\[0\]: expected a 1-D"),
+    (dict(map_at=None), TypeError, r"^map_at: expected a tuple or list"),
+    (dict(map_at=(0,)), ValueError, r"^map_at: expected 1 <= k <= 4"),
+    (dict(map_at=(1.5,)), TypeError, r"^map_at: expected an int"),
+    (dict(tie_aware="yes"), TypeError, r"^tie_aware: expected a bool"),
+    (dict(pr=1), TypeError, r"^pr: expected a bool"),
+    (dict(topn=[5]), ValueError, r"^topn: expected 1 <= N <= 4"),
+    (dict(threads=0), ValueError, r"^threads: expected"),
+    (dict(backend="gpu"), ValueError, r"^backend: expected one of"),
+]
+
+
+@pytest.mark.parametrize("kwargs, exc, pattern", EVALUATE_BAD)
+def test_evaluate_rejects_bad_arguments(kwargs, exc, pattern):
+    case = _good()
+    args = _with(case, **{k: v for k, v in kwargs.items() if k in ("query_labels", "db_labels")})
+    options = {k: v for k, v in kwargs.items() if k not in ("query_labels", "db_labels")}
+    with pytest.raises(exc, match=pattern):
+        hm.evaluate(**args, **options)
+
+
+def _native_call(**replace):
+    """hamsearch._core.evaluate_metrics with good arguments, some replaced."""
+    from hamsearch import _core
+
+    case = _good()
+    ql, _ = hm._check_labels(case.ql, "query_labels")
+    dl, _ = hm._check_labels(case.dl, "db_labels")
+    args = dict(q=case.q, db=case.db, nbits=8, query_labels=ql, db_labels=dl, matrix=None, lims=None, ids=None,
+                map_all=True, tie_aware=True, map_ks=[2], depth=3, pr=True, threads=2)
+    args.update(replace)
+    return _core.evaluate_metrics(**args)
+
+
+NATIVE_BAD = [
+    dict(nbits=0),
+    dict(nbits=65),
+    dict(q=np.full((1, 1), 1 << 9, np.uint64)),  # pad bits above nbits=8
+    dict(db=np.zeros((0, 1), np.uint64)),
+    dict(query_labels=None),
+    dict(matrix=np.ones((1, 4), np.uint8)),  # two forms at once
+    dict(query_labels=None, db_labels=None, matrix=np.ones((1, 3), np.uint8)),
+    dict(query_labels=np.zeros((2, 1), np.uint64)),
+    dict(db_labels=np.zeros((4, 2), np.uint64)),
+    dict(query_labels=None, db_labels=None, lims=np.array([0, 1], np.int64), ids=np.array([4], np.int64)),
+    dict(query_labels=None, db_labels=None, lims=np.array([0, 2], np.int64), ids=np.array([1], np.int64)),
+    dict(query_labels=None, db_labels=None, lims=np.array([1, 1], np.int64), ids=np.array([1], np.int64)),
+    dict(map_ks=[0]),
+    dict(map_ks=[5]),
+    dict(depth=5),
+    dict(depth=-1),
+    dict(threads=0),
+]
+
+
+@pytest.mark.parametrize("replace", NATIVE_BAD, ids=lambda r: ",".join(sorted(r)))
+def test_native_core_rejects_bad_arguments(native_backend, replace):
+    # The second line of defence: std::invalid_argument, as ValueError.
+    with pytest.raises(ValueError):
+        _native_call(**replace)
+
+
+def test_native_core_rejects_unconverted_dtypes(native_backend):
+    with pytest.raises(TypeError):
+        _native_call(q=np.zeros((1, 1), np.int64))
+    with pytest.raises(TypeError):
+        _native_call(query_labels=None, db_labels=None, matrix=np.ones((1, 4), np.bool_))
+
+
+def test_inputs_are_never_written(native_backend):
+    rng = np.random.default_rng(5)
+    case = random_case(rng, nq=6, n_db=80, nbits=12, classes=3)
+    arrays = [case.q, case.db, case.ql, case.dl]
+    rel = rng.random((6, 80)) < 0.3
+    for a in arrays + [rel]:
+        a.flags.writeable = False
+    before = [a.copy() for a in arrays + [rel]]
+    for backend in ("native", "numba"):
+        hm.evaluate(*arrays, map_at=(None, 5), ks=[4], pr=True, backend=backend)
+        hm.evaluate(case.q, case.db, relevance=rel, map_at=(None, 5), backend=backend)
+    for a, b in zip(arrays + [rel], before):
+        np.testing.assert_array_equal(a, b)
+
+
+@st.composite
+def native_arguments(draw: st.DrawFn) -> dict:
+    """Arguments for hamsearch._core.evaluate_metrics, each valid or broken
+    at random: shapes, dtypes, misaligned or strided views, out-of-range
+    ids, offsets and cut-offs, huge integers."""
+    nbits = draw(st.sampled_from([1, 7, 64, 65, 130]))
+    w = (nbits + 63) // 64
+    nq = draw(st.integers(0, 4))
+    n = draw(st.integers(0, 40))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+
+    def codes(rows: int) -> np.ndarray:
+        how = draw(st.sampled_from(["ok"] * 6 + ["pad", "shape", "int64", "strided", "misaligned", "1d"]))
+        arr = codes_from_bits(rng.random((rows, nbits)) < 0.5)
+        if how == "pad" and nbits % 64 and rows:
+            arr[:, -1] |= np.uint64(1) << np.uint64(63)
+        elif how == "shape":
+            arr = np.zeros((rows, w + 1), np.uint64)
+        elif how == "int64":
+            arr = arr.astype(np.int64)
+        elif how == "strided":
+            arr = np.zeros((rows, 2 * w), np.uint64)[:, ::2]
+        elif how == "misaligned":
+            buf = np.zeros(rows * w * 8 + 1, np.uint8)
+            arr = buf[1:].view(np.uint64).reshape(rows, w)
+        elif how == "1d":
+            arr = arr.ravel()
+        return arr
+
+    args = dict(q=codes(nq), db=codes(n), nbits=draw(st.sampled_from([nbits, nbits, 0, nbits + 64, 2**70])),
+                query_labels=None, db_labels=None, matrix=None, lims=None, ids=None,
+                map_all=draw(st.booleans()), tie_aware=draw(st.booleans()),
+                map_ks=draw(st.lists(st.integers(-2, 45) | st.sampled_from([2**63 - 1, -(2**63)]), max_size=3)),
+                depth=draw(st.integers(-1, 45) | st.sampled_from([2**62, 2**63 - 1])), pr=draw(st.booleans()),
+                threads=draw(st.integers(0, 5) | st.sampled_from([2**31, 2**63 - 1, 2**64])))
+    kind = draw(st.sampled_from(["labels", "matrix", "lists", "none", "two"]))
+    lw = draw(st.integers(0, 2))
+    if kind in ("labels", "two"):
+        args["query_labels"] = rng.integers(0, 4, size=(nq + draw(st.integers(0, 1)), lw), dtype=np.uint64)
+        args["db_labels"] = rng.integers(0, 4, size=(n, lw + draw(st.integers(0, 1))), dtype=np.uint64)
+    if kind in ("matrix", "two"):
+        args["matrix"] = (rng.random((nq, n + draw(st.integers(0, 1)))) < 0.5).astype(
+            draw(st.sampled_from([np.uint8, np.uint8, np.bool_, np.int32])))
+    if kind == "lists":
+        counts = rng.integers(0, 4, size=nq)
+        lims = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        lims = lims + draw(st.sampled_from([0, 0, 0, 1, -1]))
+        ids = rng.integers(draw(st.sampled_from([0, 0, -1])), max(n, 1) + draw(st.integers(0, 1)),
+                           size=max(int(lims[-1]), 0)).astype(np.int64)
+        args.update(lims=lims, ids=ids)
+    return args
+
+
+@settings(max_examples=int(os.environ.get("HAMSEARCH_FUZZ_EXAMPLES", 150)))
+@given(args=native_arguments())
+def test_native_entry_point_fuzz(args, engine):
+    # Never a crash and never another exception: a result of the promised
+    # shapes or a TypeError / ValueError; the inputs unchanged either way.
+    if engine != "native":
+        pytest.skip("the native entry point, once per kernel level")
+    from hamsearch import _core
+
+    before = {k: v.copy() for k, v in args.items() if isinstance(v, np.ndarray)}
+    try:
+        ap_all, ap_tie, ap_k, hits, pairs, relevant = _core.evaluate_metrics(**args)
+    except (TypeError, ValueError):
+        pass
+    else:
+        nq, nb = args["q"].shape[0], args["nbits"] + 1
+        assert ap_all.shape == (nq if args["map_all"] else 0,) and ap_tie.shape == (nq if args["tie_aware"] else 0,)
+        assert ap_k.shape == (nq, len(args["map_ks"])) and hits.shape == (args["depth"],)
+        assert pairs.shape == relevant.shape == ((nb,) if args["pr"] else (0,))
+        assert np.all((ap_all >= 0) & (ap_all <= 1)) and np.all((ap_k >= 0) & (ap_k <= 1))
+        assert np.all(relevant <= pairs) and int(hits.sum()) <= nq * args["depth"]
+    for k, v in before.items():
+        np.testing.assert_array_equal(args[k], v)
