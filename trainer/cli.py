@@ -64,30 +64,30 @@ def evaluate_codes(codes: Mapping[str, np.ndarray], bits: int, *, seed: int = 0,
 
     ql, dl = codes["query_labels"], codes["db_labels"]
     nq, ndb = ql.shape[0], dl.shape[0]
+    k50, k100 = min(50, ndb), min(100, ndb)
+    grid = _topn_grid(ndb)
+    # One pass of the engine per ranking scores every metric (hamsearch.metrics.evaluate).
     rand_q, rand_db = random_codes(nq, bits, seed), random_codes(ndb, bits, seed + 1)
     # The floors: the same random codes serve both directions, so once.
-    floors = {
-        "map_random": metrics.mean_average_precision(rand_q, rand_db, ql, dl, nbits=bits),
-        "map_at_50_random": metrics.mean_average_precision(rand_q, rand_db, ql, dl, nbits=bits, k=min(50, ndb)),
-    }
+    floor = metrics.evaluate(rand_q, rand_db, ql, dl, nbits=bits, map_at=(None, k50), tie_aware=False)
+    floors = {"map_random": floor["map"], "map_at_50_random": floor[f"map@{k50}"]}
     out: List[Dict[str, Any]] = []
     for key, _, qkey, dkey in DIRECTIONS:
-        q, d = codes[qkey], codes[dkey]
+        s = metrics.evaluate(codes[qkey], codes[dkey], ql, dl, nbits=bits, map_at=(None, k50), tie_aware=True,
+                             ks=[k100], topn=grid if curves else None, pr=curves)
         entry: Dict[str, Any] = {
             "bits": int(bits),
             "direction": key,
-            "map": metrics.mean_average_precision(q, d, ql, dl, nbits=bits),
-            "map_tie_aware": metrics.mean_average_precision(q, d, ql, dl, nbits=bits, tie_aware=True),
-            "map_at_50": metrics.mean_average_precision(q, d, ql, dl, nbits=bits, k=min(50, ndb)),
+            "map": s["map"],
+            "map_tie_aware": s["map_tie_aware"],
+            "map_at_50": s[f"map@{k50}"],
             **floors,
+            f"precision_at_{k100}": float(s["precision_at_k"][0]),
         }
-        k = min(100, ndb)
-        entry[f"precision_at_{k}"] = float(metrics.precision_at_k(q, d, ql, dl, [k], nbits=bits)[0])
         if curves:
-            prec, rec = metrics.pr_curve(q, d, ql, dl, bits)
-            grid = _topn_grid(ndb)
+            prec, rec = s["pr_curve"]
             entry["pr"] = {"precision": prec.tolist(), "recall": rec.tolist()}
-            entry["topn"] = {"n": grid.tolist(), "precision": metrics.topn_precision(q, d, ql, dl, grid, nbits=bits).tolist()}
+            entry["topn"] = {"n": grid.tolist(), "precision": s["topn_precision"].tolist()}
         out.append(entry)
     return out
 
