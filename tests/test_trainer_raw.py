@@ -360,3 +360,23 @@ def test_reproduce_keeps_the_other_methods_when_one_diverges(tmp_path, monkeypat
     assert rc == 1
     res = json.loads((tmp_path / "results.json").read_text())
     assert [r["method"] for r in res["methods"]] == ["cca_itq"] and "loss is inf" in res["failed"]["dcmh"]
+
+
+def test_random_backbone_gets_batchnorm_statistics_of_the_training_images():
+    ds = _pixel_dataset()
+    bb = ds.backbone
+    bn = bb.bn1
+    # Estimated, not the initial mean 0 / variance 1, and over the training images only.
+    assert int(bn.num_batches_tracked) == -(-ds.split.train.size // 64)
+    x = bb.preprocess(ds.images.read(ds.split.train))
+    with torch.no_grad():
+        first = torch.nn.functional.conv2d(x, bb.conv1.weight, stride=2, padding=3)
+    np.testing.assert_allclose(bn.running_mean.numpy(), first.mean(dim=(0, 2, 3)).numpy(), rtol=1e-4, atol=1e-5)
+    # Eval mode now computes what train mode computes on the same batch.
+    bb.train()
+    with torch.no_grad():
+        train_mode = bb(x)
+    bb.eval()
+    with torch.no_grad():
+        eval_mode = bb(x)
+    assert float((eval_mode - train_mode).abs().mean() / train_mode.abs().mean()) < 0.1

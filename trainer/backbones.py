@@ -923,6 +923,7 @@ def build_backbone(name: str, *, weights: Optional[PathLike] = None, image_size:
         if left:  # strict=True makes this unreachable; a guard against silent garbage
             raise RuntimeError(f"{name}: tensors left unset after loading {path}: {_few(left)}")
         log.info("backbone %s (image_size %d): weights from %s", name, image_size, path)
+    net.weights_source = path  # None: random initialisation (trainer.data.prepare calibrates its BatchNorm)
     return net.eval()
 
 

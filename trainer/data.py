@@ -723,7 +723,9 @@ def prepare(
     """Features of a :class:`RawData`: the :class:`Dataset` the methods train on.
 
     - Raw images go through ``backbone`` (a :class:`trainer.backbones.Backbone`)
-      once, frozen, in batches (``workers`` decoding processes); the dataset
+      once, frozen, in batches (``workers`` decoding processes); a backbone
+      from random weights first gets its BatchNorm statistics estimated on the
+      training images (:func:`trainer.pixels.calibrate_batchnorm`); the dataset
       keeps the images and the backbone, for end-to-end training and for the
       encoder. Image features are used as they are, and a backbone beside them
       is an error.
@@ -742,9 +744,15 @@ def prepare(
                 "pass --image-backbone cnnf|resnet18|resnet50|vgg16|vit_b_32 (with --backbone-weights FILE for "
                 "pretrained weights), or extract features once with `python -m trainer features`"
             )
-        from .pixels import extract_features
+        from .pixels import calibrate_batchnorm, extract_features
 
         images = raw.image  # type: ignore[assignment]
+        if getattr(backbone, "weights_source", "") is None:  # random weights: BatchNorm statistics of nothing
+            n_bn = calibrate_batchnorm(backbone, images, raw.split.train, device=device,  # type: ignore[arg-type]
+                                       workers=workers)
+            if n_bn:
+                log.info("%s: the BatchNorm statistics of the randomly initialised backbone were estimated on "
+                         "the %d training images (%d layers)", raw.name, raw.split.train.size, n_bn)
         image = extract_features(backbone, images, device=device, workers=workers, progress=progress)  # type: ignore[arg-type]
     else:
         if backbone is not None:

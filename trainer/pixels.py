@@ -104,6 +104,37 @@ def extract_features(backbone: nn.Module, source: ImageSource, rows: Optional[np
     return np.ascontiguousarray(feats.cpu().numpy(), dtype=np.float32)
 
 
+@torch.no_grad()
+def calibrate_batchnorm(backbone: nn.Module, source: ImageSource, rows: np.ndarray, *, device: torch.device,
+                        workers: int = 0, batch: int = IMAGE_BATCH) -> int:
+    """Estimate the BatchNorm running statistics of ``backbone`` over the images
+    ``rows`` (a cumulative average over batches in train mode, no gradient).
+
+    A backbone from random initialisation has the statistics of nothing (mean
+    0, variance 1), so in eval mode (frozen features, validation, encoding) it
+    computes something else than in train mode (end-to-end training), by a
+    factor of 5 in the features of a ResNet-18 on Web News. Returns the number
+    of BatchNorm layers calibrated (0: nothing to do).
+    """
+    bns = [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return 0
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    was = backbone.training
+    backbone.train()
+    try:
+        for x in _loader(source, row_batches(rows, batch), backbone.preprocess, workers):  # type: ignore[arg-type]
+            backbone(x.to(device))
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        backbone.train(was)
+    return len(bns)
+
+
 class BackboneHead(nn.Module):
     """``head(backbone(pixels) - offset)``; a 2-D input (centred features) goes to the head alone."""
 
@@ -169,4 +200,4 @@ class Pixels:
         return self.preprocess(self.source.read(self.rows[want])).to(self.device)
 
 
-__all__ = ["BackboneHead", "IMAGE_BATCH", "Pixels", "extract_features", "head_of", "map_images", "row_batches"]
+__all__ = ["BackboneHead", "IMAGE_BATCH", "Pixels", "calibrate_batchnorm", "extract_features", "head_of", "map_images", "row_batches"]
