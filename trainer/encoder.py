@@ -43,7 +43,7 @@ from torch import nn
 
 from .data import Dataset, centre_rows
 from .images import ArrayImages, ImageSource
-from .pixels import IMAGE_BATCH, BackboneHead, map_images
+from .pixels import IMAGE_BATCH, BackboneHead, backbone_outputs
 
 log = logging.getLogger(__name__)
 
@@ -161,16 +161,6 @@ class Encoder:
                 f"texts: {self.text_input})")
 
     # ------------------------------------------------------------------ outputs
-    @torch.no_grad()
-    def _run(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        was = net.training
-        net.eval()
-        try:
-            outs = [net(x[a : a + 2048].to(self.device)) for a in range(0, x.shape[0], 2048)]
-        finally:
-            net.train(was)
-        return torch.cat(outs)
-
     def _features(self, items: Any, width: int, offset: np.ndarray, what: str) -> torch.Tensor:
         if isinstance(items, torch.Tensor):
             items = items.detach().cpu().numpy()
@@ -186,32 +176,25 @@ class Encoder:
 
     def centred_outputs(self, modality: str, x: np.ndarray) -> torch.Tensor:
         """Real outputs of features that are centred already (a :class:`Dataset`'s)."""
-        net = self._image_net if modality == "image" else self._method.networks["text"]
-        return self._run(net, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        # Features go to the method's own network (a backbone wrapper passes them to its head).
+        return self._method.outputs(modality, torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
 
     def image_outputs(self, items: Any, *, workers: int = 0, rows: Optional[np.ndarray] = None,
                       progress: bool = False) -> torch.Tensor:
         """Real-valued outputs ``(n, nbits)`` of images (see :meth:`encode_image`)."""
         if self.backbone is None:
-            return self._run(self._image_net, self._features(items, self._width("image"), self.image_offset, "images"))
+            return self._method.outputs("image", self._features(items, self._width("image"), self.image_offset, "images"))
         source = _as_image_source(items)
         rows = np.arange(len(source), dtype=np.int64) if rows is None else rows
-        net = self._image_net
-        was = net.training
-        net.eval()
-        try:
-            return map_images(net, source, rows, self.backbone.preprocess, device=self.device,  # type: ignore[arg-type]
-                              batch=self.batch, workers=workers, progress=progress, desc="encoding images")
-        finally:
-            net.train(was)
+        return backbone_outputs(self._image_net, source, rows, device=self.device, batch=self.batch,  # type: ignore[arg-type]
+                                workers=workers, progress=progress, desc="encoding images")
 
     def text_outputs(self, items: Any) -> torch.Tensor:
         """Real-valued outputs ``(n, nbits)`` of texts (see :meth:`encode_text`)."""
-        net = self._method.networks["text"]
         if self._vectorizer is None:
-            return self._run(net, self._features(items, self._width("text"), self.text_offset, "texts"))
+            return self._method.outputs("text", self._features(items, self._width("text"), self.text_offset, "texts"))
         feats = self._vectorizer.transform(_as_texts(items))
-        return self._run(net, torch.from_numpy(centre_rows(feats, self.text_offset)))
+        return self._method.outputs("text", torch.from_numpy(centre_rows(feats, self.text_offset)))
 
     def _width(self, modality: str) -> int:
         return int(self.image_offset.size if modality == "image" else self.text_offset.size)

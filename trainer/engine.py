@@ -42,6 +42,7 @@ from torch import nn
 
 from .config import config_dict, make_config
 from .data import Dataset
+from .pixels import training_mode
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +194,8 @@ class HashMethod:
     @torch.no_grad()
     def outputs(self, modality: str, x: torch.Tensor, batch: int = 2048) -> torch.Tensor:
         """Real-valued outputs ``(n, bits)`` of one branch, in eval mode."""
-        net = self.networks[modality]
-        was = net.training
-        net.eval()
-        try:
+        with training_mode(self.networks[modality], False) as net:
             outs = [net(x[i : i + batch].to(self.device)) for i in range(0, x.shape[0], batch)]
-        finally:
-            net.train(was)
         return torch.cat(outs) if outs else torch.empty(0, self.bits, device=self.device)
 
 
@@ -315,7 +311,7 @@ def _split_backbone_groups(optimizers: Sequence[torch.optim.Optimizer], backbone
         done.add(id(opt))
         for group in list(opt.param_groups):
             mine = [p for p in group["params"] if id(p) in ids]
-            if not mine or len(mine) == len(group["params"]) and group.get("lr_scale") is not None:
+            if not mine:
                 continue
             group["params"] = [p for p in group["params"] if id(p) not in ids]
             extra = {k: v for k, v in group.items() if k != "params"}
@@ -432,7 +428,7 @@ def fit(
         if dataset.images is None:
             raise ValueError(f"{dataset.name}: end-to-end training needs raw images, and this dataset has only "
                              "features; drop --finetune")
-        from .pixels import BackboneHead, Pixels
+        from .pixels import BackboneHead, Pixels, backbone_outputs
 
         offset = torch.from_numpy(np.asarray(dataset.image_offset if dataset.image_offset is not None
                                              else np.zeros(dataset.dims[0]), dtype=np.float32))
@@ -466,8 +462,9 @@ def fit(
             last = epoch == n_epochs - 1
             if labels_np is not None and val_rows.size and (epoch % max(eval_every, 1) == 0 or last):
                 image_in: Any = image
-                if backbone is not None:
-                    image_in = functools.partial(_pixel_outputs, m, dataset, rows, dev, workers)
+                if backbone is not None:  # the current backbone's outputs, from the pixels
+                    image_in = functools.partial(backbone_outputs, m.networks["image"], dataset.images, rows,
+                                                 device=dev, workers=workers)
                 i2t, t2i = _validation_map(m, image_in, text, labels_np, val_pos, fit_pos)
                 score = (i2t + t2i) / 2
                 record.update(val_i2t=i2t, val_t2i=t2i)
@@ -497,20 +494,6 @@ def fit(
     log.info("%s, %d bits: best epoch %d of %d (validation MAP %s), %.1f s", cls.name, bits, best_epoch + 1,
              n_epochs, "n/a" if best_val is None else f"{best_val:.4f}", seconds)
     return FitResult(m, bits, n_epochs, best_epoch, best_val, history, seconds, val_rows, fit_rows, ckpt)
-
-
-def _pixel_outputs(m: HashMethod, dataset: Dataset, rows: np.ndarray, dev: torch.device, workers: int) -> torch.Tensor:
-    """The image network's outputs of dataset rows ``rows`` from their pixels, in eval mode."""
-    from .pixels import map_images
-
-    net = m.networks["image"]
-    was = net.training
-    net.eval()
-    try:
-        return map_images(net, dataset.images, rows, net.backbone.preprocess, device=dev,  # type: ignore[arg-type,union-attr]
-                          workers=workers)
-    finally:
-        net.train(was)
 
 
 def _plan(phase: Phase, n: int, gen: torch.Generator) -> List[torch.Tensor]:

@@ -20,6 +20,7 @@ extraction, and the image network of end-to-end training.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any, Callable, Iterator, List, Optional, Sequence
 
@@ -60,6 +61,17 @@ def _loader(source: ImageSource, batches: Sequence[np.ndarray], preprocess: Call
     return iter(loader)
 
 
+@contextlib.contextmanager
+def training_mode(net: nn.Module, training: bool) -> Iterator[nn.Module]:
+    """``net`` in train (``True``) or eval mode for the block, then back to its own."""
+    was = net.training
+    net.train(training)
+    try:
+        yield net
+    finally:
+        net.train(was)
+
+
 def row_batches(rows: np.ndarray, batch: int = IMAGE_BATCH) -> List[np.ndarray]:
     rows = np.asarray(rows, dtype=np.int64)
     return [rows[a : a + batch] for a in range(0, rows.size, batch)]
@@ -94,13 +106,9 @@ def extract_features(backbone: nn.Module, source: ImageSource, rows: Optional[np
                      batch: int = IMAGE_BATCH) -> np.ndarray:
     """The frozen backbone's features of ``rows`` (default: every image), float32 numpy."""
     rows = np.arange(len(source), dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    was = backbone.training
-    backbone.eval()
-    try:
+    with training_mode(backbone, False):
         feats = map_images(backbone, source, rows, backbone.preprocess, device=device, batch=batch,  # type: ignore[arg-type]
                            workers=workers, progress=progress, desc=f"{getattr(backbone, 'name', 'backbone')} features")
-    finally:
-        backbone.train(was)
     return np.ascontiguousarray(feats.cpu().numpy(), dtype=np.float32)
 
 
@@ -123,15 +131,13 @@ def calibrate_batchnorm(backbone: nn.Module, source: ImageSource, rows: np.ndarr
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # a cumulative average over the batches
-    was = backbone.training
-    backbone.train()
     try:
-        for x in _loader(source, row_batches(rows, batch), backbone.preprocess, workers):  # type: ignore[arg-type]
-            backbone(x.to(device))
+        with training_mode(backbone, True):
+            for x in _loader(source, row_batches(rows, batch), backbone.preprocess, workers):  # type: ignore[arg-type]
+                backbone(x.to(device))
     finally:
         for m, momentum in zip(bns, momenta):
             m.momentum = momentum
-        backbone.train(was)
     return len(bns)
 
 
@@ -150,6 +156,15 @@ class BackboneHead(nn.Module):
         if x.dim() == 4:
             x = self.backbone(x) - self.offset
         return self.head(x)
+
+
+def backbone_outputs(net: BackboneHead, source: ImageSource, rows: np.ndarray, *, device: torch.device,
+                     batch: int = IMAGE_BATCH, workers: int = 0, progress: bool = False,
+                     desc: str = "images") -> torch.Tensor:
+    """The outputs of an image network with a backbone over the images ``rows``, in eval mode."""
+    with training_mode(net, False):
+        return map_images(net, source, rows, net.backbone.preprocess, device=device,  # type: ignore[arg-type]
+                          batch=batch, workers=workers, progress=progress, desc=desc)
 
 
 def head_of(net: nn.Module) -> nn.Module:
@@ -178,9 +193,6 @@ class Pixels:
         self._next = 0
         self._it: Optional[Iterator[torch.Tensor]] = None
 
-    def __len__(self) -> int:
-        return int(self.rows.size)
-
     def plan(self, batches: Sequence[torch.Tensor]) -> None:
         """The positions each iteration of the coming phase will ask for, in order."""
         self._plan = [b.detach().cpu().numpy().astype(np.int64) for b in batches]
@@ -200,4 +212,5 @@ class Pixels:
         return self.preprocess(self.source.read(self.rows[want])).to(self.device)
 
 
-__all__ = ["BackboneHead", "IMAGE_BATCH", "Pixels", "calibrate_batchnorm", "extract_features", "head_of", "map_images", "row_batches"]
+__all__ = ["BackboneHead", "IMAGE_BATCH", "Pixels", "backbone_outputs", "calibrate_batchnorm", "extract_features",
+           "head_of", "map_images", "row_batches", "training_mode"]
