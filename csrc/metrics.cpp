@@ -26,6 +26,18 @@ constexpr size_t kBlockRows = 2048;
 // store-to-load dependencies.
 constexpr size_t kCopies = 4;
 static_assert((kCopies & (kCopies - 1)) == 0, "kCopies: a power of two (rows pick a copy by i & (kCopies - 1))");
+// A bucket's cursor holds two counts in one word, items in the low field
+// and relevant items in the next (one add per row), 32 bits each; in one
+// pass, kField bits each, with the distance above them.
+constexpr unsigned kField = 22;
+constexpr uint64_t kFieldMask = (uint64_t{1} << kField) - 1;
+constexpr unsigned kDistShift = 2 * kField;
+// Up to this many database rows (and distances below 2**(64 - kDistShift)),
+// MAP@all takes one pass over the database that keeps the relevant rows'
+// places in their buckets (8 bytes a row at most, per thread); the ranks
+// follow from the bucket offsets once the pass is over. Above it, a second
+// pass recomputes the places, and memory stays a few counters per bucket.
+constexpr size_t kOnePassRows = kFieldMask;
 // Harmonic ranges up to this length, and tied groups up to this size, are
 // summed term by term.
 constexpr int64_t kDirect = 32;
@@ -145,15 +157,15 @@ HS_NOINLINE void count_block(const int32_t* dist, size_t len, Rel rel, int64_t* 
     for (; i < len; ++i) ++h[2 * static_cast<size_t>(dist[i]) + rel(i)];
 }
 
-// Places every row of a block: cursor[d] += 1 (rank, low half) and the
-// relevance (count of relevant items, high half); the cursors of the
-// relevant rows packed into out. Returns how many.
-template <class Rel>
+// Places every row of a block: cursor[d] += 1 (rank, low field) and the
+// relevance (count of relevant items, the field from bit Shift); the cursors
+// of the relevant rows packed into out. Returns how many.
+template <unsigned Shift, class Rel>
 HS_NOINLINE size_t place_block(const int32_t* dist, size_t len, Rel rel, uint64_t* cursor, uint64_t* out) {
     size_t c = 0;
     for (size_t i = 0; i < len; ++i) {
         const uint64_t r = rel(i);
-        const uint64_t v = cursor[dist[i]] + (1 + (r << 32));
+        const uint64_t v = cursor[dist[i]] + (1 + (r << Shift));
         cursor[dist[i]] = v;
         out[c] = v;
         c += r;
@@ -181,13 +193,15 @@ HS_NOINLINE size_t place_rows(const int32_t* dist, const uint32_t* rows, size_t 
     return c;
 }
 
-// The precision (relevant count / rank) of each placed cursor, summed into
-// four partial sums (entry t to sum t % 4, a tail past the last multiple of
-// four to the first): the Numba twin sums in exactly this order.
-HS_NOINLINE void sum_precisions(const uint64_t* placed, size_t c, const double* inverse, double* sum) {
+// The precision (relevant count / rank) of each placed cursor (global(t):
+// rank in the low half, count in the high half), summed into four partial
+// sums (entry t to sum t % 4, a tail past the last multiple of four to the
+// first): the Numba twin sums in exactly this order.
+template <class Global>
+HS_NOINLINE void sum_precisions(size_t c, Global global, const double* inverse, double* sum) {
     double s0 = sum[0], s1 = sum[1], s2 = sum[2], s3 = sum[3];
     const auto p = [&](size_t t) {
-        const uint64_t v = placed[t];
+        const uint64_t v = global(t);
         return static_cast<double>(static_cast<int64_t>(v >> 32)) * inverse[v & 0xffffffffu];
     };
     size_t t = 0;
@@ -210,9 +224,9 @@ class Scorer {
     Scorer(const uint64_t* db, size_t n, int64_t nbits, const Relevance& rel, const MetricsRequest& req,
            const double* inverse)
         : db_(db), n_(n), w_(static_cast<size_t>((nbits + 63) / 64)), nb_(static_cast<size_t>(nbits) + 1),
-          rel_(rel), req_(req), inverse_(inverse), dist_(kBlockRows), row_(kBlockRows), rank_(kBlockRows), prec_(kBlockRows),
-          hist_(kCopies * 2 * nb_), count_(nb_), count_rel_(nb_), before_(nb_), before_rel_(nb_),
-          cursor_(nb_), placed_(kBlockRows), ap_k_(req.map_ks.size()), n_k_(req.map_ks.size()) {
+          rel_(rel), req_(req), inverse_(inverse), dist_(kBlockRows), row_(kBlockRows), top_(kBlockRows),
+          hist_(kCopies * 2 * nb_), count_(nb_), count_rel_(nb_), before_(nb_), before_rel_(nb_), cursor_(nb_),
+          placed_(kBlockRows), ap_k_(req.map_ks.size()), n_k_(req.map_ks.size()) {
         if (rel.kind == Relevance::Kind::lists) bits_.assign((n + 63) / 64, 0);
         // One slot past the depth collects every deeper rank, branch-free.
         if (req.depth > 0) hits.assign(static_cast<size_t>(req.depth) + 1, 0);
@@ -222,6 +236,11 @@ class Scorer {
         }
         for (const int64_t k : req.map_ks) deepest_ = std::max(deepest_, k);
         deepest_ = std::max(deepest_, req.depth);
+        one_pass_ = req.map_all && n <= kOnePassRows && (static_cast<uint64_t>(nbits) >> (64 - kDistShift)) == 0;
+        if (one_pass_) {
+            kept_.resize(n);
+            kept_end_.resize((n + kBlockRows - 1) / kBlockRows);
+        }
     }
 
     void score(const Kernels& K, const uint64_t* q, size_t j) {
@@ -279,11 +298,27 @@ class Scorer {
 
     template <class Make>
     void score_with(const Kernels& K, const uint64_t* q, Make&& make) {
-        histogram(K, q, make);
         ap_ = 0.0;
         std::fill(ap_k_.begin(), ap_k_.end(), 0.0);
         std::fill(n_k_.begin(), n_k_.end(), 0);
+        if (one_pass_) {
+            one_pass(K, q, make);
+            return;
+        }
+        histogram(K, q, make);
         if (total_rel_ > 0 && (req_.map_all || deepest_ > 0)) ranks(K, q, make);
+    }
+
+    // The prefix sums of the bucket counts and the total of relevant items.
+    void prefix_sums() {
+        int64_t before = 0, before_rel = 0;
+        for (size_t d = 0; d < nb_; ++d) {
+            before_[d] = before;
+            before_rel_[d] = before_rel;
+            before += count_[d];
+            before_rel += count_rel_[d];
+        }
+        total_rel_ = before_rel;
     }
 
     // Pass one: items and relevant items per distance, and their prefix sums.
@@ -298,21 +333,92 @@ class Scorer {
             K.distances(q, db_ + b0 * w_, len, w_, dist);
             count_block(dist, len, make(b0), h, stride);
         }
-        int64_t before = 0, before_rel = 0;
-        for (size_t b = 0; b < nb_; ++b) {
+        for (size_t d = 0; d < nb_; ++d) {
             int64_t all = 0, rel = 0;
             for (size_t c = 0; c < kCopies; ++c) {
-                all += h[c * stride + 2 * b] + h[c * stride + 2 * b + 1];
-                rel += h[c * stride + 2 * b + 1];
+                all += h[c * stride + 2 * d] + h[c * stride + 2 * d + 1];
+                rel += h[c * stride + 2 * d + 1];
             }
-            count_[b] = all;
-            count_rel_[b] = rel;
-            before_[b] = before;
-            before_rel_[b] = before_rel;
-            before += all;
-            before_rel += rel;
+            count_[d] = all;
+            count_rel_[d] = rel;
         }
-        total_rel_ = before_rel;
+        prefix_sums();
+    }
+
+    // MAP@all in one pass over the database: every row placed by a cursor
+    // relative to its bucket, which starts at d << kDistShift, so that each
+    // relevant row's kept cursor names its bucket. The final cursors are the
+    // histogram; a kept cursor plus its bucket's offsets is the item's rank
+    // and its count of relevant items, exactly as the second pass of ranks()
+    // would place it, and they are scored block by block in the same order.
+    template <class Make>
+    void one_pass(const Kernels& K, const uint64_t* q, Make& make) {
+        uint64_t* cursor = cursor_.data();
+        for (size_t d = 0; d < nb_; ++d) cursor[d] = static_cast<uint64_t>(d) << kDistShift;
+        uint64_t* kept = kept_.data();
+        size_t c = 0;
+        for (size_t b0 = 0, b = 0; b0 < n_; b0 += kBlockRows, ++b) {
+            const size_t len = std::min(kBlockRows, n_ - b0);
+            K.distances(q, db_ + b0 * w_, len, w_, dist_.data());
+            c += place_block<kField>(dist_.data(), len, make(b0), cursor, kept + c);
+            kept_end_[b] = c;
+        }
+        for (size_t d = 0; d < nb_; ++d) {
+            count_[d] = static_cast<int64_t>(cursor[d] & kFieldMask);
+            count_rel_[d] = static_cast<int64_t>((cursor[d] >> kField) & kFieldMask);
+        }
+        prefix_sums();
+        if (total_rel_ == 0) return;
+        for (size_t d = 0; d < nb_; ++d) {
+            cursor[d] = static_cast<uint64_t>(before_[d]) | (static_cast<uint64_t>(before_rel_[d]) << 32);
+        }
+        double sum[4] = {0.0, 0.0, 0.0, 0.0};  // see sum_precisions
+        size_t start = 0;
+        for (const size_t end : kept_end_) {
+            // Each kept cursor becomes its global value, base (cursor) plus
+            // its fields, written back for add_placed.
+            uint64_t* block = kept + start;
+            sum_precisions(
+                end - start,
+                [block, cursor](size_t t) {
+                    const uint64_t v = block[t];
+                    block[t] = cursor[v >> kDistShift] + (v & kFieldMask) + (((v >> kField) & kFieldMask) << 32);
+                    return block[t];
+                },
+                inverse_, sum);
+            add_placed(kept + start, end - start, false, sum);
+            start = end;
+        }
+        ap_ = (sum[0] + sum[1]) + (sum[2] + sum[3]);
+    }
+
+    // The relevant items placed in one block (rank in the low half, count of
+    // relevant items in the high half, in row order): their precisions
+    // summed into sum when every (see sum_precisions), and those at ranks <=
+    // deepest_ counted in the hits and added to AP@k, in row order.
+    void add_placed(const uint64_t* placed_at, size_t c, bool every, double* sum) {
+        if (every) sum_precisions(c, [placed_at](size_t t) { return placed_at[t]; }, inverse_, sum);
+        if (deepest_ == 0) return;
+        const double* inverse = inverse_;
+        const int64_t deepest = deepest_, depth = req_.depth;
+        const int64_t* ks = req_.map_ks.data();
+        const size_t nk = req_.map_ks.size();
+        uint64_t* top = top_.data();
+        size_t s = 0;  // those at ranks <= deepest, packed in front
+        for (size_t t = 0; t < c; ++t) {
+            top[s] = placed_at[t];
+            s += static_cast<int64_t>(placed_at[t] & 0xffffffffu) <= deepest;
+        }
+        for (size_t u = 0; u < s; ++u) {
+            const int64_t rank = static_cast<int64_t>(top[u] & 0xffffffffu);
+            const double prec = static_cast<double>(static_cast<int64_t>(top[u] >> 32)) * inverse[rank];
+            if (depth > 0) ++hits[static_cast<size_t>(std::min(rank, depth + 1) - 1)];
+            for (size_t j = 0; j < nk; ++j) {
+                const bool in = rank <= ks[j];
+                ap_k_[j] += in ? prec : 0.0;
+                n_k_[j] += in;
+            }
+        }
     }
 
     // He, Cakir, Bargal and Sclaroff (CVPR 2018), METHODS section 6: each
@@ -346,15 +452,17 @@ class Scorer {
         return sum / static_cast<double>(total_rel_);
     }
 
-    // Pass two, in row order: an item at distance d is the (seen + 1)-th of
-    // its bucket, so its rank is N_{d-1} + seen + 1; a relevant one is the
-    // (N^+_{d-1} + seen relevant + 1)-th relevant item and adds its precision
-    // (that count / its rank). A cursor per bucket holds both running values
-    // in one word (rank in the low half, count in the high half: one add per
-    // item). Without MAP@all only the buckets up to the one holding rank
-    // deepest_ matter: the rows of a block in them are picked first, and the
-    // pass ends once every rank up to deepest_ is placed. Each step packs what
-    // the next needs in front of a buffer, without branches.
+    // Pass two, after histogram() (MAP@all above kOnePassRows, or the
+    // cut-offs without it), in row order: an item at distance d is the
+    // (seen + 1)-th of its bucket, so its rank is N_{d-1} + seen + 1; a
+    // relevant one is the (N^+_{d-1} + seen relevant + 1)-th relevant item and
+    // adds its precision (that count / its rank). A cursor per bucket holds
+    // both running values in one word (rank in the low half, count in the
+    // high half: one add per item). Without MAP@all only the buckets up to
+    // the one holding rank deepest_ matter: the rows of a block in them are
+    // picked first, and the pass ends once every rank up to deepest_ is
+    // placed. Each step packs what the next needs in front of a buffer,
+    // without branches.
     template <class Make>
     void ranks(const Kernels& K, const uint64_t* q, Make& make) {
         size_t last = nb_ - 1;
@@ -368,18 +476,10 @@ class Scorer {
         }
         const bool every = last == nb_ - 1;
         const int32_t clamp = static_cast<int32_t>(last);
-        const double* inverse = inverse_;
-        const int64_t deepest = deepest_, depth = req_.depth;
-        const int64_t* ks = req_.map_ks.data();
-        const size_t nk = req_.map_ks.size();
-        int64_t* hits_p = hits.data();
-        double* ap_k = ap_k_.data();
-        int64_t* n_k = n_k_.data();
+        const int64_t deepest = deepest_;
         const int32_t* dist = dist_.data();
         uint32_t* row = row_.data();
         uint64_t* placed_at = placed_.data();
-        int64_t* rank_of = rank_.data();
-        double* prec = prec_.data();
         double sum[4] = {0.0, 0.0, 0.0, 0.0};  // see sum_precisions
         int64_t placed = 0;  // items at ranks <= deepest
         // The rows of a block in buckets 0..last, into row; returns how many.
@@ -395,29 +495,9 @@ class Scorer {
             const size_t len = std::min(kBlockRows, n_ - b0);
             K.distances(q, db_ + b0 * w_, len, w_, dist_.data());
             const auto rel = make(b0);
-            const size_t c = every ? place_block(dist, len, rel, cursor, placed_at)
+            const size_t c = every ? place_block<32>(dist, len, rel, cursor, placed_at)
                                    : place_rows(dist, row, pick(len), rel, cursor, placed_at, deepest, &placed);
-            // Their precisions; with cut-offs, those at ranks <= deepest packed in front.
-            if (every) sum_precisions(placed_at, c, inverse, sum);
-            size_t s = 0;
-            if (deepest > 0) {
-                for (size_t t = 0; t < c; ++t) {
-                    const uint64_t v = placed_at[t];
-                    const int64_t rank = static_cast<int64_t>(v & 0xffffffffu);
-                    rank_of[s] = rank;
-                    prec[s] = static_cast<double>(static_cast<int64_t>(v >> 32)) * inverse[rank];
-                    s += rank <= deepest;
-                }
-            }
-            for (size_t u = 0; u < s; ++u) {
-                const int64_t rank = rank_of[u];
-                if (depth > 0) ++hits_p[std::min(rank, depth + 1) - 1];
-                for (size_t j = 0; j < nk; ++j) {
-                    const bool in = rank <= ks[j];
-                    ap_k[j] += in ? prec[u] : 0.0;
-                    n_k[j] += in;
-                }
-            }
+            add_placed(placed_at, c, every, sum);
         }
         ap_ = (sum[0] + sum[1]) + (sum[2] + sum[3]);
     }
@@ -429,10 +509,13 @@ class Scorer {
     const double* inverse_;  // inverse_[r] = 1 / r for r = 1..n
     std::vector<int32_t> dist_;
     std::vector<uint32_t> row_;
-    std::vector<int64_t> rank_;
-    std::vector<double> prec_;
+    std::vector<uint64_t> top_;
     std::vector<int64_t> hist_, count_, count_rel_, before_, before_rel_;
     std::vector<uint64_t> cursor_, placed_;
+    // One pass: the relevant rows' cursors, and where each block's end.
+    bool one_pass_ = false;
+    std::vector<uint64_t> kept_;
+    std::vector<size_t> kept_end_;
     std::vector<double> ap_k_;
     std::vector<int64_t> n_k_;
     std::vector<uint64_t> bits_;

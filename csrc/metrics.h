@@ -1,10 +1,13 @@
 // Retrieval metrics of Hamming ranking without sorting: Hamming distances lie
 // in [0, nbits], so a histogram of each query's distances, split by
 // relevance, gives every metric that does not depend on the order inside a
-// tie (tie-aware AP, PR by radius); a second streaming pass in database row
-// order, knowing each bucket's offset, gives each relevant item its rank under
-// the (distance, row) order (MAP@all, MAP@k, precision at a depth). Memory:
-// a few counters per bucket per thread, never a distance matrix.
+// tie (tie-aware AP, PR by radius). Each relevant item's rank under the
+// (distance, row) order (MAP@all, MAP@k, precision at a depth) is the count
+// of closer items plus its place in its bucket: kept during the same pass
+// for MAP@all up to 2**22 - 1 database rows, else found by a second pass in
+// row order that knows each bucket's offset. Memory: a few counters per
+// bucket per thread, 8 bytes per relevant item for the one pass; never a
+// distance matrix.
 #pragma once
 
 #include <cstddef>

@@ -1533,7 +1533,9 @@ class MIHStore:
 # The twin of csrc/metrics.cpp, operation for operation where floating point is
 # involved, so that both backends give the same numbers: a histogram of each
 # query's distances split by relevance, then a pass in row order that knows
-# each bucket's offset (see hamsearch.metrics).
+# each bucket's offset (see hamsearch.metrics). Where the native core folds
+# the two passes into one, it scores the same items block by block in the
+# same order, so the sums agree to the bit.
 _METRICS_BLOCK = 2048  # rows per block, as the native core
 _HARMONIC_DIRECT = 32  # ranges (and tied groups) up to this length summed term by term
 _EULER_GAMMA = 0.57721566490153286060651209

@@ -19,13 +19,18 @@ METHODS section 6):
 - :func:`evaluate`: any of them together, in one pass.
 
 How: distances lie in [0, nbits], so a histogram per query over distance,
-split by relevance, gives tie-aware AP (in closed form) and the PR curve; a
-second pass over the database in row order, knowing each distance bucket's
-offset, gives each relevant item its rank (the items in closer buckets plus
-those before it in its own) for MAP@all, MAP@k and precision at k. Native
+split by relevance, gives tie-aware AP (in closed form) and the PR curve. A
+relevant item's rank is the number of items in closer buckets plus those
+before it in its own: the native core keeps, in the same pass over the
+database in row order, each relevant item's place in its bucket and adds
+the bucket's offset once the histogram is complete (MAP@all, databases of
+up to 2**22 - 1 rows); otherwise a second pass in row order, knowing each
+bucket's offset, places the items (the cut-offs alone stop once the top
+ranks are placed). MAP@k and precision at k come from the same ranks. Native
 core (``hamsearch._core.evaluate_metrics``, threads over queries, GIL
 released) or its Numba twin, with identical results. Memory: a few counters
-per distance per thread, never a query x database matrix.
+per distance per thread, and for the one pass 8 bytes per relevant item per
+thread; never a query x database matrix.
 """
 from __future__ import annotations
 

@@ -874,6 +874,65 @@ def test_backends_and_kernel_levels_agree_bit_for_bit(engine):
     assert len(outputs) == 4
 
 
+# MAP@all takes one pass over the database up to these limits (the kept
+# cursors' fields in csrc/metrics.cpp), a second pass beyond them.
+ONE_PASS_ROWS = 2**22 - 1
+ONE_PASS_NBITS = 2**20 - 1
+
+
+def assert_same_results(a: dict, b: dict, what: str) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        if key == "pr_curve":
+            for x, y in zip(a[key], b[key]):
+                np.testing.assert_array_equal(x, y, err_msg=f"{key} {what}")
+        else:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"{key} {what}")
+
+
+@pytest.mark.parametrize("n_db", [ONE_PASS_ROWS, ONE_PASS_ROWS + 1])
+def test_one_pass_row_limit_both_sides(engine, n_db):
+    # Either side of the row limit: MAP@all and the cut-offs against a numpy
+    # oracle (stable argsort of popcounts), and the backends bit for bit.
+    if engine != "native":
+        pytest.skip("compares both backends at once; runs in the native parametrization")
+    rng = np.random.default_rng(n_db)
+    nq, nbits = 3, 8
+    db = rng.integers(0, 256, size=(n_db, 1), dtype=np.uint64)
+    q = rng.integers(0, 256, size=(nq, 1), dtype=np.uint64)
+    dl = (rng.random((n_db, 3)) < 0.3).astype(np.uint8)
+    ql = np.array([[1, 0, 0], [0, 1, 1], [0, 0, 0]], dtype=np.uint8)  # the last: nothing relevant
+    kw = dict(nbits=nbits, map_at=(None, 100), ks=[10, 1000], pr=True, threads=2)
+    native = hm.evaluate(q, db, ql, dl, backend="native", **kw)
+    assert_same_results(native, hm.evaluate(q, db, ql, dl, backend="numba", **kw), f"n_db={n_db}")
+    aps, aps_100, p_1000 = [], [], []
+    for j in range(nq):
+        dist = np.bitwise_count(db[:, 0] ^ q[j, 0])
+        ranked = (dl[np.argsort(dist, kind="stable")].astype(np.int64) @ ql[j].astype(np.int64)) > 0
+        aps.append(ap_of(ranked))
+        aps_100.append(ap_of(ranked[:100]))
+        p_1000.append(ranked[:1000].mean())
+    assert native["map"] == pytest.approx(np.mean(aps), rel=1e-12, abs=1e-15)
+    assert native["map@100"] == pytest.approx(np.mean(aps_100), rel=1e-12, abs=1e-15)
+    assert native["precision_at_k"][1] == pytest.approx(np.mean(p_1000), rel=1e-12)
+    assert native["map"] > 0.1
+
+
+@pytest.mark.parametrize("nbits", [ONE_PASS_NBITS, ONE_PASS_NBITS + 1])
+def test_one_pass_distance_limit_both_sides(engine, nbits):
+    # Either side of the distance limit, against the oracle on unpacked bits.
+    if engine != "native":
+        pytest.skip("compares both backends at once; runs in the native parametrization")
+    rng = np.random.default_rng(nbits)
+    case = random_case(rng, nq=2, n_db=9, nbits=nbits, classes=3, pool=4)
+    kw = dict(map_at=(None, 3), ks=[2], pr=True)
+    native = hm.evaluate(*case.args(), backend="native", **kw)
+    assert_same_results(native, hm.evaluate(*case.args(), backend="numba", **kw), f"nbits={nbits}")
+    assert native["map"] == pytest.approx(oracle_map(case), rel=1e-12, abs=1e-15)
+    assert native["map@3"] == pytest.approx(oracle_map(case, 3), rel=1e-12, abs=1e-15)
+    assert native["precision_at_k"][0] == pytest.approx(oracle_precision(case, 2), rel=1e-12, abs=1e-15)
+
+
 def test_mirflickr_protocol_all_metrics_against_previous_implementation():
     # The real 24-label vectors, 2,000 queries against 18,015, 64-bit random
     # codes: evaluate over all queries, the previous implementation over 300.
