@@ -41,13 +41,14 @@ import json
 import logging
 import numbers
 import os
-import tempfile
 import time
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
+
+from hamsearch._files import write_atomic
 
 from .peers import Unavailable
 
@@ -382,21 +383,14 @@ def _read_cache(path: Path, key: str, nbits: int, db_shape: Tuple[int, int],
 
 
 def _write_cache(path: Path, key: str, codes: np.ndarray, queries: np.ndarray, description: str) -> None:
-    """Write the cache file atomically: a temporary file in the same directory, then os.replace."""
+    """Write the cache file atomically (``hamsearch._files.write_atomic``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+
+    def write(fd: int) -> None:
+        with os.fdopen(os.dup(fd), "wb") as fh:
             np.savez(fh, codes=codes, queries=queries, description=np.str_(description), key=np.str_(key))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+
+    write_atomic(str(path), write)
 
 
 __all__ = ["SOURCES", "TrainedCodes", "trained_codes", "wiki_path"]

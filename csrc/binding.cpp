@@ -191,8 +191,8 @@ py::tuple evaluate_metrics(const Codes& q, const Codes& db, int64_t nbits, const
                            const std::optional<Codes>& db_labels, const std::optional<Bytes>& matrix,
                            const std::optional<Ids>& lims, const std::optional<Ids>& ids, bool map_all, bool tie_aware,
                            const std::vector<int64_t>& map_ks, int64_t depth, bool pr, int64_t threads) {
-    if (nbits < 1 || nbits > FlatIndex::kMaxBits) {
-        throw std::invalid_argument("nbits: expected 1 <= nbits <= " + std::to_string(FlatIndex::kMaxBits) +
+    if (nbits < 1 || nbits > hamsearch::kMaxBits) {
+        throw std::invalid_argument("nbits: expected 1 <= nbits <= " + std::to_string(hamsearch::kMaxBits) +
                                     ", got " + std::to_string(nbits));
     }
     const size_t w = static_cast<size_t>((nbits + 63) / 64);
@@ -270,6 +270,11 @@ py::tuple evaluate_metrics(const Codes& q, const Codes& db, int64_t nbits, const
 PYBIND11_MODULE(_core, m) {
     m.doc() = "hamsearch native core: popcount kernels, flat scan and top-k selection";
     m.attr("__version__") = HAMSEARCH_VERSION;
+    // The limits of csrc/constants.h, for tests/test_limits.py.
+    m.attr("MAX_BITS") = hamsearch::kMaxBits;
+    m.attr("MAX_THREADS") = hamsearch::kMaxThreads;
+    m.attr("DISTANCE_PAD") = hamsearch::kDistancePad;
+    m.attr("ID_PAD") = hamsearch::kIdPad;
 
     m.def("isa", [] { return std::string(hamsearch::isa_name(hamsearch::active_kernels().isa)); },
           "The kernel level in use.");

@@ -221,7 +221,7 @@ size_t FlatIndex::block_rows() const {
 size_t FlatIndex::plan_threads(size_t requested, size_t nq) const {
     const size_t work = nq * n_ * w_;
     const size_t by_work = std::max<size_t>(1, work / kMinWorkPerThread);
-    return std::max<size_t>(1, std::min({requested, by_work, size_t{1024}}));
+    return std::max<size_t>(1, std::min({requested, by_work, kMaxThreads}));
 }
 
 const std::vector<size_t>& FlatIndex::id_order() const {
@@ -460,7 +460,7 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, UninitVecto
 }
 
 uint64_t popcount_probe(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, size_t w, size_t threads) {
-    threads = std::max<size_t>(1, std::min<size_t>(threads, 1024));
+    threads = std::max<size_t>(1, std::min<size_t>(threads, kMaxThreads));
     if (n == 0 || nq == 0 || w == 0) return 0;
     const Kernels& K = active_kernels();
     std::vector<uint64_t> sums(threads, 0);
@@ -483,7 +483,7 @@ uint64_t popcount_probe(const uint64_t* q, size_t nq, const uint64_t* codes, siz
 }
 
 uint64_t read_bandwidth(const uint64_t* data, size_t n, size_t threads) {
-    threads = std::max<size_t>(1, std::min<size_t>(threads, 1024));
+    threads = std::max<size_t>(1, std::min<size_t>(threads, kMaxThreads));
     std::vector<uint64_t> sums(threads, 0);
     parallel_tasks(threads, [&](size_t t) {
         const auto range = split_range(n, threads, t);

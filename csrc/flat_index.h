@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common.h"
+#include "constants.h"
 #include "storage.h"
 
 namespace hamsearch {
@@ -38,7 +39,6 @@ class FlatIndex {
     /// Throws std::invalid_argument unless 1 <= nbits <= kMaxBits.
     explicit FlatIndex(int64_t nbits);
 
-    static constexpr int64_t kMaxBits = int64_t{1} << 20;
 
     int64_t nbits() const { return nbits_; }
     size_t words() const { return w_; }

@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "flat_index.h"
+#include "constants.h"
 #include "parallel.h"
 
 namespace hamsearch {
@@ -54,7 +55,7 @@ double harmonic_asymptotic(double x) {
 
 void check_arguments(const uint64_t* q, size_t nq, const uint64_t* db, size_t n, int64_t nbits,
                      const Relevance& rel, const MetricsRequest& req) {
-    if (nbits < 1 || nbits > (int64_t{1} << 20)) {
+    if (nbits < 1 || nbits > kMaxBits) {
         throw std::invalid_argument("nbits: expected 1 <= nbits <= 2**20, got " + std::to_string(nbits));
     }
     if (n < 1) throw std::invalid_argument("db: expected at least one database code");

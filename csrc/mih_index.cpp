@@ -390,7 +390,7 @@ void search_batch(const uint64_t* q, size_t nq, size_t threads, const std::vecto
                   const uint64_t* codes, size_t n, size_t w, std::vector<char>& gave_up, Search&& search) {
     std::atomic<size_t> tried{0}, given_up{0}, next{0};
     const size_t trials = batch_trials(nq);
-    const size_t T = std::max<size_t>(1, std::min({threads, nq, size_t{1024}}));
+    const size_t T = std::max<size_t>(1, std::min({threads, nq, kMaxThreads}));
     parallel_tasks(T, [&](size_t) {
         Seen seen(n);
         Prober prober(codes, w, seen);

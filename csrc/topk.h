@@ -8,11 +8,9 @@
 #include <vector>
 
 #include "common.h"
+#include "constants.h"
 
 namespace hamsearch {
-
-constexpr int32_t kDistancePad = std::numeric_limits<int32_t>::max();
-constexpr int64_t kIdPad = -1;
 
 struct Candidate {
     int32_t d;

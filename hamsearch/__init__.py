@@ -11,7 +11,8 @@ from __future__ import annotations
 from ._backend import isa
 from ._codes import from_bytes, pack, to_bytes, unpack
 from ._io import load
-from .flat import DISTANCE_PAD, ID_PAD, FlatIndex
+from ._limits import DISTANCE_PAD, ID_PAD
+from .flat import FlatIndex
 from .mih import MIHIndex
 
 __version__ = "0.1.0"

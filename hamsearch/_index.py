@@ -7,6 +7,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from . import _backend
+from ._limits import RESULT_BYTES
 from ._validate import (
     check_codes,
     check_ids,
@@ -17,9 +18,6 @@ from ._validate import (
     check_threads,
     words,
 )
-
-DISTANCE_PAD = np.iinfo(np.int32).max  # distance of a missing result (faiss's convention)
-ID_PAD = -1  # id of a missing result
 
 
 class _Index:
@@ -165,7 +163,7 @@ class _Index:
         """
         k = check_k(k)
         arr, nthreads = self._prepare(q, threads)
-        if k > (2**62 // 16) // max(1, arr.shape[0]):
+        if k > (RESULT_BYTES // 16) // max(1, arr.shape[0]):
             raise ValueError(f"k: expected nq * k results to fit in memory, got nq = {arr.shape[0]}, k = {k}")
         return self._store.knn(arr, k, nthreads)
 

@@ -11,26 +11,23 @@ from __future__ import annotations
 import mmap as _mmap
 import os
 import struct
-import sys
-import tempfile
 import zlib
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import numpy as np
 
-from . import _backend
+from ._files import write_all, write_atomic
+from ._limits import FORMAT_VERSION, MAX_NBITS
 from ._validate import pad_mask, words
 
 __all__ = ["load"]
 
 MAGIC = b"\x89HSINDEX"  # 8 bytes; the high first byte catches 7-bit and text-mode mangling
-FORMAT_VERSION = 1
 HEADER_SIZE = 128
 KIND_FLAT = 1
 KIND_MIH = 2
 KINDS = {KIND_FLAT: "flat", KIND_MIH: "mih"}
-MAX_NBITS = 1 << 20
 
 # magic, version, header size, kind, flags, nbits, words, count, next id, MIH m,
 # ids offset, codes offset, end, data CRC-32; zeros to byte 124; header CRC-32.
@@ -174,27 +171,14 @@ def _verify(mm: Any, h: Header, path: str) -> Optional[str]:
     return None
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_MODE = 0o666 & ~_umask()
-
-
 def save(index: Any, path: PathLike) -> None:
-    """Writes ``index`` to ``path`` atomically: a temporary file in the same
-    directory, flushed to disk, then renamed over ``path``."""
+    """Writes ``index`` to ``path`` atomically (``_files.write_atomic``)."""
     path = os.fspath(path)
     if not isinstance(path, str):
         raise TypeError(f"path: expected a str or os.PathLike of str, got {type(path).__name__}")
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a directory")
     kind = KIND_MIH if index._kind == "mih" else KIND_FLAT
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
+
+    def write(fd: int) -> None:
         with index._add_lock:  # one snapshot: no add or remove between the data and the header
             next_id = index._next_id
             if hasattr(index._store, "save_payload"):
@@ -207,9 +191,9 @@ def save(index: Any, path: PathLike) -> None:
                 codes = index._store.codes()
                 count = ids.shape[0]
                 ids_offset, codes_offset, end = layout(count, index.nbits)
-                _write_all(fd, ids.astype("<i8", copy=False), ids_offset)
-                _write_all(fd, bytes(codes_offset - ids_offset - 8 * count), ids_offset + 8 * count)
-                _write_all(fd, codes.astype("<u8", copy=False), codes_offset)
+                write_all(fd, ids.astype("<i8", copy=False), ids_offset)
+                write_all(fd, bytes(codes_offset - ids_offset - 8 * count), ids_offset + 8 * count)
+                write_all(fd, codes.astype("<u8", copy=False), codes_offset)
         if (ids_offset, codes_offset, end) != layout(count, index.nbits):  # pragma: no cover - internal check
             raise RuntimeError("save: the payload layout differs from the format's")
         os.ftruncate(fd, end)
@@ -220,51 +204,9 @@ def save(index: Any, path: PathLike) -> None:
             data_crc = zlib.crc32(b"")
         header = Header(kind, index.nbits, count, next_id, int(getattr(index, "_m", None) or 0), ids_offset,
                         codes_offset, end, data_crc)
-        _write_all(fd, pack_header(header), 0)
-        if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the file the usual mode
-            os.fchmod(fd, _MODE)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
+        write_all(fd, pack_header(header), 0)
 
-
-def _write_all(fd: int, data: Any, offset: int) -> None:
-    """Writes every byte of ``data`` (a C-contiguous buffer) at ``offset``:
-    ``os.pwrite`` may write less than asked (Linux stops at about 2 GiB a call)."""
-    view = memoryview(data)
-    if view.nbytes == 0:
-        return
-    view = view.cast("B")
-    done = 0
-    while done < len(view):
-        done += os.pwrite(fd, view[done:], offset + done)
-    view.release()
-
-
-def _fsync_directory(directory: str) -> None:
-    """Makes the rename durable (POSIX); a no-op where directories cannot be opened."""
-    if sys.platform.startswith("win"):  # pragma: no cover
-        return
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # pragma: no cover - some filesystems refuse
-        pass
-    finally:
-        os.close(dfd)
+    write_atomic(path, write)
 
 
 def load(path: PathLike, mmap: bool = False, *, backend: Optional[str] = "auto",

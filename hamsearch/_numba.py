@@ -38,10 +38,12 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._limits import DISTANCE_PAD, ID_PAD, MAX_THREADS
+
 __all__ = ["FlatStore", "MIHStore"]
 
-_DISTANCE_PAD = np.iinfo(np.int32).max  # distance of a missing result, as in hamsearch.flat
-_ID_PAD = -1  # id of a missing result
+_DISTANCE_PAD = DISTANCE_PAD
+_ID_PAD = ID_PAD
 
 # Rows per block: at most 8192, and at most 128 KiB of codes (measured best
 # here; a quarter of an L2, so the block stays there while all the queries of
@@ -1452,7 +1454,7 @@ class MIHStore:
         kk = min(k, n)
         budget = self._budget(n)
         gave_up = np.zeros(nq, dtype=np.uint8)
-        T = max(1, min(int(threads), nq, 1024, _max_threads()))
+        T = max(1, min(int(threads), nq, MAX_THREADS, _max_threads()))
         cuts = _bounds(nq, T)
         args = tabs.args()
         _run(_mih_knn, [
@@ -1485,7 +1487,7 @@ class MIHStore:
         budget = self._budget(tabs.n)
         probes = tabs.radius_probes(rr)
         counts = np.zeros(nq, dtype=np.int64)
-        T = max(1, min(int(threads), nq, 1024, _max_threads()))
+        T = max(1, min(int(threads), nq, MAX_THREADS, _max_threads()))
         cuts = _bounds(nq, T)
         results: List[Any] = [(np.zeros(0, np.int32), np.zeros(0, np.int64))] * T
         # Probing alone past the budget: every query would give up after

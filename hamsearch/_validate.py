@@ -11,10 +11,7 @@ from typing import Any
 
 import numpy as np
 
-MAX_NBITS = 1 << 20
-
-
-MAX_THREADS = 1024  # the most worker threads a search starts; larger requests mean this
+from ._limits import MAX_NBITS, MAX_THREADS
 
 
 def words(nbits: int) -> int:

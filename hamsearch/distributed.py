@@ -39,7 +39,6 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -47,7 +46,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._index import DISTANCE_PAD, ID_PAD
+from ._files import write_all, write_atomic
+from ._limits import DISTANCE_PAD, ID_PAD, MAX_NBITS
 from ._validate import (
     as_int,
     check_codes,
@@ -1168,44 +1168,14 @@ def _remaining(deadline: Optional[float]) -> Optional[float]:
 
 # -- the manifest -------------------------------------------------------------
 def _write_json_atomic(path: str, obj: Any) -> None:
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dfd)
+    text = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    write_atomic(path, lambda fd: write_all(fd, text, 0))
 
 
 def _has_files(directory: str) -> bool:
     """Whether ``directory`` holds anything but hidden entries."""
     with os.scandir(directory) as entries:
         return any(not e.name.startswith(".") for e in entries)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _read_manifest(path: str) -> Dict[str, Any]:
@@ -1234,7 +1204,7 @@ def _read_manifest(path: str) -> Dict[str, Any]:
         raise bad(f"manifest version {version} is newer than this hamsearch reads ({MANIFEST_VERSION}); "
                   "upgrade hamsearch to load it")
     integer("version", 1, MANIFEST_VERSION)
-    nbits = integer("nbits", 1, 1 << 20)
+    nbits = integer("nbits", 1, MAX_NBITS)
     if m.get("kind") not in KINDS:
         raise bad(f"expected kind 'flat' or 'mih', got {m.get('kind')!r}")
     num_shards = integer("num_shards", 1, 1 << 20)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import _backend
-from ._index import DISTANCE_PAD, ID_PAD, _Index
+from ._index import _Index
+from ._limits import DISTANCE_PAD, ID_PAD
 
 __all__ = ["DISTANCE_PAD", "ID_PAD", "FlatIndex"]
 
