@@ -7,7 +7,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from . import _backend
-from ._limits import RESULT_BYTES
+from ._limits import ID_LIMIT, RESULT_BYTES
 from ._validate import (
     check_codes,
     check_ids,
@@ -85,6 +85,11 @@ class _Index:
         custom = None if ids is None else check_ids(ids, n)
         with self._add_lock:
             if custom is None:
+                if n and self._next_id + n > ID_LIMIT:
+                    raise ValueError(
+                        f"ids: no default ids left for {n} codes: the largest id so far is {self._next_id - 1} "
+                        f"and ids stay below 2**63; pass ids explicitly"
+                    )
                 new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             else:
                 new_ids = custom

@@ -80,7 +80,13 @@ def to_numpy(x: Any, name: str) -> np.ndarray:
             raise ValueError(f"{name}: expected a rectangular nested sequence: {exc}") from None
     if hasattr(x, "detach") and hasattr(x, "cpu") and hasattr(x, "numpy"):
         # A torch tensor: leave autograd and the device behind first.
-        x = x.detach().cpu()
+        device = getattr(getattr(x, "device", None), "type", None)
+        if device == "meta":
+            raise TypeError(f"{name}: expected a tensor with data, got one on the 'meta' device (shapes only)")
+        try:
+            x = x.detach().cpu()
+        except Exception as exc:  # a device or tensor kind without a copy to the CPU
+            raise TypeError(f"{name}: could not copy the {type(x).__name__} to the CPU: {exc}") from exc
     if not (hasattr(x, "__array__") or hasattr(x, "__array_interface__") or hasattr(x, "__dlpack__")):
         raise TypeError(
             f"{name}: expected a numpy array, a list, or an object with the array "
@@ -176,5 +182,6 @@ def check_remove_ids(ids: Any) -> np.ndarray:
         raise ValueError(f"ids: expected a 1-D array of ids, got shape {arr.shape}")
     if arr.dtype.kind == "u":
         arr = arr[arr <= np.iinfo(np.int64).max]
-    out = np.ascontiguousarray(arr, dtype=np.int64)
+    # Aligned as well as contiguous: the native core refuses misaligned views.
+    out = np.require(arr, dtype=np.int64, requirements=["C", "A"])
     return out[out >= 0] if out.size and int(out.min()) < 0 else out

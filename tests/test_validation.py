@@ -284,3 +284,61 @@ def test_largest_nbits_is_accepted(backend):
     idx.add(codes)
     D, I = idx.query(codes[:1], 2)
     assert D.tolist() == [[0, 1]] and I.tolist() == [[0, 1]]
+
+
+# --- defects found by the adversarial review (issue 17) -------------------------
+
+
+def _misaligned_int64(values) -> np.ndarray:
+    """A C-contiguous int64 array whose data starts one byte past an 8-byte boundary."""
+    values = np.asarray(values, dtype=np.int64)
+    raw = np.zeros(values.nbytes + 1, dtype=np.uint8)
+    arr = raw[1:].view(np.int64)
+    arr[:] = values
+    assert not arr.flags.aligned and arr.flags.c_contiguous
+    return arr
+
+
+def test_remove_accepts_misaligned_ids(backend):
+    idx = hs.FlatIndex(NBITS, backend=backend)
+    idx.add(_good(5))
+    assert idx.remove(_misaligned_int64([1, 3, 7])) == 2
+    _, ids = idx.query(_good(5)[:1], 5)
+    assert sorted(int(i) for i in ids[0] if i >= 0) == [0, 2, 4]
+
+
+def test_add_accepts_misaligned_ids(backend):
+    idx = hs.FlatIndex(NBITS, backend=backend)
+    assert idx.add(_good(3), _misaligned_int64([5, 9, 2])).tolist() == [5, 9, 2]
+    assert len(idx) == 3
+
+
+def test_meta_tensor_is_a_type_error():
+    torch = pytest.importorskip("torch")
+    meta = torch.zeros((2, 1), dtype=torch.int64, device="meta")
+    idx = hs.FlatIndex(NBITS)
+    with pytest.raises(TypeError, match=r"codes: .*meta"):
+        idx.add(meta)
+    with pytest.raises(TypeError, match=r"ids: .*meta"):
+        idx.remove(meta[:, 0])
+
+
+def test_largest_id_then_default_ids_are_refused_cleanly(backend):
+    # An index may hold id 2**63 - 1; then no default id is left, and add
+    # without ids says so (a ValueError) instead of overflowing.
+    idx = hs.FlatIndex(NBITS, backend=backend)
+    top = 2**63 - 1
+    assert idx.add(_good(1), [top]).tolist() == [top]
+    with pytest.raises(ValueError, match=r"ids: no default ids left"):
+        idx.add(_good(1))
+    assert idx.add(_good(0)).tolist() == []  # nothing to number: fine
+    assert idx.add(_good(1), [7]).tolist() == [7]  # explicit ids still work
+    assert len(idx) == 2
+
+
+def test_default_ids_refused_when_they_would_pass_the_limit(backend):
+    idx = hs.FlatIndex(NBITS, backend=backend)
+    idx.add(_good(1), [2**63 - 3])
+    assert idx.add(_good(2)).tolist() == [2**63 - 2, 2**63 - 1]
+    with pytest.raises(ValueError, match=r"ids: no default ids left"):
+        idx.add(_good(1))
