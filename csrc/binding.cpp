@@ -168,20 +168,25 @@ void bind_common(py::class_<Index>& cls) {
             py::arg("fd"), py::arg("offset"))
         .def(
             "rank",
-            [](const Index& self, Codes q, int64_t threads) {
+            [](const Index& self, Codes q, int64_t threads, bool with_distances) {
                 const size_t nq = check_matrix(q, self.words(), "q");
                 self.flat().check_codes(q.data(), nq, "q");
                 const size_t t = check_threads(threads);
                 const uint64_t* qp = q.data();
                 hamsearch::UninitVector<int64_t> ranked;
+                hamsearch::UninitVector<int32_t> dists;
                 size_t n = 0;
                 {
                     py::gil_scoped_release release;
-                    n = self.flat().rank(qp, nq, t, ranked);
+                    n = self.flat().rank(qp, nq, t, ranked, with_distances ? &dists : nullptr);
                 }
-                return adopt(std::move(ranked)).reshape({static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(n)});
+                const std::vector<py::ssize_t> shape{static_cast<py::ssize_t>(nq), static_cast<py::ssize_t>(n)};
+                py::object D = py::none();
+                if (with_distances) D = adopt(std::move(dists)).reshape(shape);
+                return py::make_tuple(D, adopt(std::move(ranked)).reshape(shape));
             },
-            py::arg("q").noconvert(), py::arg("threads"));
+            py::arg("q").noconvert(), py::arg("threads"), py::arg("with_distances"),
+            "(D, I): every id per query in (distance, id) order, D its distances (None unless with_distances).");
 }
 
 // hamsearch.metrics' native pass: checks the shapes, allocates the outputs
@@ -330,16 +335,21 @@ PYBIND11_MODULE(_core, m) {
     py::class_<FlatIndex> flat(m, "FlatIndex");
     flat.def(py::init<int64_t>(), py::arg("nbits"));
     bind_common(flat);
+    // The store contract (hamsearch/_store.py): knn and radius end with the
+    // count of queries a scan answered instead of the index's own search
+    // (always 0 for the flat scan).
     flat.def(
         "knn",
         [](const FlatIndex& self, Codes q, int64_t k, int64_t threads) {
-            return knn_arrays(self, q, k, threads, [&](auto... args) { self.knn(args...); });
+            py::tuple DI = knn_arrays(self, q, k, threads, [&](auto... args) { self.knn(args...); });
+            return py::make_tuple(DI[0], DI[1], 0);
         },
         py::arg("q").noconvert(), py::arg("k"), py::arg("threads"));
     flat.def(
         "radius",
         [](const FlatIndex& self, Codes q, int64_t r, int64_t threads) {
-            return radius_arrays(self, q, r, threads, [&](auto... args) { return self.radius(args...); });
+            py::tuple res = radius_arrays(self, q, r, threads, [&](auto... args) { return self.radius(args...); });
+            return py::make_tuple(res[0], res[1], res[2], 0);
         },
         py::arg("q").noconvert(), py::arg("r"), py::arg("threads"));
 

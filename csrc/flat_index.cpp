@@ -411,23 +411,32 @@ RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, siz
     return res;
 }
 
-size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, UninitVector<int64_t>& ranked) const {
+size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, UninitVector<int64_t>& ranked,
+                       UninitVector<int32_t>* dists) const {
     std::shared_lock<std::shared_mutex> lock(mu_);
     const size_t n = n_;
     ranked.resize(nq * n);
+    if (dists) dists->resize(nq * n);
     if (n == 0 || nq == 0) return n;
     int64_t* out = ranked.data();
+    int32_t* dout = dists ? dists->data() : nullptr;
     const Kernels& K = active_kernels();
     const size_t T = plan_threads(std::max<size_t>(threads, 1), nq);
     const std::vector<size_t>* order = ids_ascending_ ? nullptr : &id_order();
     // Every distance a code can have: pad bits are zero in valid data, but a
     // file loaded with verify=False may break that, and must not break this.
     const size_t nbins = 64 * w_ + 1;
-    // Counting sort by distance, visiting rows in id order so ties come out by id.
-    auto place = [&](const int32_t* dist, int64_t* row_out, std::vector<size_t>& offset) {
+    // Counting sort by distance, visiting rows in id order so ties come out
+    // by id; bucket b's slots [offset[b], offset[b + 1]) hold distance b.
+    auto place = [&](const int32_t* dist, int64_t* row_out, int32_t* d_out, std::vector<size_t>& offset) {
         std::fill(offset.begin(), offset.end(), 0);
         for (size_t i = 0; i < n; ++i) ++offset[static_cast<size_t>(dist[i]) + 1];
         for (size_t b = 1; b < offset.size(); ++b) offset[b] += offset[b - 1];
+        if (d_out) {
+            for (size_t b = 0; b + 1 < offset.size(); ++b) {
+                std::fill(d_out + offset[b], d_out + offset[b + 1], static_cast<int32_t>(b));
+            }
+        }
         if (order) {
             for (size_t i : *order) row_out[offset[static_cast<size_t>(dist[i])]++] = ip_[i];
         } else {
@@ -441,7 +450,7 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, UninitVecto
             std::vector<size_t> offset(nbins + 1);
             for (size_t j = range.first; j < range.second; ++j) {
                 K.distances(q + j * w_, cp_, n, w_, dist.data());
-                place(dist.data(), out + j * n, offset);
+                place(dist.data(), out + j * n, dout ? dout + j * n : nullptr, offset);
             }
         });
     } else {
@@ -453,7 +462,7 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, UninitVecto
                 K.distances(q + j * w_, cp_ + range.first * w_, range.second - range.first, w_,
                             dist.data() + range.first);
             });
-            place(dist.data(), out + j * n, offset);
+            place(dist.data(), out + j * n, dout ? dout + j * n : nullptr, offset);
         }
     }
     return n;

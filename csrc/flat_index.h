@@ -83,9 +83,11 @@ class FlatIndex {
     RadiusResult radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const;
 
     /// The ids of the whole index per query in (distance, id) order: fills
-    /// out with nq x n ids (row-major) and returns n, the size it ranked
-    /// (read under the lock, so a concurrent add cannot change it midway).
-    size_t rank(const uint64_t* q, size_t nq, size_t threads, UninitVector<int64_t>& out) const;
+    /// out with nq x n ids (row-major) and, when dists is given, dists with
+    /// their distances; returns n, the size it ranked (read under the lock,
+    /// so a concurrent add cannot change it midway).
+    size_t rank(const uint64_t* q, size_t nq, size_t threads, UninitVector<int64_t>& out,
+                UninitVector<int32_t>* dists = nullptr) const;
 
     /// Checks that the pad bits above nbits are zero in each of n codes;
     /// throws std::invalid_argument naming the first bad row.

@@ -1,12 +1,14 @@
-"""The shared base of the index classes: validation, ids, threads, backend."""
+"""The one index facade: validation, ids, threads, backend and per-call
+statistics over a store (the contract is ``hamsearch._store.Store``)."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _backend
+from ._store import Store
 from ._limits import ID_LIMIT, RESULT_BYTES
 from ._validate import (
     check_codes,
@@ -23,9 +25,9 @@ from ._validate import (
 class _Index:
     """The verbs every index shares: input checks, ids, threads and backend
     choice. Subclasses supply ``_new_store``, the native or Numba object that
-    holds the codes and answers the searches."""
+    holds the codes and answers the searches (a :class:`~hamsearch._store.Store`)."""
 
-    def _new_store(self) -> Any:  # pragma: no cover - abstract
+    def _new_store(self) -> Store:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def __init__(self, nbits: int, *, backend: Optional[str] = "auto", threads: Optional[int] = None) -> None:
@@ -33,6 +35,8 @@ class _Index:
         self._backend = _backend.resolve(backend)
         self._threads = check_threads(threads, 0) or None
         self._store = self._new_store()
+        # Statistics of the calling thread's last search (see _record).
+        self._stats = threading.local()
         self._next_id = 0
         # Serialises add: the id check, the default ids and the store's
         # append must happen as one step when several threads add at once.
@@ -141,7 +145,7 @@ class _Index:
         """Whether the codes are searched in place in a memory-mapped file
         (``hamsearch.load(path, mmap=True)``); an add or remove copies them
         into memory first."""
-        return bool(getattr(self._store, "mapped", False))
+        return bool(self._store.mapped)
 
     # -- search -----------------------------------------------------------
     def _prepare(self, q: Any, threads: Optional[int]) -> Tuple[np.ndarray, int]:
@@ -170,7 +174,9 @@ class _Index:
         arr, nthreads = self._prepare(q, threads)
         if k > (RESULT_BYTES // 16) // max(1, arr.shape[0]):
             raise ValueError(f"k: expected nq * k results to fit in memory, got nq = {arr.shape[0]}, k = {k}")
-        return self._store.knn(arr, k, nthreads)
+        D, I, fallbacks = self._store.knn(arr, k, nthreads)
+        self._record(fallbacks)
+        return D, I
 
     def radius(self, q: Any, r: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every code within Hamming distance ``r`` of each query.
@@ -185,14 +191,39 @@ class _Index:
         """
         r = min(check_radius(r), 64 * self.words)  # no distance exceeds 64 per word
         arr, nthreads = self._prepare(q, threads)
-        return self._store.radius(arr, r, nthreads)
+        lims, D, I, fallbacks = self._store.radius(arr, r, nthreads)
+        self._record(fallbacks)
+        return lims, D, I
 
-    def rank(self, q: Any, *, threads: Optional[int] = None) -> np.ndarray:
+    def rank(
+        self, q: Any, *, threads: Optional[int] = None, with_distances: bool = False
+    ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """The whole index for each query in ``(distance, id)`` order.
+
+        Parameters
+        ----------
+        q : ndarray of uint64, shape (nq, words)
+        threads : int, optional
+        with_distances : bool, optional
+            Also return the distances (default False: the ids alone).
 
         Returns
         -------
         I : ndarray of int64, shape (nq, len(self))
+            Or, with ``with_distances``, ``(D, I)`` with ``D`` int32 of the
+            same shape.
         """
+        if not isinstance(with_distances, (bool, np.bool_)):
+            raise TypeError(f"with_distances: expected a bool, got {type(with_distances).__name__}")
         arr, nthreads = self._prepare(q, threads)
-        return self._store.rank(arr, nthreads)
+        D, I = self._store.rank(arr, nthreads, bool(with_distances))
+        return (D, I) if with_distances else I
+
+    # -- statistics -------------------------------------------------------
+    def _record(self, fallbacks: int) -> None:
+        self._stats.fallbacks = int(fallbacks)
+
+    def _last_fallbacks(self) -> int:
+        """Queries of this thread's last ``query`` or ``radius`` answered by a
+        plain scan instead of the index's own search (0 before any)."""
+        return int(getattr(self._stats, "fallbacks", 0))

@@ -645,6 +645,11 @@ class FlatStore:
         self._perm_version = -1  # the version self._perm belongs to
         self._version = 0  # changes so far (add, remove)
 
+    @property
+    def mapped(self) -> bool:
+        """Never: the Numba backend keeps its codes in its own blocks in memory."""
+        return False
+
     def size(self) -> int:
         """Number of codes."""
         return self._n
@@ -738,7 +743,19 @@ class FlatStore:
         return rows[:n]
 
     # -- search -------------------------------------------------------------
-    def knn(self, q: np.ndarray, k: int, threads: int, version: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def knn(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray, int]:
+        """The store contract (``hamsearch._store.Store``): :meth:`scan_knn`'s
+        results and the queries a scan answered instead (all of them: 0 extra)."""
+        D, I = self.scan_knn(q, k, threads)
+        return D, I, 0
+
+    def radius(self, q: np.ndarray, r: int, threads: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """The store contract: :meth:`scan_radius`'s results and 0 (see :meth:`knn`)."""
+        lims, D, I = self.scan_radius(q, r, threads)
+        return lims, D, I, 0
+
+    def scan_knn(self, q: np.ndarray, k: int, threads: int,
+                 version: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest codes of each query.
 
         Parameters
@@ -796,7 +813,7 @@ class FlatStore:
             _run(_knn_merge, [(a, b, k, bd, bi, bcnt, snap.ascending, od, oi) for a, b in zip(merge, merge[1:])])
         return out_d, out_i
 
-    def radius(self, q: np.ndarray, r: int, threads: int,
+    def scan_radius(self, q: np.ndarray, r: int, threads: int,
                version: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every code within distance ``r`` of each query.
 
@@ -842,27 +859,29 @@ class FlatStore:
         _run(_radius_sort, [(a, b, lims, snap.ascending, out_d, out_i) for a, b in zip(sort, sort[1:])])
         return lims, out_d, out_i
 
-    def rank(self, q: np.ndarray, threads: int) -> np.ndarray:
+    def rank(self, q: np.ndarray, threads: int, with_distances: bool) -> Tuple[Optional[np.ndarray], np.ndarray]:
         """Every id, for each query, in ``(distance, id)`` order.
 
         Parameters
         ----------
         q : ndarray of uint64, shape (nq, words)
         threads : int, >= 1
+        with_distances : bool
 
         Returns
         -------
+        D : ndarray of int32, shape (nq, n), or None unless ``with_distances``
         I : ndarray of int64, shape (nq, n)
         """
         q = _usable(q)
         nq = q.shape[0]
         snap = self._snapshot()
         out_i = np.empty((nq, snap.n), dtype=np.int64)
-        if nq == 0 or snap.n == 0:
-            return out_i
-        nthreads = min(int(threads), _max_threads())
-        self._rank_into(snap, q, nthreads, snap.n, np.zeros((nq, 0), dtype=np.int32), out_i)
-        return out_i
+        out_d = np.empty((nq, snap.n if with_distances else 0), dtype=np.int32)
+        if nq and snap.n:
+            nthreads = min(int(threads), _max_threads())
+            self._rank_into(snap, q, nthreads, snap.n, out_d, out_i)
+        return (out_d if with_distances else None), out_i
 
     # -- helpers -------------------------------------------------------------
     def _snapshot(self, version: Optional[int] = None) -> _Snapshot:
@@ -1355,6 +1374,11 @@ class MIHStore:
         self._scan_fraction = f
 
     # -- storage ---------------------------------------------------------------
+    @property
+    def mapped(self) -> bool:
+        """Never: the Numba backend keeps its codes in its own blocks in memory."""
+        return False
+
     def size(self) -> int:
         return self._flat.size()
 
@@ -1463,7 +1487,7 @@ class MIHStore:
         ])
         rest = np.flatnonzero(gave_up)
         if rest.size:
-            d, i = self._flat.knn(np.ascontiguousarray(q[rest]), k, threads, version=tabs.version)
+            d, i = self._flat.scan_knn(np.ascontiguousarray(q[rest]), k, threads, version=tabs.version)
             out_d[rest] = d
             out_i[rest] = i
         return out_d, out_i, int(rest.size)
@@ -1503,7 +1527,7 @@ class MIHStore:
             _run(task, [(t, a, b) for t, (a, b) in enumerate(zip(cuts, cuts[1:]))])
         rest = np.flatnonzero(gave_up)
         if rest.size:
-            slims, sd, si = self._flat.radius(np.ascontiguousarray(q[rest]), r, threads, version=tabs.version)
+            slims, sd, si = self._flat.scan_radius(np.ascontiguousarray(q[rest]), r, threads, version=tabs.version)
             counts[rest] = np.diff(slims)
         np.cumsum(counts, out=lims[1:])
         out_d = np.empty(int(lims[-1]), dtype=np.int32)
@@ -1527,8 +1551,8 @@ class MIHStore:
             out_i[lims[row] : lims[row + 1]] = si[slims[x] : slims[x + 1]]
         return lims, out_d, out_i, int(rest.size)
 
-    def rank(self, q: np.ndarray, threads: int) -> np.ndarray:
-        return self._flat.rank(q, threads)
+    def rank(self, q: np.ndarray, threads: int, with_distances: bool) -> Tuple[Optional[np.ndarray], np.ndarray]:
+        return self._flat.rank(q, threads, with_distances)
 
 
 # -- metrics ------------------------------------------------------------------------

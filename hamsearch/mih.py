@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Tuple
 
-import numpy as np
 
 from . import _backend
 from ._index import _Index
@@ -56,9 +55,9 @@ class MIHIndex(_Index):
     queries of a batch (at least 4, at most 16) have given up, the rest go
     straight to the scan. A radius whose probes alone cost more than half a
     scan sends the whole batch to the scan before any probe.
-    ``last_fallbacks`` counts the queries of the last ``query`` or ``radius``
-    call that the scan answered. Tables are
-    (re)built on the first search after an ``add``. Thread safety as for
+    ``last_fallbacks`` counts the queries of the calling thread's last
+    ``query`` or ``radius`` call that the scan answered. Tables are (re)built
+    on the first search after an ``add``. Thread safety as for
     :class:`FlatIndex`.
 
     Memory: the codes and ids as in :class:`FlatIndex` (``8 * W + 8`` bytes
@@ -87,7 +86,6 @@ class MIHIndex(_Index):
                     f"m: expected None or {lo} <= m <= {nbits} (substrings of at most 64 bits), got {m}"
                 )
         self._m = m
-        self._last_fallbacks = 0
         super().__init__(nbits, backend=backend, threads=threads)
 
     _kind = "mih"
@@ -111,19 +109,6 @@ class MIHIndex(_Index):
 
     @property
     def last_fallbacks(self) -> int:
-        """Queries of the last ``query`` or ``radius`` call answered by the flat scan."""
-        return self._last_fallbacks
-
-    def query(self, q: Any, k: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-        D, I, fallbacks = super().query(q, k, threads=threads)  # type: ignore[misc]
-        self._last_fallbacks = int(fallbacks)
-        return D, I
-
-    query.__doc__ = _Index.query.__doc__
-
-    def radius(self, q: Any, r: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        lims, D, I, fallbacks = super().radius(q, r, threads=threads)  # type: ignore[misc]
-        self._last_fallbacks = int(fallbacks)
-        return lims, D, I
-
-    radius.__doc__ = _Index.radius.__doc__
+        """Queries of the calling thread's last ``query`` or ``radius`` call
+        answered by the flat scan (each thread sees its own calls' counts)."""
+        return self._last_fallbacks()

@@ -1019,8 +1019,7 @@ def test_native_entry_points(kind: str, data: Any, native_backend: str, request:
                 ints = _native_call_ints(k, th)
                 if err is None and ints is not None and ints[0] >= 1 and ints[1] >= 1:
                     got = expect_ok(out, f"{inp!r} k={k!r} threads={th!r}")
-                    if kind == "mih":
-                        assert len(got) == 3 and 0 <= got[2] <= q.shape[0]
+                    assert len(got) == 3 and 0 <= got[2] <= q.shape[0]  # the store contract's count
                     assert_knn_equal(got[:2], model.knn(q, ints[0]))
                 else:
                     expect_error(out, f"{inp!r} k={k!r} threads={th!r}")
@@ -1030,16 +1029,21 @@ def test_native_entry_points(kind: str, data: Any, native_backend: str, request:
                 ints = _native_call_ints(r, th)
                 if err is None and ints is not None and ints[0] >= 0 and ints[1] >= 1:
                     got = expect_ok(out, f"{inp!r} r={r!r} threads={th!r}")
-                    if kind == "mih":
-                        assert len(got) == 4 and 0 <= got[3] <= q.shape[0]
+                    assert len(got) == 4 and 0 <= got[3] <= q.shape[0]
                     assert_radius_equal(got[:3], model.radius(q, ints[0]))
                 else:
                     expect_error(out, f"{inp!r} r={r!r} threads={th!r}")
             else:
-                out = attempt("native rank", lambda: store.rank(inp.obj, th))
+                with_d = data.draw(st.booleans(), label="with_distances")
+                out = attempt("native rank", lambda: store.rank(inp.obj, th, with_d))
                 ints = _native_call_ints(th)
                 if err is None and ints is not None and ints[0] >= 1:
-                    assert_rank_equal(expect_ok(out, f"{inp!r} threads={th!r}"), model.rank(q))
+                    D, I = expect_ok(out, f"{inp!r} threads={th!r}")
+                    assert_rank_equal(I, model.rank(q))
+                    if with_d:
+                        np.testing.assert_array_equal(D, oracle_rank(model.dist(q), model.ids)[0])
+                    else:
+                        assert D is None
                 else:
                     expect_error(out, f"{inp!r} threads={th!r}")
             inp.assert_unchanged()
@@ -1485,7 +1489,7 @@ def test_native_map_file(data: Any, scratch: "Scratch", native_backend: str,
         model.add(codes, ids)
         assert_knn_equal(store.knn(q, 3, 2)[:2], model.knn(q, 3))
         assert_radius_equal(store.radius(q, nbits // 2, 2)[:3], model.radius(q, nbits // 2))
-        assert_rank_equal(store.rank(q, 2), model.rank(q))
+        assert_rank_equal(store.rank(q, 2, False)[1], model.rank(q))
     else:
         store.knn(q, 3, 2)  # unchecked contents (the caller's contract): no crash is all
         store.radius(q, nbits // 2, 2)
@@ -1596,7 +1600,7 @@ MISALIGNED_CALLS = {
     "add_ids": "s.add(np.zeros((4, w), np.uint64), ids)",
     "knn": "s.add(np.zeros((4, w), np.uint64), np.arange(4)); s.knn(a, 2, 1)",
     "radius": "s.add(np.zeros((4, w), np.uint64), np.arange(4)); s.radius(a, 40, 1)",
-    "rank": "s.add(np.zeros((4, w), np.uint64), np.arange(4)); s.rank(a, 1)",
+    "rank": "s.add(np.zeros((4, w), np.uint64), np.arange(4)); s.rank(a, 1, True)",
     "remove": "s.add(np.zeros((4, w), np.uint64), np.arange(4)); s.remove(ids)",
 }
 
