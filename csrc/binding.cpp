@@ -15,6 +15,7 @@
 #include "flat_index.h"
 #include "metrics.h"
 #include "mih_index.h"
+#include "mih_policy.h"
 
 namespace py = pybind11;
 using hamsearch::FlatIndex;
@@ -331,6 +332,53 @@ PYBIND11_MODULE(_core, m) {
           py::arg("tie_aware"), py::arg("map_ks"), py::arg("depth"), py::arg("pr"), py::arg("threads"),
           "Retrieval metrics of Hamming ranking by (distance, row) without sorting (hamsearch.metrics); "
           "returns (ap_all, ap_tie, ap_k, hits, pairs, relevant).");
+
+    // MIH's policy (csrc/mih_policy.h): the Numba backend takes its choices
+    // from these, so both backends choose alike.
+    const auto check_mih = [](int64_t nbits, int64_t mm) {
+        if (nbits < 1 || nbits > hamsearch::kMaxBits) {
+            throw std::invalid_argument("nbits: expected 1 <= nbits <= " + std::to_string(hamsearch::kMaxBits) +
+                                        ", got " + std::to_string(nbits));
+        }
+        const int64_t lo = (nbits + 63) / 64;
+        if (mm != 0 && (mm < lo || mm > nbits)) {
+            throw std::invalid_argument("m: expected 0 (automatic) or " + std::to_string(lo) + " <= m <= " +
+                                        std::to_string(nbits) + ", got " + std::to_string(mm));
+        }
+    };
+    m.def(
+        "mih_table_shapes",
+        [check_mih](int64_t nbits, int64_t mm, uint64_t n) {
+            check_mih(nbits, mm);
+            py::list out;
+            for (const auto& t : hamsearch::mih_table_shapes(nbits, mm, static_cast<size_t>(n))) {
+                out.append(py::make_tuple(t.begin, t.len, t.dir_bits, t.row_bits, t.tag_bits));
+            }
+            return out;
+        },
+        py::arg("nbits"), py::arg("m"), py::arg("n"),
+        "(begin, len, dir_bits, row_bits, tag_bits) of each table for n codes (m = 0: automatic).");
+    m.def(
+        "mih_costs",
+        [](uint64_t w) {
+            if (w < 1 || w > static_cast<uint64_t>(hamsearch::kMaxBits / 64)) {
+                throw std::invalid_argument("w: expected 1 <= w <= " + std::to_string(hamsearch::kMaxBits / 64));
+            }
+            const auto c = hamsearch::mih_costs(static_cast<size_t>(w), hamsearch::active_kernels().isa);
+            return py::make_tuple(c.probe, c.candidate);
+        },
+        py::arg("w"), "(probe, candidate) costs in scan words at the active kernel level.");
+    m.def(
+        "mih_budget",
+        [](double scan_fraction, uint64_t n, uint64_t w) {
+            if (!(scan_fraction > 0)) throw std::invalid_argument("scan_fraction: expected a positive number");
+            return hamsearch::mih_budget(scan_fraction, static_cast<size_t>(n), static_cast<size_t>(w));
+        },
+        py::arg("scan_fraction"), py::arg("n"), py::arg("w"));
+    m.def("mih_batch_trials", [](uint64_t nq) { return hamsearch::mih_batch_trials(static_cast<size_t>(nq)); },
+          py::arg("nq"));
+    m.attr("MIH_SCAN_FRACTION") = hamsearch::kMihScanFraction;
+    m.attr("MIH_PROBE_CHUNK") = hamsearch::kMihProbeChunk;
 
     py::class_<FlatIndex> flat(m, "FlatIndex");
     flat.def(py::init<int64_t>(), py::arg("nbits"));

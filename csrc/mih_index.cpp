@@ -9,70 +9,13 @@
 #include <string>
 
 #include "kernels_portable.h"
+#include "mih_policy.h"
 #include "parallel.h"
 #include "topk.h"
 
 namespace hamsearch {
 
 namespace {
-
-// Cost units are 64-bit words compared by the blocked AVX2 scan (about
-// 0.2 ns each). A probe (directory lookup and search of its run, in chunks
-// of prefetched keys) costs about 256 of them on every kernel level. A
-// candidate's verification (a random load of its code, the seen bitmap, the
-// top-k push) costs about 192 AVX2 words, and more words of a faster kernel:
-// candidate_cost(). Measured on a 2-core AMD EPYC (Zen 4) as the probing a
-// far query (uniform codes, 10^7) does before it gives up, against the
-// batched scan: with 64 words a candidate, 64-bit queries (about 5 candidates
-// a probe) spent 0.9 AVX-512 scans, not the half scan the budget allows;
-// with these costs 0.3 to 0.5 at 64, 128 and 256 bits on AVX2 and AVX-512.
-constexpr double kProbeCost = 256.0;
-constexpr double kCandidateCost = 192.0;
-
-// Words the active kernel level scans in the time the AVX2 kernel scans one,
-// measured with the popcount probe on cache-resident codes (Zen 4): 0.14,
-// 0.6, 1 and 1.8 to 2.4.
-double scan_speed(Isa isa) {
-    switch (isa) {
-        case Isa::scalar:
-            return 0.15;
-        case Isa::popcnt:
-            return 0.6;
-        case Isa::avx2:
-            return 1.0;
-        case Isa::avx512_vpopcntdq:
-            return 2.5;
-    }
-    return 1.0;
-}
-
-/// A candidate's cost in words of the active kernel, verification included.
-double candidate_cost(size_t w) {
-    return kCandidateCost * scan_speed(active_kernels().isa) + static_cast<double>(w);
-}
-
-// A query gives up on the tables once their work passes this fraction of a
-// full scan; the scan then answers it (in one batch with the others that gave
-// up), so a query costs at most about (1 + fraction) scans.
-constexpr double kScanFraction = 0.5;
-
-// Once half the queries tried on the tables have given up, the rest of the
-// batch goes straight to the scan; the evidence asked for first is
-// batch_trials(nq) queries: nq / 16 between 4 and 16, so that a batch of far
-// queries wastes at most about 3% of its scan time on probing (a batch of
-// 100 switches after 6 queries, one of 1000 after 16).
-constexpr size_t kMinTrials = 4;
-constexpr size_t kMaxTrials = 16;
-size_t batch_trials(size_t nq) { return std::min(kMaxTrials, std::max(kMinTrials, nq / 16)); }
-
-// Bytes a table costs per code: a 4-byte entry, a directory of one 4-byte
-// offset per 4 to 32 codes (build_tables), and about 0.4 bytes more measured
-// in the resident set at 10^7 codes (allocator slack of the build). The
-// default m keeps the tables within what the flat store costs (8 * W + 8
-// bytes a code), so that an MIHIndex takes at most about twice a FlatIndex's
-// memory: 3 tables at 64 bits, 5 at 128, 8 at 256.
-constexpr double kTableOverhead = 0.4;
-constexpr double kTableBytesPerCode = 4.0 + 0.25 + kTableOverhead;
 
 struct ScalarPop {
     static HS_INLINE int32_t count(uint64_t x) {
@@ -155,7 +98,7 @@ std::pair<uint32_t, uint32_t> SubstringTable::match(uint64_t key, uint32_t first
     return {static_cast<uint32_t>(f - e), static_cast<uint32_t>(l - e)};
 }
 
-MIHIndex::MIHIndex(int64_t nbits, int64_t m) : flat_(nbits), m_(m), scan_fraction_(kScanFraction) {
+MIHIndex::MIHIndex(int64_t nbits, int64_t m) : flat_(nbits), m_(m), scan_fraction_(kMihScanFraction) {
     // Table entries hold 32-bit row numbers.
     flat_.max_codes_ = std::numeric_limits<uint32_t>::max();
     const int64_t min_m = (nbits + 63) / 64;
@@ -166,29 +109,10 @@ MIHIndex::MIHIndex(int64_t nbits, int64_t m) : flat_(nbits), m_(m), scan_fractio
     }
 }
 
-int64_t MIHIndex::effective_m(size_t n) const {
-    if (m_ != 0) return m_;
-    // The paper's choice: substrings of about log2(n) bits, so that a bucket
-    // holds about one code; at most as many tables as the flat store's bytes
-    // a code pay for (kTableBytesPerCode): 3 at 64 bits, 5 at 128, 8 at 256.
-    const int64_t b = nbits();
-    const int64_t w = (b + 63) / 64;
-    const double lg = std::max(1.0, std::log2(std::max<double>(2.0, static_cast<double>(n))));
-    int64_t m = static_cast<int64_t>(std::llround(static_cast<double>(b) / lg));
-    m = std::min<int64_t>(m, static_cast<int64_t>((8.0 * static_cast<double>(w) + 8.0) / kTableBytesPerCode));
-    return std::min<int64_t>(b, std::max<int64_t>({m, w, 1}));
-}
+int64_t MIHIndex::effective_m(size_t n) const { return mih_choose_m(nbits(), m_, n); }
 
 std::vector<std::pair<int64_t, int64_t>> MIHIndex::substrings(size_t n) const {
-    const int64_t m = effective_m(n), b = nbits();
-    std::vector<std::pair<int64_t, int64_t>> out;
-    int64_t begin = 0;
-    for (int64_t j = 0; j < m; ++j) {
-        const int64_t len = b / m + (j < b % m ? 1 : 0);
-        out.emplace_back(begin, len);
-        begin += len;
-    }
-    return out;
+    return mih_substrings(nbits(), effective_m(n));
 }
 
 void MIHIndex::set_scan_fraction(double f) {
@@ -200,36 +124,16 @@ void MIHIndex::set_scan_fraction(double f) {
 void MIHIndex::build_tables(size_t n) const {
     const uint64_t* codes = flat_.cp_;
     const size_t w = flat_.w_;
-    // Rows need bit_width(n - 1) bits. The directory gets between n/(2s)
-    // and n/s buckets (at most 4/s bytes a code), or one per key where the
-    // substring is that short; s is the smallest of 4, 8 and 16 whose
-    // directories, with the 4-byte entries, keep the m tables within the flat
-    // store's 8 * W + 8 bytes a code (a longer directory means shorter runs
-    // to search a probe; 16 where nothing fits, as for a large explicit m).
-    // The key bits below the directory's go into the entries' tags as far as
-    // the rows leave room.
-    int row_bits = 1;
-    while (row_bits < 32 && (uint64_t{1} << row_bits) < n) ++row_bits;
-    const auto subs = substrings(n);
-    const double dir_budget = (8.0 * static_cast<double>(w) + 8.0) / static_cast<double>(subs.size()) - 4.0 - kTableOverhead;
-    uint64_t shift = 16;
-    for (uint64_t s : {uint64_t{4}, uint64_t{8}}) {
-        if (4.0 / static_cast<double>(s) <= dir_budget) {
-            shift = s;
-            break;
-        }
-    }
-    int max_dir = 0;
-    while (max_dir < 30 && (shift << max_dir) <= n) ++max_dir;
     std::vector<SubstringTable> tables;
     std::vector<uint32_t> bucket_of(n);
-    for (const auto& sub : subs) {
+    for (const MihTableShape& shape : mih_table_shapes(nbits(), m_, n)) {
         SubstringTable t;
-        t.begin = sub.first;
-        t.len = sub.second;
-        t.dir_bits = static_cast<int>(std::min<int64_t>(t.len, max_dir));
-        t.row_bits = row_bits;
-        t.tag_bits = static_cast<int>(std::min<int64_t>(t.len - t.dir_bits, 32 - row_bits));
+        t.begin = shape.begin;
+        t.len = shape.len;
+        t.dir_bits = shape.dir_bits;
+        t.row_bits = shape.row_bits;
+        t.tag_bits = shape.tag_bits;
+        const int row_bits = shape.row_bits;
         const size_t nbuckets = size_t{1} << t.dir_bits;
         const uint64_t tag_mask = t.tag_bits ? (uint64_t{1} << t.tag_bits) - 1 : 0;
         // Counting sort by bucket, rows ascending within a bucket.
@@ -304,7 +208,7 @@ class Prober {
     Prober(const uint64_t* codes, size_t w, Seen& seen)
         : codes_(codes),
           w_(w),
-          candidate_cost_(candidate_cost(w)),
+          costs_(mih_costs(w, active_kernels().isa)),
           seen_(seen) {}
 
     template <class Visit>
@@ -313,7 +217,7 @@ class Prober {
         bool ok = true;
         for_each_mask(tb.len, s, [&](uint64_t mask) {
             keys_[nk++] = qs ^ mask;
-            if (nk == kChunk) {
+            if (nk == kMihProbeChunk) {
                 ok = flush(tb, nk, work, budget, visit);
                 nk = 0;
             }
@@ -324,7 +228,6 @@ class Prober {
     }
 
    private:
-    static constexpr size_t kChunk = 32;
     static constexpr size_t kAhead = 12;  // candidates' codes in flight at once
 
     template <class Visit>
@@ -351,16 +254,16 @@ class Prober {
             if (i + kAhead < nc) prefetch(codes_ + size_t{cand_[i + kAhead]} * w_);
             visit(cand_[i]);
         }
-        work += static_cast<double>(nk) * kProbeCost + static_cast<double>(nc) * candidate_cost_;
+        work += static_cast<double>(nk) * costs_.probe + static_cast<double>(nc) * costs_.candidate;
         return work <= budget;
     }
 
     const uint64_t* codes_;
     size_t w_;
-    double candidate_cost_;
+    MihCosts costs_;
     Seen& seen_;
-    uint64_t keys_[kChunk];
-    uint32_t first_[kChunk], last_[kChunk];
+    uint64_t keys_[kMihProbeChunk];
+    uint32_t first_[kMihProbeChunk], last_[kMihProbeChunk];
     std::vector<uint32_t> cand_;
 };
 
@@ -389,7 +292,7 @@ template <class Search>
 void search_batch(const uint64_t* q, size_t nq, size_t threads, const std::vector<SubstringTable>& tabs,
                   const uint64_t* codes, size_t n, size_t w, std::vector<char>& gave_up, Search&& search) {
     std::atomic<size_t> tried{0}, given_up{0}, next{0};
-    const size_t trials = batch_trials(nq);
+    const size_t trials = mih_batch_trials(nq);
     const size_t T = std::max<size_t>(1, std::min({threads, nq, kMaxThreads}));
     parallel_tasks(T, [&](size_t) {
         Seen seen(n);
@@ -433,7 +336,8 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     const int64_t* ids = flat_.ip_;
     const size_t kk = std::min(k, n);
     const int64_t m = static_cast<int64_t>(tabs.size());
-    const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);
+    const double budget = mih_budget(scan_fraction_, n, w);
+    const double probe_cost = mih_costs(w, active_kernels().isa).probe;
     std::vector<char> gave_up(nq, 0);
     // Substrings are at most 64 bits: by radius 64 every code is found.
     const std::vector<double> probes = probe_counts(tabs, 64, std::numeric_limits<int64_t>::max());
@@ -445,7 +349,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
         for (int64_t s = 0; !done; ++s) {
             // Probing radius s costs sum_j C(len_j, s) probes: give up
             // before starting a radius that would overrun the budget.
-            if (work + probes[static_cast<size_t>(s)] * kProbeCost > budget) return false;
+            if (work + probes[static_cast<size_t>(s)] * probe_cost > budget) return false;
             for (int64_t sj = 0; sj < m && !done; ++sj) {
                 const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
                 const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t r) {
@@ -497,7 +401,8 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     const int64_t* ids = flat_.ip_;
     const int64_t m = static_cast<int64_t>(tabs.size());
     const int64_t rr = std::min<int64_t>(r, nbits());
-    const double budget = scan_fraction_ * static_cast<double>(n) * static_cast<double>(w);
+    const double budget = mih_budget(scan_fraction_, n, w);
+    const double probe_cost = mih_costs(w, active_kernels().isa).probe;
     // Pigeonhole: a code within rr has some substring sj within s of the
     // query's with m*s + sj <= rr; those (s, sj) are every probe a query
     // makes, whatever the data. Probes of radius s, tables within that bound:
@@ -508,7 +413,7 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     std::vector<std::vector<Candidate>> hits(nq);
     // Probing alone past the budget: every query would give up after
     // spending it, so the whole batch goes to the scan at once.
-    std::vector<char> gave_up(nq, all_probes * kProbeCost > budget ? 1 : 0);
+    std::vector<char> gave_up(nq, all_probes * probe_cost > budget ? 1 : 0);
     auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
         auto& out = hits[j];
         const auto give_up = [&] {
@@ -518,7 +423,7 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
         double work = 0;
         // After radius s of substring sj, every code within m*s + sj is found.
         for (int64_t s = 0; s <= smax; ++s) {
-            if (work + probes[static_cast<size_t>(s)] * kProbeCost > budget) return give_up();
+            if (work + probes[static_cast<size_t>(s)] * probe_cost > budget) return give_up();
             for (int64_t sj = 0; sj < m && m * s + sj <= rr; ++sj) {
                 const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
                 const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t row) {

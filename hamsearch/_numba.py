@@ -973,27 +973,25 @@ class FlatStore:
 
 
 # -- multi-index hashing ----------------------------------------------------------
-# Cost units as in the native core at its AVX2 level: 64-bit words compared
-# by the scan. A probe and a candidate's verification are random memory
-# accesses.
-_PROBE_COST = 256.0
-_CANDIDATE_COST = 192.0
-_SCAN_FRACTION = 0.5
-_MIN_TRIALS = 4
-_MAX_TRIALS = 16
-
-# A table's bytes a code at most (4-byte entry, directory of one 4-byte offset
-# per 16 codes at most); the default m keeps the tables within the flat
-# store's 8 * W + 8 bytes a code, as the native core does.
-_TABLE_OVERHEAD = 0.4
-_TABLE_BYTES_PER_CODE = 4.0 + 0.25 + _TABLE_OVERHEAD
+# Every choice of MIH's policy (m, the tables' layout, the costs of a probe
+# and of a candidate, the budget, when a batch gives up) comes from the native
+# core (csrc/mih_policy.h, through hamsearch._core), so that both backends
+# choose the same tables and send the same queries to the scan. The Numba
+# MIH store therefore needs the native extension built, as index files do.
 
 
-def _batch_trials(nq: int) -> int:
-    """Queries a k-NN batch tries on the tables before half of them giving
-    up sends the rest to the scan: ``nq // 16`` between 4 and 16, as in the
-    native core, so that far queries waste about 3% of a batch at most."""
-    return min(_MAX_TRIALS, max(_MIN_TRIALS, nq // 16))
+def _policy() -> Any:
+    """``hamsearch._core``, where MIH's policy lives; RuntimeError naming the
+    build problem where the extension did not load."""
+    from . import _backend
+
+    try:
+        return _backend.native_module()
+    except ImportError as exc:
+        raise RuntimeError(
+            "MIHIndex: the Numba backend takes MIH's policy from the native core, which is not available "
+            f"({_backend._native_error!r}); build it with `pip install .`, or use FlatIndex"
+        ) from exc
 
 
 @_jit
@@ -1072,11 +1070,13 @@ def _mih_distance(codes, row, qv):  # pragma: no cover - compiled
 
 
 @_jit
-def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
-             q, j0, j1, kk, budget, trials, probes, nbits, out_d, out_i, gave_up):  # pragma: no cover - compiled
+def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, budget, trials, probes, nbits,
+             probe_cost, cand_cost, chunk, out_d, out_i, gave_up):  # pragma: no cover - compiled
     """k-NN of queries ``j0:j1`` by probing the tables; a query whose work
     would pass ``budget`` is marked in ``gave_up`` and left alone, and so is
-    every query after at least ``trials`` were tried and half gave up."""
+    every query after at least ``trials`` were tried and half gave up. Work
+    is counted, and the budget checked, per ``chunk`` keys of a table at a
+    radius and at the radius's end, as the native core's prober does."""
     n = codes.shape[0]
     w = codes.shape[1]
     m = tbegin.shape[0]
@@ -1108,7 +1108,7 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
         over = False
         s = 0
         while not done and not over and s <= maxlen:
-            if work + probes[s] * _PROBE_COST > budget:
+            if work + probes[s] * probe_cost > budget:
                 over = True
                 break
             for t in range(m):
@@ -1116,8 +1116,10 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
                 if s <= length:
                     mask = _mih_first_mask(s)
                     qs = qsub[t]
+                    nk = 0
+                    nc = 0
                     while True:
-                        work += _PROBE_COST
+                        nk += 1
                         a, b = _mih_run(qs ^ mask, t, tlen, tinfo, dirs, entries)
                         for p in range(a, b):
                             r = np.int64(np.uint64(entries[t, p]) & rowmask)
@@ -1125,7 +1127,7 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
                                 continue
                             stamp[r] = mark
                             found += 1
-                            work += _CANDIDATE_COST + w
+                            nc += 1
                             d = _mih_distance(codes, r, qv)
                             if d <= tau:
                                 if cnt == cap:
@@ -1137,12 +1139,19 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
                                 bd[cnt] = d
                                 bi[cnt] = dbids[r]
                                 cnt += 1
-                        if work > budget:
-                            over = True
-                            break
+                        if nk == chunk:
+                            work += float(nk) * probe_cost + float(nc) * cand_cost
+                            nk = 0
+                            nc = 0
+                            if work > budget:
+                                over = True
+                                break
                         mask, ok = _mih_next_mask(mask, length)
                         if not ok:
                             break
+                    if not over and nk > 0:
+                        work += float(nk) * probe_cost + float(nc) * cand_cost
+                        over = work > budget
                 if over:
                     break
                 # Every code not yet found is at least s+1 away in substrings
@@ -1178,8 +1187,8 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
 
 
 @_jit
-def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
-                q, j0, j1, rr, budget, trials, probes, counts, gave_up):  # pragma: no cover - compiled
+def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, rr, budget, trials, probes,
+                probe_cost, cand_cost, chunk, counts, gave_up):  # pragma: no cover - compiled
     """Radius search of queries ``j0:j1`` by probing the tables. Returns the
     hits, query after query, each sorted by ``(distance, id)``; ``counts[j]``
     says how many are query ``j``'s. ``probes[s]`` counts the keys of radius
@@ -1187,7 +1196,6 @@ def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
     pass ``budget`` is marked in ``gave_up`` and has none, and so is every
     query after at least ``trials`` were tried and half gave up."""
     n = codes.shape[0]
-    w = codes.shape[1]
     m = tbegin.shape[0]
     rowmask = (np.uint64(1) << np.uint64(tinfo[0, 1])) - np.uint64(1) if m else np.uint64(0)
     stamp = np.zeros(n, np.int32)
@@ -1212,7 +1220,7 @@ def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
         over = False
         s = 0
         while s <= rr // m and not over:
-            if work + probes[s] * _PROBE_COST > budget:
+            if work + probes[s] * probe_cost > budget:
                 over = True
                 break
             for t in range(m):
@@ -1223,15 +1231,17 @@ def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
                     continue
                 mask = _mih_first_mask(s)
                 qs = qsub[t]
+                nk = 0
+                nc = 0
                 while True:
-                    work += _PROBE_COST
+                    nk += 1
                     a, b = _mih_run(qs ^ mask, t, tlen, tinfo, dirs, entries)
                     for p in range(a, b):
                         r = np.int64(np.uint64(entries[t, p]) & rowmask)
                         if stamp[r] == mark:
                             continue
                         stamp[r] = mark
-                        work += _CANDIDATE_COST + w
+                        nc += 1
                         d = _mih_distance(codes, r, qv)
                         if d <= rr:
                             if total == cap:
@@ -1246,12 +1256,19 @@ def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries,
                             hd[total] = d
                             hi_[total] = dbids[r]
                             total += 1
-                    if work > budget:
-                        over = True
-                        break
+                    if nk == chunk:
+                        work += float(nk) * probe_cost + float(nc) * cand_cost
+                        nk = 0
+                        nc = 0
+                        if work > budget:
+                            over = True
+                            break
                     mask, ok = _mih_next_mask(mask, length)
                     if not ok:
                         break
+                if not over and nk > 0:
+                    work += float(nk) * probe_cost + float(nc) * cand_cost
+                    over = work > budget
                 if over:
                     break
             s += 1
@@ -1272,32 +1289,22 @@ class _Tables:
     32-bit entry per code, ``(tag << row_bits) | row``, sorted within each
     directory bucket (see ``csrc/mih_index.h``)."""
 
-    def __init__(self, codes: np.ndarray, ids: np.ndarray, subs: List[Tuple[int, int]]) -> None:
+    def __init__(self, codes: np.ndarray, ids: np.ndarray, shapes: List[Tuple[int, int, int, int, int]]) -> None:
         n = codes.shape[0]
-        m = len(subs)
+        m = len(shapes)
         self.n = n
         self.version = -1  # the store's version these tables cover, set by the store
         self.codes = codes  # (n, W), row-major
         self.ids = ids
-        self.tbegin = np.array([b for b, _ in subs], dtype=np.int64)
-        self.tlen = np.array([ln for _, ln in subs], dtype=np.int64)
+        self.tbegin = np.array([shape[0] for shape in shapes], dtype=np.int64)
+        self.tlen = np.array([shape[1] for shape in shapes], dtype=np.int64)
         # per table: directory bits, row bits, tag bits, directory start in dirs
         self.tinfo = np.zeros((m, 4), dtype=np.int64)
         self.entries = np.empty((m, n), dtype=np.uint32)
-        row_bits = max(1, (n - 1).bit_length())
-        # As the native core: the directory's n/(2s) to n/s buckets, s the
-        # smallest of 4, 8, 16 that keeps the tables within 8 * W + 8 bytes a code.
-        dir_budget = (8.0 * codes.shape[1] + 8.0) / m - 4.0 - _TABLE_OVERHEAD
-        shift = next((s for s in (4, 8) if 4.0 / s <= dir_budget), 16)
-        max_dir = 0
-        while max_dir < 30 and (shift << max_dir) <= n:
-            max_dir += 1
         rows = np.arange(n, dtype=np.uint64)
         dirs: List[np.ndarray] = []
         at = 0
-        for t, (begin, length) in enumerate(subs):
-            h = min(length, max_dir)
-            tag_bits = min(length - h, 32 - row_bits)
+        for t, (begin, length, h, row_bits, tag_bits) in enumerate(shapes):
             key = self._extract(codes, begin, length)
             bucket = (key >> np.uint64(length - h)).astype(np.int64) if h else np.zeros(n, np.int64)
             tag = key & np.uint64((1 << tag_bits) - 1)
@@ -1358,7 +1365,7 @@ class MIHStore:
         self._lock = threading.RLock()  # re-entered by _consistent's last try
         self._tables: Optional[_Tables] = None
         self._probes = np.zeros(65)
-        self._scan_fraction = _SCAN_FRACTION
+        self._scan_fraction = float(_policy().MIH_SCAN_FRACTION)
 
     @property
     def scan_fraction(self) -> float:
@@ -1402,32 +1409,15 @@ class MIHStore:
         return self._flat.version()
 
     # -- layout ------------------------------------------------------------------
-    def _effective_m(self, n: int) -> int:
-        if self._m:
-            return self._m
-        b = self._nbits
-        w = (b + 63) // 64
-        lg = max(1.0, math.log2(max(2.0, float(n))))
-        m = int(math.floor(b / lg + 0.5))
-        m = min(m, int((8.0 * w + 8.0) / _TABLE_BYTES_PER_CODE))  # as the native core: memory at most about 2x flat
-        return min(b, max(m, w, 1))
+    def _shapes(self, n: int) -> List[Tuple[int, int, int, int, int]]:
+        """(begin, len, dir_bits, row_bits, tag_bits) of each table for n codes."""
+        return [tuple(int(v) for v in shape) for shape in _policy().mih_table_shapes(self._nbits, self._m, n)]
 
     def effective_m(self) -> int:
-        return self._effective_m(self.size())
-
-    def _substrings(self, n: int) -> List[Tuple[int, int]]:
-        m = self._effective_m(n)
-        b = self._nbits
-        out = []
-        begin = 0
-        for j in range(m):
-            length = b // m + (1 if j < b % m else 0)
-            out.append((begin, length))
-            begin += length
-        return out
+        return len(self._shapes(self.size()))
 
     def substrings(self) -> List[Tuple[int, int]]:
-        return self._substrings(self.size())
+        return [(shape[0], shape[1]) for shape in self._shapes(self.size())]
 
     def _current(self) -> _Tables:
         """The tables of every row present, (re)built after an ``add``."""
@@ -1436,14 +1426,20 @@ class MIHStore:
             n = self._flat.size()
             version = self._flat.version()
             if tabs is None or tabs.version != version:
-                tabs = _Tables(self._flat.codes(), self._flat.ids(), self._substrings(n))
+                tabs = _Tables(self._flat.codes(), self._flat.ids(), self._shapes(n))
                 tabs.version = version
                 self._tables = tabs
                 self._probes = tabs.probes()
             return tabs
 
     def _budget(self, n: int) -> float:
-        return self._scan_fraction * n * ((self._nbits + 63) // 64)
+        return float(_policy().mih_budget(self._scan_fraction, n, (self._nbits + 63) // 64))
+
+    def _costs(self) -> Tuple[float, float, int]:
+        """(probe cost, candidate cost, keys per budget check)."""
+        core = _policy()
+        probe, candidate = core.mih_costs((self._nbits + 63) // 64)
+        return float(probe), float(candidate), int(core.MIH_PROBE_CHUNK)
 
     # -- search ------------------------------------------------------------------
     def knn(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray, int]:
@@ -1481,8 +1477,10 @@ class MIHStore:
         T = max(1, min(int(threads), nq, MAX_THREADS, _max_threads()))
         cuts = _bounds(nq, T)
         args = tabs.args()
+        trials = int(_policy().mih_batch_trials(nq))
+        costs = self._costs()
         _run(_mih_knn, [
-            args + (q, a, b, kk, budget, _batch_trials(nq), probes, self._nbits, out_d, out_i, gave_up)
+            args + (q, a, b, kk, budget, trials, probes, self._nbits) + costs + (out_d, out_i, gave_up)
             for a, b in zip(cuts, cuts[1:])
         ])
         rest = np.flatnonzero(gave_up)
@@ -1516,13 +1514,14 @@ class MIHStore:
         results: List[Any] = [(np.zeros(0, np.int32), np.zeros(0, np.int64))] * T
         # Probing alone past the budget: every query would give up after
         # spending it, so the whole batch goes to the scan at once.
-        gave_up = np.full(nq, 1 if probes.sum() * _PROBE_COST > budget else 0, dtype=np.uint8)
+        costs = self._costs()
+        gave_up = np.full(nq, 1 if float(probes.sum()) * costs[0] > budget else 0, dtype=np.uint8)
         if not gave_up[0]:
             args = tabs.args()
-            trials = _batch_trials(nq)
+            trials = int(_policy().mih_batch_trials(nq))
 
             def task(t: int, a: int, b: int) -> None:
-                results[t] = _mih_radius(*args, q, a, b, rr, budget, trials, probes, counts, gave_up)
+                results[t] = _mih_radius(*args, q, a, b, rr, budget, trials, probes, *costs, counts, gave_up)
 
             _run(task, [(t, a, b) for t, (a, b) in enumerate(zip(cuts, cuts[1:]))])
         rest = np.flatnonzero(gave_up)

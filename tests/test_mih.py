@@ -235,3 +235,84 @@ def test_mih_default_m_is_capped_by_memory(nbits, want, backend):
     small = hs.MIHIndex(nbits, m=2 * want, backend=backend)  # an explicit m is not capped
     small.add(codes_from_bits(rng.integers(0, 2, size=(100, nbits), dtype=np.uint8)))
     assert small.m == 2 * want
+
+
+def test_table_shapes_worked_example():
+    # 100,000 codes of 64 bits, m automatic (csrc/mih_policy.h, by hand):
+    # round(64 / log2(100000)) = round(3.85) = 4 tables, capped by memory at
+    # floor((8 + 8) / 4.65) = 3; substrings 22, 21, 21 bits; rows need 17
+    # bits; the directory budget 16/3 - 4 - 0.4 = 0.93 bytes a code admits
+    # s = 8 (4/8 = 0.5), not 4 (1.0), so 8 << 13 = 65,536 <= n < 8 << 14 gives
+    # 14 directory bits; tags take the next 8, 7 and 7 key bits (15 free).
+    from hamsearch import _core
+
+    assert _core.mih_table_shapes(64, 0, 100_000) == [(0, 22, 14, 17, 8), (22, 21, 14, 17, 7), (43, 21, 14, 17, 7)]
+    # An explicit m is kept; 5 tables of 64 bits: budget 16/5 - 4.4 < 0.25,
+    # so s = 16 and 16 << 12 = 65,536 <= n gives 13 directory bits.
+    assert _core.mih_table_shapes(64, 5, 100_000) == [
+        (0, 13, 13, 17, 0), (13, 13, 13, 17, 0), (26, 13, 13, 17, 0), (39, 13, 13, 17, 0), (52, 12, 12, 17, 0)]
+    with pytest.raises(ValueError, match=r"m: expected 0 \(automatic\) or 1 <= m <= 64, got 65"):
+        _core.mih_table_shapes(64, 65, 10)
+
+
+def _clustered(rng: np.random.Generator, n: int, nbits: int, clusters: int, noise: float) -> np.ndarray:
+    centres = (rng.random((clusters, nbits)) < 0.5).astype(np.uint8)
+    return centres[rng.integers(0, clusters, n)] ^ (rng.random((n, nbits)) < noise).astype(np.uint8)
+
+
+@pytest.mark.parametrize("nbits, n, m", [(64, 40_000, None), (128, 20_000, None), (256, 8_000, None), (64, 20_000, 4)])
+def test_backends_choose_the_same_tables_and_fallbacks(nbits, n, m):
+    # MIH's policy lives in the native core and the Numba backend takes it
+    # from there: the same m, substrings and table shapes and, batch for
+    # batch, the same queries sent to the scan, at every kernel level (the
+    # candidate's cost depends on it) and scan budget. One thread: a batch's
+    # give-up rule then sees its queries in order on both.
+    from hamsearch import _backend
+
+    rng = np.random.default_rng(nbits + n)
+    bits = _clustered(rng, n, nbits, n // 5, 0.03)
+    codes = codes_from_bits(bits)
+    batches = [codes_from_bits(bits[:40] ^ (rng.random((40, nbits)) < f).astype(np.uint8))
+               for f in (0.0, 0.03, 0.1, 0.5)]
+    batches.append(np.concatenate([batches[0][:20], batches[3][:20]]))
+    numba = hs.MIHIndex(nbits, m, backend="numba")
+    numba.add(codes)
+    seen = set()
+    for level in _backend.available_isas():
+        previous = _backend.set_isa(level)
+        try:
+            native = hs.MIHIndex(nbits, m, backend="native")
+            native.add(codes)
+            assert native.m == numba.m and native.substrings == numba.substrings
+            tabs = numba._store._current()
+            shapes = [tuple(int(v) for v in row) for row in np.column_stack([tabs.tbegin, tabs.tlen, tabs.tinfo[:, :3]])]
+            assert shapes == hs._core.mih_table_shapes(nbits, m or 0, n)
+            for fraction in (0.5, 2.0):
+                native._store.scan_fraction = numba._store.scan_fraction = fraction
+                for q in batches:
+                    for k in (1, 3):
+                        assert_knn_equal(native.query(q, k, threads=1), numba.query(q, k, threads=1))
+                        assert native.last_fallbacks == numba.last_fallbacks, (level, fraction, k)
+                        seen.add(native.last_fallbacks)
+                    r = nbits // 16
+                    assert_radius_equal(native.radius(q, r, threads=1), numba.radius(q, r, threads=1))
+                    assert native.last_fallbacks == numba.last_fallbacks, (level, fraction, r)
+                    seen.add(native.last_fallbacks)
+        finally:
+            _backend.set_isa(previous)
+    assert 0 in seen and 40 in seen  # batches all on the tables and all on the scan
+
+
+def test_numba_mih_without_the_native_core_says_why(monkeypatch):
+    # MIH's policy lives in the native core: without it the Numba backend's
+    # MIHIndex refuses at construction, naming the build problem; the flat
+    # index still searches on Numba.
+    from hamsearch import _backend
+
+    monkeypatch.setattr(_backend, "_native", None)
+    monkeypatch.setattr(_backend, "_native_error", ImportError("no compiler here"))
+    with pytest.raises(RuntimeError, match=r"native core.*no compiler here"):
+        hs.MIHIndex(64, backend="numba")
+    idx = hs.FlatIndex(64, backend="numba")
+    idx.add(np.arange(5, dtype=np.uint64).reshape(5, 1))
+    assert idx.query(np.zeros((1, 1), np.uint64), 1)[1].tolist() == [[0]]
