@@ -351,6 +351,28 @@ def test_errors_read_like_flat_index(make):
     assert len(idx) == 0
 
 
+
+def test_huge_k_is_the_value_error_of_flat_index(make, rng):
+    """nq * k results that cannot fit in memory: FlatIndex's ValueError, word
+    for word, before any shard is asked or any result allocated, whether the
+    index is empty or not."""
+    nbits, nq = 64, 3
+    idx, flat = make(nbits, 2), hs.FlatIndex(nbits)
+    q = codes_from_bits(rng.integers(0, 2, size=(nq, nbits), dtype=np.uint8))
+    codes = codes_from_bits(rng.integers(0, 2, size=(50, nbits), dtype=np.uint8))
+    for fill_first in (False, True):
+        if fill_first:
+            idx.add(codes)
+            flat.add(codes)
+        for k in (2**57, 2**62, 2**63 - 1):  # 16 bytes a result, nq * k * 16 over 2**62
+            with pytest.raises(ValueError) as want:
+                flat.query(q, k)
+            with pytest.raises(ValueError) as got:
+                idx.query(q, k)
+            assert str(got.value) == str(want.value)
+            assert f"nq = {nq}, k = {k}" in str(got.value)
+    assert_knn_equal(idx.query(q, 5), flat.query(q, 5))
+
 @pytest.mark.parametrize("args,kw,exc,fragment", [
     ((0, 2), {}, ValueError, "nbits: expected"),
     ((64, 0), {}, ValueError, "num_shards: expected an int >= 1, got 0"),

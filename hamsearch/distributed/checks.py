@@ -1,11 +1,12 @@
 """Argument checks of :class:`ShardedIndex` and :func:`load`, with messages
 that read as the other indexes' ("<name>: expected ..., got ...").
 
-The checks every index shares come from ``hamsearch._validate``. Four that
+The checks every index shares come from ``hamsearch._validate``. Five that
 the single-machine indexes make inline (in ``MIHIndex.__init__``,
-``_backend.resolve`` and ``_Index.add``) are written out here, with the same
-messages, because the driver cannot call those: it builds no index (the
-actors do) and resolves no backend (each node resolves its own)."""
+``_backend.resolve``, ``_Index.add`` and ``_Index.query``) are written out
+here, with the same messages, because the driver cannot call those: it builds
+no index (the actors do) and resolves no backend (each node resolves its
+own)."""
 from __future__ import annotations
 
 import math
@@ -16,6 +17,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from .._backend import BACKENDS
+from .._limits import RESULT_BYTES
 from .._validate import as_int, check_threads, words
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "check_max_restarts",
     "check_num_shards",
     "check_options",
+    "check_result_size",
     "check_timeout",
     "clash_error",
     "default_ids",
@@ -120,6 +123,13 @@ def check_options(kind: str, nbits: int, options: Dict[str, Any]) -> Dict[str, A
     if kind == "mih":
         out["m"] = check_m(options.get("m"), nbits)
     return out
+
+
+def check_result_size(nq: int, k: int) -> None:
+    """``nq * k`` results (an int32 distance and an int64 id each, 16 bytes
+    with room to merge) within ``RESULT_BYTES``, as ``_Index.query`` checks."""
+    if k > (RESULT_BYTES // 16) // max(1, nq):
+        raise ValueError(f"k: expected nq * k results to fit in memory, got nq = {nq}, k = {k}")
 
 
 def default_ids(next_id: int, n: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from .checks import (
     check_max_restarts,
     check_num_shards,
     check_options,
+    check_result_size,
     check_timeout,
     clash_error,
     default_ids,
@@ -440,7 +441,9 @@ class ShardedIndex(ShardCalls):
         ----------
         q : ndarray of uint64, shape (nq, words)
         k : int, >= 1
-            Any size; missing results are padded.
+            Any size; missing results are padded. A ``k`` whose ``nq * k``
+            results could never fit in memory is a ``ValueError``, as for
+            :class:`~hamsearch.FlatIndex`.
         threads : int, optional
             Threads each shard searches with (default: the shard's own).
 
@@ -453,8 +456,9 @@ class ShardedIndex(ShardCalls):
         """
         k = check_k(k)
         arr, threads = self._prepare(q, threads)
-        self._usable(range(self._num_shards))
         nq = arr.shape[0]
+        check_result_size(nq, k)  # before the shards are asked and the merge allocates
+        self._usable(range(self._num_shards))
         # Each shard is asked for no more than it holds: k = n + 5 moves no padding.
         asks = [(s, min(k, size)) for s, size in enumerate(self._sizes) if size]
         if not asks or nq == 0:
