@@ -14,6 +14,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -526,3 +527,44 @@ def test_timeout_is_a_shard_error_not_a_hang(make, rng):
     flat = hs.FlatIndex(256)
     flat.add(codes)
     assert_knn_equal(idx.query(codes[:5], 3), flat.query(codes[:5], 3))
+
+
+def test_timeout_bounds_the_whole_call_restart_included(make, rng, tmp_path):
+    """One deadline for the whole call: a shard that is killed half way
+    through the timeout and then cannot come back (its file is a FIFO that
+    nobody writes, so opening it blocks) ends the call at the timeout, not at
+    the kill plus another timeout for the restart and the resent call. The
+    shard is not lost for that: once it can come back, it does."""
+    nbits, T = 64, 6.0
+    idx, flat = make(nbits, 2), hs.FlatIndex(nbits)
+    codes = codes_from_bits(rng.integers(0, 2, size=(300, nbits), dtype=np.uint8))
+    idx.add(codes)
+    flat.add(codes)
+    d = tmp_path / "slow"
+    idx.save(d)
+    shard0 = d / json.loads((d / hd.MANIFEST_NAME).read_text())["shards"][0]["file"]
+    saved = shard0.read_bytes()
+    shard0.unlink()
+    os.mkfifo(shard0)
+    # Shard 0 is busy for good: it waits for a writer to its file.
+    idx.actors[0].reload.remote(str(shard0))
+    idx.timeout = T
+    killer = threading.Timer(T / 2, lambda: ray.kill(idx.actors[0], no_restart=False))
+    t0 = time.monotonic()
+    killer.start()
+    try:
+        with pytest.raises(hd.ShardError, match="shard 0 of 2 did not answer within the timeout of 6 s") as err:
+            idx.query(codes[:3], 5)
+        elapsed = time.monotonic() - t0
+    finally:
+        killer.join()
+    assert err.value.shards == (0,)
+    # Before: the kill at T / 2, then a full T for the restart: 1.5 T.
+    assert T - 0.5 <= elapsed < T + 2.0, elapsed
+    # The file back and the blocked actor gone: the shard comes back whole.
+    tmp = tmp_path / "shard0"
+    tmp.write_bytes(saved)
+    os.replace(tmp, shard0)
+    ray.kill(idx.actors[0], no_restart=False)
+    idx.timeout = TIMEOUT
+    assert_knn_equal(idx.query(codes[:5], 7), flat.query(codes[:5], 7))

@@ -22,15 +22,17 @@ Importing this module does not import it; creating or loading an index does.
 Faults
 ------
 A shard whose actor dies raises :class:`ShardError` naming the shard, and a
-call that gets no answer within ``timeout`` seconds raises it too: no call
-waits forever. Once the index has been saved (or was loaded) and a shard has
+call that has no answer ``timeout`` seconds after it began raises it too: no
+call waits forever, and one deadline bounds the whole call, the restart of a
+shard and the call sent again after it included. Once the index has been saved (or was loaded) and a shard has
 not changed since, the shard is recoverable: Ray restarts its actor
 (``max_restarts``), the actor reloads its file in ``__init__`` (or, for an
 index that was created and then saved, on the driver's request), and the call
 that met the restart is sent again, so searches go on answering with nothing
 lost. A shard that changed since the last save cannot come back whole: it
 raises :class:`ShardError`, and so does every later call, until the index is
-loaded again from its directory.
+loaded again from its directory. A shard that only ran out of the call's
+time while it came back is not lost: the next call finishes restoring it.
 
 Layout
 ------

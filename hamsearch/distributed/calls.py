@@ -1,16 +1,18 @@
 """Calls from the driver to the shards: sending them, gathering the replies
 in one ``ray.get``, and what happens when a shard dies, restarts or does not
 answer in time (restore from its saved file and send the call again, or
-raise :class:`ShardError`)."""
+raise :class:`ShardError`). One :class:`~.faults.Deadline` bounds each call
+of the index, whatever it meets on the way."""
 from __future__ import annotations
 
 import logging
 import os
 import threading
 import time
-from typing import Any, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
-from .faults import ShardError, is_dead, remaining
+from .faults import Deadline, ShardError, is_dead
 
 __all__ = ["CHANGES", "ShardCalls"]
 
@@ -51,16 +53,36 @@ class ShardCalls:
         if lost:
             raise ShardError(f"shard {lost[0]} of {self._num_shards}: {self._lost[lost[0]]}", lost)
 
-    def _gather(self, calls: Sequence[Tuple[int, str, tuple]], first: bool = False) -> List[Any]:
+    @contextmanager
+    def _locked(self, deadline: Deadline) -> Iterator[None]:
+        """The index's lock, waited for no longer than the call's deadline."""
+        left = deadline.left()
+        if not self._lock.acquire(timeout=-1 if left is None else left):
+            raise ShardError(f"ShardedIndex: the call waited the whole timeout of {deadline.timeout:g} s for "
+                             "another add, remove, save or shard recovery to finish (see ShardedIndex.timeout)")
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def _timed_out(self, s: int, deadline: Deadline, while_: str) -> ShardError:
+        return ShardError(f"shard {s} of {self._num_shards} did not answer within the timeout of "
+                          f"{deadline.timeout:g} s ({while_}); the timeout bounds the whole call, restarts "
+                          "and calls sent again included (see ShardedIndex.timeout)", [s])
+
+    def _gather(self, calls: Sequence[Tuple[int, str, tuple]], first: bool = False,
+                deadline: Optional[Deadline] = None) -> List[Any]:
         """Sends ``(shard, method, args)`` calls and gathers their payloads in
-        one ``ray.get``; deals with restarts, deaths and timeouts."""
+        one ``ray.get``; deals with restarts, deaths and timeouts, all within
+        ``deadline`` (by default, the index's timeout from now)."""
         self._usable([s for s, _, _ in calls])
         ray = self._ray
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        if deadline is None:
+            deadline = Deadline(self._timeout)
         refs = [getattr(self._actors[s], method).remote(*args) for s, method, args in calls]
         error: Optional[BaseException] = None
         try:
-            replies = ray.get(refs, timeout=self._timeout)
+            replies = ray.get(refs, timeout=deadline.left())
         except ray.exceptions.RayError as exc:
             replies, error = self._settle(calls, refs, exc, deadline)
         out = []
@@ -72,7 +94,7 @@ class ShardCalls:
             if first:
                 self._tokens[s] = token
             elif token != self._tokens[s] and token not in self._retired[s]:
-                reply = self._restarted(s, method, args, reply)
+                reply = self._restarted(s, method, args, reply, deadline)
             self._sizes[s] = reply[2]
             out.append(reply[3])
         if error is not None:
@@ -80,7 +102,7 @@ class ShardCalls:
         return out
 
     def _settle(self, calls: Sequence[Tuple[int, str, tuple]], refs: List[Any], first_error: BaseException,
-                deadline: Optional[float]) -> Tuple[List[Any], Optional[BaseException]]:
+                deadline: Deadline) -> Tuple[List[Any], Optional[BaseException]]:
         """After a failed gather: each call's reply (or None), where a shard
         that was recovered answers the call sent again, and the ShardError
         naming the shards that failed or did not answer in time."""
@@ -91,16 +113,16 @@ class ShardCalls:
         failed: List[Tuple[int, BaseException]] = []
         for i, ((s, method, args), ref) in enumerate(zip(calls, refs)):
             try:
-                replies[i] = ray.get(ref, timeout=remaining(deadline))
+                replies[i] = ray.get(ref, timeout=deadline.left())
             except exc_mod.GetTimeoutError:
                 slow.append(s)
                 if method in CHANGES:
                     # The change may still happen, or not: the shard's
                     # contents are unknown from here on.
-                    self._lose(s, f"it did not answer {method!r} within the timeout of {self._timeout:g} s")
+                    self._lose(s, f"it did not answer {method!r} within the timeout of {deadline.timeout:g} s")
             except exc_mod.RayActorError as exc:
                 try:
-                    replies[i] = self._recover_and_resend(s, method, args, exc)
+                    replies[i] = self._recover_and_resend(s, method, args, exc, deadline)
                 except ShardError as err:
                     failed.append((s, err))
             except exc_mod.RayError as exc:
@@ -109,7 +131,7 @@ class ShardCalls:
             names = ", ".join(map(str, slow))
             err: BaseException = ShardError(
                 f"shard{'s' if len(slow) > 1 else ''} {names} of {self._num_shards} did not answer within the "
-                f"timeout of {self._timeout:g} s (a hung or overloaded node, an actor still waiting for CPUs "
+                f"timeout of {deadline.timeout:g} s (a hung or overloaded node, an actor still waiting for CPUs "
                 "on the cluster, or too short a timeout for this batch: see ShardedIndex.timeout)",
                 slow + [f[0] for f in failed])
             err.__cause__ = first_error
@@ -140,23 +162,24 @@ class ShardCalls:
         self._lost[s] = f"{why}; {hint}"
         return ShardError(f"shard {s} of {self._num_shards}: {why}; {hint}", [s])
 
-    def _recover_and_resend(self, s: int, method: str, args: tuple, exc: BaseException) -> Any:
+    def _recover_and_resend(self, s: int, method: str, args: tuple, exc: BaseException,
+                            deadline: Deadline) -> Any:
         """Shard ``s`` died or restarted during ``method``: restore it from its
         file, if it has one and had not changed since, and send the call again."""
         died = is_dead(self._ray, exc)
-        with self._lock:
+        with self._locked(deadline):
             if not self._recoverable(s):
                 what = "its actor died" if died else "its actor was restarted"
                 raise self._lose(s, f"{what} ({type(exc).__name__})", exc) from exc
-            self._restore(s, respawn=died)
-        return self._resend(s, method, args)
+            self._restore(s, died, deadline)
+        return self._resend(s, method, args, deadline)
 
-    def _restarted(self, s: int, method: str, args: tuple, reply: Any) -> Any:
+    def _restarted(self, s: int, method: str, args: tuple, reply: Any, deadline: Deadline) -> Any:
         """A reply from a new incarnation of shard ``s`` (restarted between
         calls): valid if the shard held its saved file when the call began,
         else restore the shard and send the call again."""
         token, origin, _, _ = reply
-        with self._lock:
+        with self._locked(deadline):
             if not self._recoverable(s):
                 raise self._lose(s, "its actor was restarted and came back without its codes")
             if origin == self._saved[s]:
@@ -164,8 +187,8 @@ class ShardCalls:
                 self._restarts += 1
                 logger.warning("hamsearch: shard %d restarted and reloaded %s", s, origin)
                 return reply
-            self._restore(s, respawn=False)
-        return self._resend(s, method, args)
+            self._restore(s, False, deadline)
+        return self._resend(s, method, args, deadline)
 
     def _set_token(self, s: int, token: str) -> None:
         """Shard ``s`` now answers with ``token``; replies still on their way
@@ -174,24 +197,28 @@ class ShardCalls:
             self._retired[s].add(self._tokens[s])
         self._tokens[s] = token
 
-    def _restore(self, s: int, respawn: bool) -> None:
+    def _restore(self, s: int, respawn: bool, deadline: Deadline) -> None:
         """Waits for shard ``s`` to be back (a new actor if Ray gave up on the
-        old one) and makes it hold its saved file. Caller holds the lock."""
+        old one) and makes it hold its saved file. Caller holds the lock.
+
+        Running out of time here is the call's timeout, not the shard's
+        loss: its file is still there, and the next call that meets the new
+        incarnation restores it (the token it answers with is not trusted
+        until then)."""
         ray = self._ray
         path = self._saved[s]
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
         if respawn:
             self._actors[s] = self._spawn(s, path)
         while True:
             try:
-                reply = ray.get(self._actors[s].info.remote(), timeout=remaining(deadline))
+                reply = ray.get(self._actors[s].info.remote(), timeout=deadline.left())
                 break
             except ray.exceptions.GetTimeoutError:
-                raise self._lose(s, f"it did not come back within {self._timeout:g} s") from None
+                raise self._timed_out(s, deadline, "it was restarting, and had not come back") from None
             except ray.exceptions.RayActorError as exc:
                 if not is_dead(ray, exc):  # still restarting
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise self._lose(s, f"it did not come back within {self._timeout:g} s") from None
+                    if deadline.passed():
+                        raise self._timed_out(s, deadline, "it was restarting, and had not come back") from None
                     time.sleep(0.05)
                     continue
                 if respawn:
@@ -203,7 +230,9 @@ class ShardCalls:
             return
         if origin != path:
             try:
-                token, origin, size, _ = ray.get(self._actors[s].reload.remote(path), timeout=remaining(deadline))
+                token, origin, size, _ = ray.get(self._actors[s].reload.remote(path), timeout=deadline.left())
+            except ray.exceptions.GetTimeoutError:
+                raise self._timed_out(s, deadline, f"it had restarted, and was reloading {path}") from None
             except ray.exceptions.RayError as exc:
                 raise self._lose(s, f"it could not reload {path} ({exc})", exc) from exc
         if size != self._sizes[s]:
@@ -212,16 +241,17 @@ class ShardCalls:
         self._restarts += 1
         logger.warning("hamsearch: shard %d restarted and reloaded %s", s, path)
 
-    def _resend(self, s: int, method: str, args: tuple) -> Any:
+    def _resend(self, s: int, method: str, args: tuple, deadline: Deadline) -> Any:
         ray = self._ray
         try:
-            reply = ray.get(getattr(self._actors[s], method).remote(*args), timeout=self._timeout)
+            reply = ray.get(getattr(self._actors[s], method).remote(*args), timeout=deadline.left())
         except ray.exceptions.GetTimeoutError as exc:
-            raise ShardError(f"shard {s} of {self._num_shards} did not answer within the timeout of "
-                             f"{self._timeout:g} s after its restart", [s]) from exc
+            if method in CHANGES:  # as in _settle: the shard's contents are unknown from here on
+                raise self._lose(s, f"it did not answer {method!r}, sent again after its restart, within "
+                                    f"the timeout of {deadline.timeout:g} s") from exc
+            raise self._timed_out(s, deadline, f"{method!r} was sent again after its restart") from exc
         except ray.exceptions.RayError as exc:
             raise ShardError(f"shard {s} of {self._num_shards} failed again after its restart: {exc}", [s]) from exc
         if reply[0] != self._tokens[s]:
             raise self._lose(s, "it restarted again while answering")
         return reply
-

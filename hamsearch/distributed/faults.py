@@ -1,11 +1,12 @@
-"""What a failed shard looks like to the caller: :class:`ShardError`, and
-how a Ray actor error is read (a death or a restart)."""
+"""What a failed shard looks like to the caller (:class:`ShardError`), how
+a Ray actor error is read (a death or a restart), and the one deadline a
+call keeps from its start to its answer."""
 from __future__ import annotations
 
 import time
 from typing import Any, Optional, Sequence
 
-__all__ = ["ShardError", "is_dead", "remaining"]
+__all__ = ["Deadline", "ShardError", "is_dead"]
 
 
 class ShardError(RuntimeError):
@@ -35,7 +36,21 @@ def is_dead(ray: Any, exc: BaseException) -> bool:
     return died is None or isinstance(exc, died) or unavailable is None
 
 
-def remaining(deadline: Optional[float]) -> Optional[float]:
-    if deadline is None:
-        return None
-    return max(0.0, deadline - time.monotonic())
+class Deadline:
+    """When a call must have its answer: ``timeout`` seconds (None: never)
+    after the call began. Every wait of the call (its gather, a shard's
+    restart, the reload of its file, the call sent again, the index's lock)
+    takes what is left, so the call as a whole ends within ``timeout``."""
+
+    __slots__ = ("timeout", "_at")
+
+    def __init__(self, timeout: Optional[float]) -> None:
+        self.timeout = timeout
+        self._at = None if timeout is None else time.monotonic() + timeout
+
+    def left(self) -> Optional[float]:
+        """Seconds left (0 once passed), or None for no limit."""
+        return None if self._at is None else max(0.0, self._at - time.monotonic())
+
+    def passed(self) -> bool:
+        return self._at is not None and time.monotonic() >= self._at

@@ -22,6 +22,7 @@ from .._validate import (
 )
 from .actor import spawn
 from .calls import ShardCalls
+from .faults import Deadline
 from .checks import (
     check_cpus,
     check_kind,
@@ -77,8 +78,12 @@ class ShardedIndex(ShardCalls):
         ``max(1, int(num_cpus_per_shard))`` threads unless ``threads`` says
         otherwise.
     timeout : float or None, optional
-        Seconds any one call may wait for its shards (default 600) before it
-        raises :class:`ShardError`; None waits without limit.
+        Seconds any one call may take (default 600), counted from its start
+        and bounding all of it: the shards' answers, a shard's restart and
+        the reload of its file, the call sent again after it, and the wait
+        for another thread's ``add``, ``remove`` or ``save``. Past it the call
+        raises :class:`ShardError` ("did not answer within the timeout").
+        None waits without limit.
     max_restarts : int, optional
         Restarts Ray grants each shard actor (default 3; -1: no limit). A
         restarted shard comes back whole only if it has not changed since the
@@ -232,7 +237,9 @@ class ShardedIndex(ShardCalls):
 
     @property
     def timeout(self) -> Optional[float]:
-        """Seconds a call waits for its shards before :class:`ShardError`; None: no limit."""
+        """Seconds one call may take, from its start to its answer, restarts
+        and calls sent again included, before :class:`ShardError`; None: no
+        limit. May be changed between calls."""
         return self._timeout
 
     @timeout.setter
@@ -298,10 +305,11 @@ class ShardedIndex(ShardCalls):
         Each shard's part goes through the object store once (``ray.put``)
         and the shard adds it from there without another copy.
         """
+        deadline = Deadline(self._timeout)
         arr = check_codes(codes, self._nbits)
         n = arr.shape[0]
         custom = None if ids is None else check_ids(ids, n)
-        with self._lock:
+        with self._locked(deadline):
             self._usable(range(self._num_shards))
             S = self._num_shards
             if custom is None:
@@ -320,7 +328,7 @@ class ShardedIndex(ShardCalls):
                     part = new_ids[order[bounds[s]:bounds[s + 1]]]
                     if part.size and self._sizes[s]:
                         calls.append((s, "contains", (part,)))
-                clashes = [c for c in self._gather(calls) if c >= 0]
+                clashes = [c for c in self._gather(calls, deadline=deadline) if c >= 0]
                 if clashes:
                     raise clash_error(clashes[0])
             ray = self._ray
@@ -332,7 +340,7 @@ class ShardedIndex(ShardCalls):
                 if a < b:
                     calls.append((s, "add", (ray.put(sorted_codes[a:b]), ray.put(sorted_ids[a:b]))))
             try:
-                self._gather(calls)
+                self._gather(calls, deadline=deadline)
             finally:
                 for s, _, _ in calls:
                     self._dirty[s] = True
@@ -353,8 +361,9 @@ class ShardedIndex(ShardCalls):
         int
             The number of codes removed. Default ids never reuse a removed one.
         """
+        deadline = Deadline(self._timeout)
         arr = check_remove_ids(ids)
-        with self._lock:
+        with self._locked(deadline):
             self._usable(range(self._num_shards))
             if arr.size == 0:
                 return 0
@@ -365,7 +374,7 @@ class ShardedIndex(ShardCalls):
                 part = arr[order[bounds[s]:bounds[s + 1]]]
                 if part.size and self._sizes[s]:
                     calls.append((s, "remove", (part,)))
-            removed = self._gather(calls)
+            removed = self._gather(calls, deadline=deadline)
             for (s, _, _), r in zip(calls, removed):
                 if r:
                     self._dirty[s] = True
@@ -384,8 +393,9 @@ class ShardedIndex(ShardCalls):
         Load it back with :func:`hamsearch.distributed.load`. On a cluster
         the directory must be on a file system every node sees.
         """
+        deadline = Deadline(self._timeout)
         directory = os.path.abspath(fspath(directory, "directory"))
-        with self._lock:
+        with self._locked(deadline):
             self._usable(range(self._num_shards))
             if os.path.exists(directory) and not os.path.isdir(directory):
                 raise NotADirectoryError(f"{directory}: is not a directory")
@@ -403,7 +413,7 @@ class ShardedIndex(ShardCalls):
             names = new_shard_names(self._num_shards)
             paths = [os.path.join(directory, name) for name in names]
             try:
-                self._gather([(s, "save", (paths[s],)) for s in range(self._num_shards)])
+                self._gather([(s, "save", (paths[s],)) for s in range(self._num_shards)], deadline=deadline)
                 manifest = make_manifest(nbits=self._nbits, kind=self._kind, next_id=self._next_id,
                                          m=self._options.get("m"), names=names, counts=self._sizes)
                 write_manifest(manifest_path, manifest)
@@ -454,6 +464,7 @@ class ShardedIndex(ShardCalls):
         I : ndarray of int64, shape (nq, k)
             Ids, ties broken by ascending id; ``-1`` where no result exists.
         """
+        deadline = Deadline(self._timeout)
         k = check_k(k)
         arr, threads = self._prepare(q, threads)
         nq = arr.shape[0]
@@ -464,7 +475,7 @@ class ShardedIndex(ShardCalls):
         if not asks or nq == 0:
             return np.full((nq, k), DISTANCE_PAD, dtype=np.int32), np.full((nq, k), ID_PAD, dtype=np.int64)
         qref = self._share(arr, len(asks))
-        parts = self._gather([(s, "query", (qref, ks, threads)) for s, ks in asks])
+        parts = self._gather([(s, "query", (qref, ks, threads)) for s, ks in asks], deadline=deadline)
         return merge_topk([p[0] for p in parts], [p[1] for p in parts], k, self._nbits, self._next_id)
 
     def radius(self, q: Any, r: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -478,6 +489,7 @@ class ShardedIndex(ShardCalls):
         I : ndarray of int64, shape (lims[-1],)
             Each query's results sorted by ``(distance, id)``.
         """
+        deadline = Deadline(self._timeout)
         r = check_radius(r)
         arr, threads = self._prepare(q, threads)
         self._usable(range(self._num_shards))
@@ -486,7 +498,7 @@ class ShardedIndex(ShardCalls):
         if not shards or nq == 0:
             return self._empty_radius(nq)
         qref = self._share(arr, len(shards))
-        parts = self._gather([(s, "radius", (qref, r, threads)) for s in shards])
+        parts = self._gather([(s, "radius", (qref, r, threads)) for s in shards], deadline=deadline)
         return merge_radius(parts, nq, self._nbits, self._next_id)
 
     @staticmethod
@@ -503,6 +515,7 @@ class ShardedIndex(ShardCalls):
         With more than one non-empty shard each shard returns its ranking
         with distances (12 bytes a result) for the merge.
         """
+        deadline = Deadline(self._timeout)
         arr, threads = self._prepare(q, threads)
         self._usable(range(self._num_shards))
         shards = [s for s, size in enumerate(self._sizes) if size]
@@ -511,11 +524,10 @@ class ShardedIndex(ShardCalls):
             return np.zeros((nq, len(self)), dtype=np.int64)
         qref = self._share(arr, len(shards))
         if len(shards) == 1:
-            (I,) = self._gather([(shards[0], "rank", (qref, threads, False))])
+            (I,) = self._gather([(shards[0], "rank", (qref, threads, False))], deadline=deadline)
             return owned(I, np.int64)
-        parts = self._gather([(s, "rank", (qref, threads, True)) for s in shards])
+        parts = self._gather([(s, "rank", (qref, threads, True)) for s in shards], deadline=deadline)
         return merge_rank([p[0] for p in parts], [p[1] for p in parts], self._nbits, self._next_id)
-
 
 
 def load(directory: Any, *, address: Optional[str] = None, mmap: bool = False, verify: bool = True,
