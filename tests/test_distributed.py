@@ -276,6 +276,42 @@ def test_save_load_round_trip(make, rng, tmp_path):
     assert manifest2["count"] == len(ref.ids)
 
 
+def test_load_fits_more_shards_than_cpus(make, rng, tmp_path):
+    """A saved index with more shards than the cluster has CPUs (3 on the
+    test cluster's 2) loads with the default num_cpus_per_shard: each shard
+    gets an equal fraction of the CPUs, as Ray reports it inside the actor.
+    An explicit value is still honoured, and still checked."""
+    nbits, S = 64, 3
+    total = ray.cluster_resources()["CPU"]
+    assert S > total
+    idx, flat = make(nbits, S), hs.FlatIndex(nbits)
+    codes = codes_from_bits(rng.integers(0, 2, size=(300, nbits), dtype=np.uint8))
+    idx.add(codes)
+    flat.add(codes)
+    d = tmp_path / "many"
+    idx.save(d)
+    idx.close()  # its CPUs go to the loads
+    back = hd.load(d, timeout=TIMEOUT)
+    try:
+        cpus = [info["cpus"] for info in back.shard_info()]
+        assert len(set(cpus)) == 1 and 0 < cpus[0] < 1 and S * cpus[0] <= total, cpus
+        assert total - S * cpus[0] < 1e-3  # the whole cluster, less Ray's rounding
+        assert back.threads == 1 and back.shard_sizes == idx.shard_sizes
+        assert_knn_equal(back.query(codes[:5], 10), flat.query(codes[:5], 10))
+    finally:
+        back.close()
+    with pytest.raises(ValueError, match="at most the cluster's 2 CPUs"):
+        hd.load(d, num_cpus_per_shard=1, timeout=TIMEOUT)
+    with pytest.raises(ValueError, match="num_cpus_per_shard: expected a number > 0"):
+        hd.load(d, num_cpus_per_shard=0, timeout=TIMEOUT)
+    back = make.load(d, num_cpus_per_shard=0.5)
+    assert [info["cpus"] for info in back.shard_info()] == [0.5] * S
+    assert_knn_equal(back.query(codes[:5], 10), flat.query(codes[:5], 10))
+    back.close()
+    # The constructor fits the cluster too when asked to (its default stays 1).
+    fitted = make(nbits, S, num_cpus_per_shard=None)
+    assert [info["cpus"] for info in fitted.shard_info()] == cpus
+
 def test_mih_save_load_keeps_m(make, rng, tmp_path):
     idx, flat, ref = make(128, 2, "mih", m=4), hs.FlatIndex(128), Reference(128)
     fill(idx, flat, ref, rng, n=200)

@@ -95,6 +95,7 @@ class _Shard:
             "threads": index.threads,
             "mapped": index.mapped,
             "max_id": max_id,
+            "cpus": _assigned_cpus(),
         })
 
     def reload(self, path: str) -> Reply:
@@ -151,6 +152,16 @@ def _node_ip() -> str:
         return str(ray.util.get_node_ip_address())
     except Exception:  # informational only
         return ""
+
+
+def _assigned_cpus() -> Optional[float]:
+    """The CPUs Ray reserved for this actor, as Ray sees them."""
+    try:
+        import ray
+
+        return float(ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0))
+    except Exception:  # informational only
+        return None
 
 
 _actor_classes: Dict[int, Any] = {}

@@ -35,7 +35,7 @@ from .checks import (
     default_ids,
     fspath,
 )
-from .cluster import connect, ray_module
+from .cluster import check_fits, connect, fitting_cpus, ray_module
 from .manifest import (
     MANIFEST_NAME,
     has_files,
@@ -71,10 +71,15 @@ class ShardedIndex(ShardCalls):
         default: the Ray this process already runs, else ``RAY_ADDRESS``, else
         a cluster started on this machine with ``ray start``, else a local
         Ray started here with ``max(cores, num_shards * num_cpus_per_shard)``
-        CPUs (left running until the process exits or ``ray.shutdown()``).
-    num_cpus_per_shard : float, optional
+        CPUs (``num_shards`` for None) (left running until the process exits
+        or ``ray.shutdown()``).
+    num_cpus_per_shard : float or None, optional
         Ray CPUs reserved by each shard actor (default 1; a fraction below 1
-        lets more shards than cores share a machine). Each shard searches with
+        lets more shards than cores share a machine). None fits the cluster:
+        1 where it has a CPU for every shard, else an equal share of its CPUs
+        (rounded down to Ray's 1/10000), as :func:`load` does by default. An
+        explicit value that the cluster cannot grant every shard is a
+        ``ValueError``. Each shard searches with
         ``max(1, int(num_cpus_per_shard))`` threads unless ``threads`` says
         otherwise.
     timeout : float or None, optional
@@ -111,7 +116,7 @@ class ShardedIndex(ShardCalls):
     """
 
     def __init__(self, nbits: int, num_shards: int, kind: str = "flat", *, address: Optional[str] = None,
-                 num_cpus_per_shard: float = 1, timeout: Optional[float] = DEFAULT_TIMEOUT,
+                 num_cpus_per_shard: Optional[float] = 1, timeout: Optional[float] = DEFAULT_TIMEOUT,
                  max_restarts: int = DEFAULT_MAX_RESTARTS, **index_options: Any) -> None:
         nbits = check_nbits(nbits)
         num_shards = check_num_shards(num_shards)
@@ -126,15 +131,12 @@ class ShardedIndex(ShardCalls):
                sizes: Optional[List[int]] = None) -> None:
         self._actors: List[Any] = []  # close() works whatever fails below
         self._closed = False
-        cpus = check_cpus(num_cpus_per_shard)
+        cpus = None if num_cpus_per_shard is None else check_cpus(num_cpus_per_shard)
         self._timeout = check_timeout(timeout)
         self._max_restarts = check_max_restarts(max_restarts)
         ray = self._ray = ray_module()
         self._nbits, self._num_shards, self._kind = nbits, num_shards, kind
         self._options = dict(options)
-        if self._options.get("threads") is None:
-            self._options["threads"] = max(1, int(cpus))
-        self._cpus = cpus
         self._mmap, self._verify = mmap, verify
         self._next_id = next_id
         self._lock = threading.RLock()  # add/remove/save, and recovery of a shard
@@ -145,14 +147,14 @@ class ShardedIndex(ShardCalls):
         self._dirty = [False] * num_shards
         self._lost: List[Optional[str]] = [None] * num_shards
         self._restarts = 0
-        connect(ray, address, num_shards * cpus)
+        connect(ray, address, num_shards * (1 if cpus is None else cpus))
         total = float(ray.cluster_resources().get("CPU", 0.0))
-        if num_shards * cpus > total + 1e-9:
-            raise ValueError(
-                f"num_shards * num_cpus_per_shard: expected at most the cluster's {total:g} CPUs, got "
-                f"{num_shards} * {cpus} = {num_shards * cpus:g}; the actors could never all start "
-                "(use fewer shards, a fractional num_cpus_per_shard, or a larger cluster)"
-            )
+        if cpus is None:
+            cpus = fitting_cpus(num_shards, total)
+        check_fits(num_shards, cpus, total)
+        self._cpus = cpus
+        if self._options.get("threads") is None:
+            self._options["threads"] = max(1, int(cpus))
         free = float(ray.available_resources().get("CPU", 0.0))
         if num_shards * cpus > free + 1e-9:
             logger.warning("hamsearch: %d shards of %g CPUs need %g CPUs and %g are free now; the shards "
@@ -255,8 +257,9 @@ class ShardedIndex(ShardCalls):
 
     def shard_info(self) -> List[Dict[str, Any]]:
         """Per shard: ``size``, ``pid``, ``node``, ``niceness``, ``backend``,
-        ``isa``, ``threads``, ``mapped``, ``saved`` (its file, or None) and
-        ``changed`` (changed since that file was written)."""
+        ``isa``, ``threads``, ``mapped``, ``cpus`` (the CPUs Ray reserved for
+        its actor), ``saved`` (its file, or None) and ``changed`` (changed
+        since that file was written)."""
         infos = self._gather([(s, "info", ()) for s in range(self._num_shards)])
         out = []
         for s, info in enumerate(infos):
@@ -531,8 +534,9 @@ class ShardedIndex(ShardCalls):
 
 
 def load(directory: Any, *, address: Optional[str] = None, mmap: bool = False, verify: bool = True,
-         backend: Optional[str] = "auto", threads: Optional[int] = None, num_cpus_per_shard: float = 1,
-         timeout: Optional[float] = DEFAULT_TIMEOUT, max_restarts: int = DEFAULT_MAX_RESTARTS) -> ShardedIndex:
+         backend: Optional[str] = "auto", threads: Optional[int] = None,
+         num_cpus_per_shard: Optional[float] = None, timeout: Optional[float] = DEFAULT_TIMEOUT,
+         max_restarts: int = DEFAULT_MAX_RESTARTS) -> ShardedIndex:
     """Reads a :class:`ShardedIndex` written by ``idx.save(directory)``.
 
     Each shard's actor loads its own file (``hamsearch.load`` with ``mmap``,
@@ -543,8 +547,14 @@ def load(directory: Any, *, address: Optional[str] = None, mmap: bool = False, v
     ----------
     directory : str or os.PathLike
         Reachable from every shard's node (a shared file system on a cluster).
-    address, num_cpus_per_shard, timeout, max_restarts
+    address, timeout, max_restarts
         As for :class:`ShardedIndex`.
+    num_cpus_per_shard : float or None, optional
+        As for :class:`ShardedIndex`, but None by default: the saved shard
+        count is fixed, so each shard takes 1 CPU where the cluster has one
+        for every shard and an equal share of the cluster's CPUs where it has
+        fewer CPUs than shards. An explicit value is used as given, and is a
+        ``ValueError`` where the cluster cannot grant it to every shard.
     mmap, verify, backend, threads
         As for :func:`hamsearch.load`, applied to every shard.
 
