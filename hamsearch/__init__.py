@@ -19,8 +19,8 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    # hs.distributed on first use: the module imports Ray only when an index
-    # is created, and the engine never imports it.
+    # hs.distributed on first use: the package imports Ray only when an index
+    # is created or loaded, and the engine never imports it.
     if name == "distributed":
         import importlib
 

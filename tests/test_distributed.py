@@ -14,6 +14,7 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -275,6 +276,42 @@ def test_save_load_round_trip(make, rng, tmp_path):
     assert manifest2["count"] == len(ref.ids)
 
 
+def test_load_fits_more_shards_than_cpus(make, rng, tmp_path):
+    """A saved index with more shards than the cluster has CPUs (3 on the
+    test cluster's 2) loads with the default num_cpus_per_shard: each shard
+    gets an equal fraction of the CPUs, as Ray reports it inside the actor.
+    An explicit value is still honoured, and still checked."""
+    nbits, S = 64, 3
+    total = ray.cluster_resources()["CPU"]
+    assert S > total
+    idx, flat = make(nbits, S), hs.FlatIndex(nbits)
+    codes = codes_from_bits(rng.integers(0, 2, size=(300, nbits), dtype=np.uint8))
+    idx.add(codes)
+    flat.add(codes)
+    d = tmp_path / "many"
+    idx.save(d)
+    idx.close()  # its CPUs go to the loads
+    back = hd.load(d, timeout=TIMEOUT)
+    try:
+        cpus = [info["cpus"] for info in back.shard_info()]
+        assert len(set(cpus)) == 1 and 0 < cpus[0] < 1 and S * cpus[0] <= total, cpus
+        assert total - S * cpus[0] < 1e-3  # the whole cluster, less Ray's rounding
+        assert back.threads == 1 and back.shard_sizes == idx.shard_sizes
+        assert_knn_equal(back.query(codes[:5], 10), flat.query(codes[:5], 10))
+    finally:
+        back.close()
+    with pytest.raises(ValueError, match="at most the cluster's 2 CPUs"):
+        hd.load(d, num_cpus_per_shard=1, timeout=TIMEOUT)
+    with pytest.raises(ValueError, match="num_cpus_per_shard: expected a number > 0"):
+        hd.load(d, num_cpus_per_shard=0, timeout=TIMEOUT)
+    back = make.load(d, num_cpus_per_shard=0.5)
+    assert [info["cpus"] for info in back.shard_info()] == [0.5] * S
+    assert_knn_equal(back.query(codes[:5], 10), flat.query(codes[:5], 10))
+    back.close()
+    # The constructor fits the cluster too when asked to (its default stays 1).
+    fitted = make(nbits, S, num_cpus_per_shard=None)
+    assert [info["cpus"] for info in fitted.shard_info()] == cpus
+
 def test_mih_save_load_keeps_m(make, rng, tmp_path):
     idx, flat, ref = make(128, 2, "mih", m=4), hs.FlatIndex(128), Reference(128)
     fill(idx, flat, ref, rng, n=200)
@@ -350,6 +387,28 @@ def test_errors_read_like_flat_index(make):
         assert str(got.value) == str(want.value)
     assert len(idx) == 0
 
+
+
+def test_huge_k_is_the_value_error_of_flat_index(make, rng):
+    """nq * k results that cannot fit in memory: FlatIndex's ValueError, word
+    for word, before any shard is asked or any result allocated, whether the
+    index is empty or not."""
+    nbits, nq = 64, 3
+    idx, flat = make(nbits, 2), hs.FlatIndex(nbits)
+    q = codes_from_bits(rng.integers(0, 2, size=(nq, nbits), dtype=np.uint8))
+    codes = codes_from_bits(rng.integers(0, 2, size=(50, nbits), dtype=np.uint8))
+    for fill_first in (False, True):
+        if fill_first:
+            idx.add(codes)
+            flat.add(codes)
+        for k in (2**57, 2**62, 2**63 - 1):  # 16 bytes a result, nq * k * 16 over 2**62
+            with pytest.raises(ValueError) as want:
+                flat.query(q, k)
+            with pytest.raises(ValueError) as got:
+                idx.query(q, k)
+            assert str(got.value) == str(want.value)
+            assert f"nq = {nq}, k = {k}" in str(got.value)
+    assert_knn_equal(idx.query(q, 5), flat.query(q, 5))
 
 @pytest.mark.parametrize("args,kw,exc,fragment", [
     ((0, 2), {}, ValueError, "nbits: expected"),
@@ -504,3 +563,44 @@ def test_timeout_is_a_shard_error_not_a_hang(make, rng):
     flat = hs.FlatIndex(256)
     flat.add(codes)
     assert_knn_equal(idx.query(codes[:5], 3), flat.query(codes[:5], 3))
+
+
+def test_timeout_bounds_the_whole_call_restart_included(make, rng, tmp_path):
+    """One deadline for the whole call: a shard that is killed half way
+    through the timeout and then cannot come back (its file is a FIFO that
+    nobody writes, so opening it blocks) ends the call at the timeout, not at
+    the kill plus another timeout for the restart and the resent call. The
+    shard is not lost for that: once it can come back, it does."""
+    nbits, T = 64, 6.0
+    idx, flat = make(nbits, 2), hs.FlatIndex(nbits)
+    codes = codes_from_bits(rng.integers(0, 2, size=(300, nbits), dtype=np.uint8))
+    idx.add(codes)
+    flat.add(codes)
+    d = tmp_path / "slow"
+    idx.save(d)
+    shard0 = d / json.loads((d / hd.MANIFEST_NAME).read_text())["shards"][0]["file"]
+    saved = shard0.read_bytes()
+    shard0.unlink()
+    os.mkfifo(shard0)
+    # Shard 0 is busy for good: it waits for a writer to its file.
+    idx.actors[0].reload.remote(str(shard0))
+    idx.timeout = T
+    killer = threading.Timer(T / 2, lambda: ray.kill(idx.actors[0], no_restart=False))
+    t0 = time.monotonic()
+    killer.start()
+    try:
+        with pytest.raises(hd.ShardError, match="shard 0 of 2 did not answer within the timeout of 6 s") as err:
+            idx.query(codes[:3], 5)
+        elapsed = time.monotonic() - t0
+    finally:
+        killer.join()
+    assert err.value.shards == (0,)
+    # Before: the kill at T / 2, then a full T for the restart: 1.5 T.
+    assert T - 0.5 <= elapsed < T + 2.0, elapsed
+    # The file back and the blocked actor gone: the shard comes back whole.
+    tmp = tmp_path / "shard0"
+    tmp.write_bytes(saved)
+    os.replace(tmp, shard0)
+    ray.kill(idx.actors[0], no_restart=False)
+    idx.timeout = TIMEOUT
+    assert_knn_equal(idx.query(codes[:5], 7), flat.query(codes[:5], 7))
