@@ -65,16 +65,23 @@ def native_module() -> ModuleType:
     return _native
 
 
-def resolve(backend: Optional[str]) -> str:
-    """Turn a ``backend=`` argument into ``"native"`` or ``"numba"``."""
-    global _warned_fallback
+def check_name(backend: Optional[str]) -> str:
+    """A ``backend=`` argument checked and lower-cased, not resolved (None
+    means ``"auto"``): the sharded index resolves it on each shard's node."""
     if backend is None:
-        backend = "auto"
+        return "auto"
     if not isinstance(backend, str):
         raise TypeError(f"backend: expected a str (one of {', '.join(BACKENDS)}), got {type(backend).__name__}")
     backend = backend.lower()
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+def resolve(backend: Optional[str]) -> str:
+    """Turn a ``backend=`` argument into ``"native"`` or ``"numba"``."""
+    global _warned_fallback
+    backend = check_name(backend)
     if backend == "auto":
         backend = _env_implementation()
     if backend == "native":

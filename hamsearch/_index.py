@@ -9,9 +9,12 @@ import numpy as np
 
 from . import _backend
 from ._store import Store
-from ._limits import ID_LIMIT, RESULT_BYTES
 from ._validate import (
     check_codes,
+    check_result_size,
+    clash_error,
+    default_ids,
+    first_clash,
     check_ids,
     check_remove_ids,
     check_k,
@@ -89,20 +92,15 @@ class _Index:
         custom = None if ids is None else check_ids(ids, n)
         with self._add_lock:
             if custom is None:
-                if n and self._next_id + n > ID_LIMIT:
-                    raise ValueError(
-                        f"ids: no default ids left for {n} codes: the largest id so far is {self._next_id - 1} "
-                        f"and ids stay below 2**63; pass ids explicitly"
-                    )
-                new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+                new_ids = default_ids(self._next_id, n)
             else:
                 new_ids = custom
                 # Ids above every id so far cannot clash (the common case);
                 # otherwise compare against the stored ids.
                 if n and int(new_ids.min()) < self._next_id and len(self):
-                    clash = new_ids[np.isin(new_ids, self._store.ids())]
-                    if clash.size:
-                        raise ValueError(f"ids: expected ids not already in the index, got {int(clash[0])} again")
+                    clash = first_clash(new_ids, self._store.ids())
+                    if clash >= 0:
+                        raise clash_error(clash)
             if n == 0:
                 return new_ids
             self._store.add(arr, new_ids)
@@ -172,8 +170,7 @@ class _Index:
         """
         k = check_k(k)
         arr, nthreads = self._prepare(q, threads)
-        if k > (RESULT_BYTES // 16) // max(1, arr.shape[0]):
-            raise ValueError(f"k: expected nq * k results to fit in memory, got nq = {arr.shape[0]}, k = {k}")
+        check_result_size(arr.shape[0], k)
         D, I, fallbacks = self._store.knn(arr, k, nthreads)
         self._record(fallbacks)
         return D, I

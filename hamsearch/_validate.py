@@ -7,11 +7,11 @@ Each check raises ``TypeError`` (wrong kind of object or dtype) or
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
-from ._limits import MAX_NBITS, MAX_THREADS
+from ._limits import ID_LIMIT, MAX_NBITS, MAX_THREADS, RESULT_BYTES
 
 
 def words(nbits: int) -> int:
@@ -185,3 +185,45 @@ def check_remove_ids(ids: Any) -> np.ndarray:
     # Aligned as well as contiguous: the native core refuses misaligned views.
     out = np.require(arr, dtype=np.int64, requirements=["C", "A"])
     return out[out >= 0] if out.size and int(out.min()) < 0 else out
+
+
+def check_m(m: Any, nbits: int) -> Optional[int]:
+    """MIH substrings: None (automatic) or ``ceil(nbits / 64) <= m <= nbits``
+    (substrings of at most 64 bits)."""
+    if m is None:
+        return None
+    m = as_int(m, "m")
+    lo = words(nbits)
+    if not lo <= m <= nbits:
+        raise ValueError(f"m: expected None or {lo} <= m <= {nbits} (substrings of at most 64 bits), got {m}")
+    return m
+
+
+def check_result_size(nq: int, k: int) -> None:
+    """``nq * k`` results (an int32 distance and an int64 id each, 16 bytes)
+    within ``RESULT_BYTES``."""
+    if k > (RESULT_BYTES // 16) // max(1, nq):
+        raise ValueError(f"k: expected nq * k results to fit in memory, got nq = {nq}, k = {k}")
+
+
+def default_ids(next_id: int, n: int) -> np.ndarray:
+    """The ids ``add`` gives ``n`` codes by default: consecutive from
+    ``next_id`` (one above the largest id so far); ValueError where they
+    would reach 2**63."""
+    if n and next_id + n > ID_LIMIT:
+        raise ValueError(
+            f"ids: no default ids left for {n} codes: the largest id so far is {next_id - 1} "
+            "and ids stay below 2**63; pass ids explicitly"
+        )
+    return np.arange(next_id, next_id + n, dtype=np.int64)
+
+
+def first_clash(ids: np.ndarray, held: np.ndarray) -> int:
+    """The first of ``ids`` that is among ``held``, or -1."""
+    clash = ids[np.isin(ids, held)] if held.size else ids[:0]
+    return int(clash[0]) if clash.size else -1
+
+
+def clash_error(id_: int) -> ValueError:
+    """The error of an id given twice to one index."""
+    return ValueError(f"ids: expected ids not already in the index, got {id_} again")

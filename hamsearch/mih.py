@@ -13,7 +13,7 @@ from typing import Any, List, Optional, Tuple
 
 from . import _backend
 from ._index import _Index
-from ._validate import as_int, check_nbits, words
+from ._validate import check_m, check_nbits
 
 __all__ = ["MIHIndex"]
 
@@ -77,15 +77,7 @@ class MIHIndex(_Index):
         backend: Optional[str] = "auto",
         threads: Optional[int] = None,
     ) -> None:
-        nbits = check_nbits(nbits)
-        if m is not None:
-            m = as_int(m, "m")
-            lo = words(nbits)
-            if not lo <= m <= nbits:
-                raise ValueError(
-                    f"m: expected None or {lo} <= m <= {nbits} (substrings of at most 64 bits), got {m}"
-                )
-        self._m = m
+        self._m = check_m(m, check_nbits(nbits))
         super().__init__(nbits, backend=backend, threads=threads)
 
     _kind = "mih"

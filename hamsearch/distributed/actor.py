@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
-from .checks import first_clash
+from .._validate import first_clash
 from .merge import route
 
 __all__ = ["new_index", "spawn"]
@@ -130,13 +130,8 @@ class _Shard:
         return self._reply(self._origin, self._index.radius(q, r, threads=threads))
 
     def rank(self, q: np.ndarray, threads: Optional[int], with_distances: bool) -> Reply:
-        if not with_distances:
-            return self._reply(self._origin, self._index.rank(q, threads=threads))
-        # The whole shard with its distances, for the merge: a radius of
-        # nbits holds every code, in (distance, id) order.
-        _, D, I = self._index.radius(q, self._nbits, threads=threads)
-        n = len(self._index)
-        return self._reply(self._origin, (D.reshape(q.shape[0], n), I.reshape(q.shape[0], n)))
+        # With distances: the whole shard in (distance, id) order, for the merge.
+        return self._reply(self._origin, self._index.rank(q, threads=threads, with_distances=with_distances))
 
     def save(self, path: str) -> Reply:
         origin = self._origin

@@ -1,12 +1,10 @@
 """Argument checks of :class:`ShardedIndex` and :func:`load`, with messages
 that read as the other indexes' ("<name>: expected ..., got ...").
 
-The checks every index shares come from ``hamsearch._validate``. Five that
-the single-machine indexes make inline (in ``MIHIndex.__init__``,
-``_backend.resolve``, ``_Index.add`` and ``_Index.query``) are written out
-here, with the same messages, because the driver cannot call those: it builds
-no index (the actors do) and resolves no backend (each node resolves its
-own)."""
+The checks every index shares (m, backend names, result sizes, default ids,
+id clashes) come from ``hamsearch._validate`` and ``hamsearch._backend``,
+the same functions the single-machine indexes call; here are only the
+sharded index's own."""
 from __future__ import annotations
 
 import math
@@ -16,24 +14,17 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .._backend import BACKENDS
-from .._limits import RESULT_BYTES
-from .._validate import as_int, check_threads, words
+from .._backend import check_name
+from .._validate import as_int, check_m, check_threads
 
 __all__ = [
     "KINDS",
-    "check_backend",
     "check_cpus",
     "check_kind",
-    "check_m",
     "check_max_restarts",
     "check_num_shards",
     "check_options",
-    "check_result_size",
     "check_timeout",
-    "clash_error",
-    "default_ids",
-    "first_clash",
     "fspath",
 ]
 
@@ -84,27 +75,6 @@ def check_max_restarts(value: Any) -> int:
     return value
 
 
-def check_backend(backend: Any) -> str:
-    """``backend`` lower-cased, checked as ``_backend.resolve`` checks it but
-    not resolved: ``"auto"`` is resolved on each shard's node."""
-    if not isinstance(backend, str):
-        raise TypeError(f"backend: expected a str (one of {', '.join(BACKENDS)}), got {type(backend).__name__}")
-    if backend.lower() not in BACKENDS:
-        raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
-    return backend.lower()
-
-
-def check_m(m: Any, nbits: int) -> Optional[int]:
-    """MIH substrings, checked as ``MIHIndex`` checks them."""
-    if m is None:
-        return None
-    m = as_int(m, "m")
-    lo = words(nbits)
-    if not lo <= m <= nbits:
-        raise ValueError(f"m: expected None or {lo} <= m <= {nbits} (substrings of at most 64 bits), got {m}")
-    return m
-
-
 def check_options(kind: str, nbits: int, options: Dict[str, Any]) -> Dict[str, Any]:
     """The shard index's options, checked as its constructor checks them
     (without building one here: the actors do that)."""
@@ -116,35 +86,13 @@ def check_options(kind: str, nbits: int, options: Dict[str, Any]) -> Dict[str, A
     out: Dict[str, Any] = {}
     backend = options.get("backend", "auto")
     if backend is not None:
-        out["backend"] = check_backend(backend)
+        out["backend"] = check_name(backend)
     threads = options.get("threads")
     if threads is not None:
         out["threads"] = check_threads(threads, 0)
     if kind == "mih":
         out["m"] = check_m(options.get("m"), nbits)
     return out
-
-
-def check_result_size(nq: int, k: int) -> None:
-    """``nq * k`` results (an int32 distance and an int64 id each, 16 bytes
-    with room to merge) within ``RESULT_BYTES``, as ``_Index.query`` checks."""
-    if k > (RESULT_BYTES // 16) // max(1, nq):
-        raise ValueError(f"k: expected nq * k results to fit in memory, got nq = {nq}, k = {k}")
-
-
-def default_ids(next_id: int, n: int) -> np.ndarray:
-    """The ids ``add`` gives ``n`` codes by default: consecutive from ``next_id``."""
-    return np.arange(next_id, next_id + n, dtype=np.int64)
-
-
-def first_clash(ids: np.ndarray, held: np.ndarray) -> int:
-    """The first of ``ids`` that is among ``held``, or -1."""
-    clash = ids[np.isin(ids, held)] if held.size else ids[:0]
-    return int(clash[0]) if clash.size else -1
-
-
-def clash_error(id_: int) -> ValueError:
-    return ValueError(f"ids: expected ids not already in the index, got {id_} again")
 
 
 def fspath(path: Any, name: str) -> str:

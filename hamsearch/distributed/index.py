@@ -17,7 +17,10 @@ from .._validate import (
     check_nbits,
     check_radius,
     check_remove_ids,
+    check_result_size,
     check_threads,
+    clash_error,
+    default_ids,
     words,
 )
 from .actor import spawn
@@ -29,10 +32,7 @@ from .checks import (
     check_max_restarts,
     check_num_shards,
     check_options,
-    check_result_size,
     check_timeout,
-    clash_error,
-    default_ids,
     fspath,
 )
 from .cluster import check_fits, connect, fitting_cpus, ray_module
