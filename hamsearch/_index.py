@@ -25,7 +25,34 @@ from ._validate import (
 )
 
 
-class _Index:
+class _IndexBase:
+    """What every index (FlatIndex, MIHIndex, ShardedIndex) shares, whatever
+    holds its codes: the code size and the search verbs' argument checks."""
+
+    _nbits: int
+
+    @property
+    def nbits(self) -> int:
+        """Bits per code."""
+        return self._nbits
+
+    @property
+    def words(self) -> int:
+        """uint64 words per code, ``ceil(nbits / 64)``."""
+        return words(self._nbits)
+
+    def _queries(self, q: Any) -> np.ndarray:
+        """Queries checked as codes of this index."""
+        return check_codes(q, self._nbits, "q")
+
+    @staticmethod
+    def _with_distances(with_distances: Any) -> bool:
+        if not isinstance(with_distances, (bool, np.bool_)):
+            raise TypeError(f"with_distances: expected a bool, got {type(with_distances).__name__}")
+        return bool(with_distances)
+
+
+class _Index(_IndexBase):
     """The verbs every index shares: input checks, ids, threads and backend
     choice. Subclasses supply ``_new_store``, the native or Numba object that
     holds the codes and answers the searches (a :class:`~hamsearch._store.Store`)."""
@@ -46,16 +73,6 @@ class _Index:
         self._add_lock = threading.Lock()
 
     # -- properties -------------------------------------------------------
-    @property
-    def nbits(self) -> int:
-        """Bits per code."""
-        return self._nbits
-
-    @property
-    def words(self) -> int:
-        """uint64 words per code, ``ceil(nbits / 64)``."""
-        return words(self._nbits)
-
     @property
     def backend(self) -> str:
         """``"native"`` or ``"numba"``."""
@@ -147,7 +164,7 @@ class _Index:
 
     # -- search -----------------------------------------------------------
     def _prepare(self, q: Any, threads: Optional[int]) -> Tuple[np.ndarray, int]:
-        arr = check_codes(q, self._nbits, "q")
+        arr = self._queries(q)
         nthreads = check_threads(threads, self._threads or _backend.default_threads())
         return arr, nthreads
 
@@ -210,10 +227,9 @@ class _Index:
             Or, with ``with_distances``, ``(D, I)`` with ``D`` int32 of the
             same shape.
         """
-        if not isinstance(with_distances, (bool, np.bool_)):
-            raise TypeError(f"with_distances: expected a bool, got {type(with_distances).__name__}")
+        with_distances = self._with_distances(with_distances)
         arr, nthreads = self._prepare(q, threads)
-        D, I = self._store.rank(arr, nthreads, bool(with_distances))
+        D, I = self._store.rank(arr, nthreads, with_distances)
         return (D, I) if with_distances else I
 
     # -- statistics -------------------------------------------------------

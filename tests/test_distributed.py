@@ -32,6 +32,8 @@ from oracle import (  # noqa: E402
     assert_rank_equal,
     codes_from_bits,
 )
+from oracle import distances as oracle_distances  # noqa: E402
+from oracle import rank as oracle_rank  # noqa: E402
 
 # Fractional CPUs let two indexes of three shards (and a restarting one)
 # share the two CPUs of the test cluster; each shard searches with one thread.
@@ -122,6 +124,11 @@ def assert_same(idx, flat, ref: Reference, rng: np.random.Generator, ks=None) ->
     got = idx.rank(qc)
     assert_rank_equal(got, ref.rank(q))
     assert_rank_equal(got, flat.rank(qc))
+    D, I = idx.rank(qc, with_distances=True)
+    oD, oI = oracle_rank(oracle_distances(q, ref.bits), ref.ids)
+    np.testing.assert_array_equal(I, oI)
+    np.testing.assert_array_equal(D, oD)
+    assert D.dtype == np.int32 and I.dtype == np.int64
 
 
 # -- exactness -----------------------------------------------------------------
@@ -197,6 +204,8 @@ def test_empty_and_read_only_inputs(make, rng, tmp_path):
     lims, D, I = idx.radius(q, 100)
     assert lims.tolist() == [0, 0, 0, 0] and D.size == I.size == 0
     assert idx.rank(q).shape == (3, 0)
+    D, I = idx.rank(q, with_distances=True)
+    assert D.shape == I.shape == (3, 0) and D.dtype == np.int32
     assert idx.add(np.zeros((0, 2), dtype=np.uint64)).shape == (0,)
     assert idx.remove([]) == 0 and idx.remove(5) == 0
     codes = codes_from_bits(rng.integers(0, 2, size=(50, 100), dtype=np.uint8))

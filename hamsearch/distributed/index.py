@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from .._index import _IndexBase
 from .._limits import DISTANCE_PAD, ID_PAD
 from .._validate import (
     check_codes,
@@ -21,7 +22,6 @@ from .._validate import (
     check_threads,
     clash_error,
     default_ids,
-    words,
 )
 from .actor import spawn
 from .calls import ShardCalls
@@ -54,7 +54,7 @@ DEFAULT_TIMEOUT = 600.0  # seconds any one gather may take before ShardError
 DEFAULT_MAX_RESTARTS = 3
 
 
-class ShardedIndex(ShardCalls):
+class ShardedIndex(ShardCalls, _IndexBase):
     """An exact Hamming index sharded over Ray actors.
 
     Parameters
@@ -189,17 +189,7 @@ class ShardedIndex(ShardCalls):
                      num_shards=self._num_shards, path=path, mmap=self._mmap, verify=self._verify,
                      num_cpus=self._cpus, max_restarts=self._max_restarts)
 
-    # -- properties -------------------------------------------------------
-    @property
-    def nbits(self) -> int:
-        """Bits per code."""
-        return self._nbits
-
-    @property
-    def words(self) -> int:
-        """uint64 words per code, ``ceil(nbits / 64)``."""
-        return words(self._nbits)
-
+    # -- properties (nbits and words: _IndexBase) ----------------------------
     @property
     def kind(self) -> str:
         """``"flat"`` or ``"mih"``: the index each shard holds."""
@@ -438,7 +428,7 @@ class ShardedIndex(ShardCalls):
 
     # -- search -----------------------------------------------------------
     def _prepare(self, q: Any, threads: Optional[int]) -> Tuple[np.ndarray, Optional[int]]:
-        arr = check_codes(q, self._nbits, "q")
+        arr = self._queries(q)
         if threads is not None:
             threads = check_threads(threads, 0)
         return arr, threads
@@ -508,29 +498,38 @@ class ShardedIndex(ShardCalls):
     def _empty_radius(nq: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         return np.zeros(nq + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
 
-    def rank(self, q: Any, *, threads: Optional[int] = None) -> np.ndarray:
+    def rank(
+        self, q: Any, *, threads: Optional[int] = None, with_distances: bool = False
+    ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """The whole index for each query in ``(distance, id)`` order.
 
         Returns
         -------
         I : ndarray of int64, shape (nq, len(self))
+            Or, with ``with_distances``, ``(D, I)`` with ``D`` int32 of the
+            same shape, as for :class:`~hamsearch.FlatIndex`.
 
         With more than one non-empty shard each shard returns its ranking
         with distances (12 bytes a result) for the merge.
         """
         deadline = Deadline(self._timeout)
+        with_distances = self._with_distances(with_distances)
         arr, threads = self._prepare(q, threads)
         self._usable(range(self._num_shards))
         shards = [s for s, size in enumerate(self._sizes) if size]
         nq = arr.shape[0]
         if not shards or nq == 0:
-            return np.zeros((nq, len(self)), dtype=np.int64)
+            I = np.zeros((nq, len(self)), dtype=np.int64)
+            return (np.zeros(I.shape, dtype=np.int32), I) if with_distances else I
         qref = self._share(arr, len(shards))
         if len(shards) == 1:
-            (I,) = self._gather([(shards[0], "rank", (qref, threads, False))], deadline=deadline)
-            return owned(I, np.int64)
+            (reply,) = self._gather([(shards[0], "rank", (qref, threads, with_distances))], deadline=deadline)
+            if with_distances:
+                return owned(reply[0], np.int32), owned(reply[1], np.int64)
+            return owned(reply, np.int64)
         parts = self._gather([(s, "rank", (qref, threads, True)) for s in shards], deadline=deadline)
-        return merge_rank([p[0] for p in parts], [p[1] for p in parts], self._nbits, self._next_id)
+        D, I = merge_rank([p[0] for p in parts], [p[1] for p in parts], self._nbits, self._next_id)
+        return (D, I) if with_distances else I
 
 
 def load(directory: Any, *, address: Optional[str] = None, mmap: bool = False, verify: bool = True,

@@ -129,16 +129,17 @@ def merge_radius(parts: Sequence[Tuple[np.ndarray, np.ndarray, np.ndarray]], nq:
     return lims, D[order], I[order]
 
 
-def merge_rank(Ds: Sequence[np.ndarray], Is: Sequence[np.ndarray], nbits: int, next_id: int) -> np.ndarray:
+def merge_rank(Ds: Sequence[np.ndarray], Is: Sequence[np.ndarray], nbits: int,
+               next_id: int) -> Tuple[np.ndarray, np.ndarray]:
     """Merges per-shard full rankings (``(nq, n_s)`` distances and ids, each
-    sorted by ``(distance, id)``) into the int64 ``(nq, sum n_s)`` ranking."""
+    sorted by ``(distance, id)``) into the ``(nq, sum n_s)`` ranking: int32
+    distances and int64 ids."""
     D = np.concatenate(Ds, axis=1)
     I = np.concatenate(Is, axis=1)
     shift = _key_shift(nbits, next_id)
     if shift is not None:
         key = (D.astype(np.int64) << shift) | I
         key.sort(axis=1, kind="stable")
-        key &= np.int64((1 << shift) - 1)
-        return key
+        return (key >> shift).astype(np.int32), key & np.int64((1 << shift) - 1)
     order = np.lexsort((I, D), axis=1)
-    return np.take_along_axis(I, order, axis=1)
+    return np.take_along_axis(D, order, axis=1).astype(np.int32, copy=False), np.take_along_axis(I, order, axis=1)
