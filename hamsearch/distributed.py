@@ -46,7 +46,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ._files import write_all, write_atomic
+from ._files import write_atomic
 from ._limits import DISTANCE_PAD, ID_PAD, MAX_NBITS
 from ._validate import (
     as_int,
@@ -282,7 +282,7 @@ class _Shard:
         return self._token, origin, len(self._index), payload
 
     def _load(self, path: str) -> None:
-        from ._io import load as load_file
+        from ._load import load as load_file
 
         index = load_file(path, self._mmap, backend=self._options.get("backend", "auto"),
                           threads=self._options.get("threads"), verify=self._verify)
@@ -1169,7 +1169,7 @@ def _remaining(deadline: Optional[float]) -> Optional[float]:
 # -- the manifest -------------------------------------------------------------
 def _write_json_atomic(path: str, obj: Any) -> None:
     text = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    write_atomic(path, lambda fd: write_all(fd, text, 0))
+    write_atomic(path, text)
 
 
 def _has_files(directory: str) -> bool:
