@@ -441,3 +441,47 @@ def test_package_import_graph_has_no_cycle():
     for u in sorted(graph):
         if u not in state:
             visit(u)
+
+
+# -- the C++ API alone ----------------------------------------------------------------------
+def test_cpp_program_saves_and_loads_with_the_format_api(tmp_path, rng):
+    """tests/native/format_harness.cpp, built from csrc/ without the binding:
+    its files parse with the oracle, and it reads the oracle's files."""
+    import errno
+    import shutil
+    import subprocess
+    import zlib
+
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    root = Path(hs.__file__).resolve().parent.parent
+    sources = [str(p) for p in sorted((root / "csrc").glob("*.cpp")) if p.name != "binding.cpp"]
+    exe = tmp_path / "format_harness"
+    build = subprocess.run([cxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
+                            "-pthread", f"-I{root / 'csrc'}", str(root / "tests" / "native" / "format_harness.cpp"),
+                            *sources, "-o", str(exe)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-4000:]
+    ids = np.array([9, 4, 17], dtype=np.int64)
+    codes = _random_codes(rng, 3, 130)
+    (tmp_path / "oracle.hsi").write_bytes(fmt.write(130, ids, codes, kind=fmt.KIND_MIH, m=3, next_id=40))
+    corrupt = bytearray(fmt.write(130, ids, codes))
+    corrupt[-1] ^= 1
+    (tmp_path / "corrupt.hsi").write_bytes(bytes(corrupt))
+    res = subprocess.run([str(exe), str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout.splitlines()
+    assert out[0] == "oracle kind 2 nbits 130 count 3 next 40 m 3"
+    assert out[1] == "oracle ids 9 4 17"
+    assert out[2] == "oracle codes " + " ".join(str(int(c)) for c in codes.ravel())
+    assert out[3] == f"FormatError {tmp_path / 'corrupt.hsi'}: data checksum mismatch: the ids or codes are corrupt"
+    assert out[4].startswith(f"FileError {errno.ENOENT} {tmp_path / 'missing.hsi'}: ")
+    assert out[5] == f"crc32 of 123456789: {zlib.crc32(b'123456789'):08x}"
+    flat = fmt.parse((tmp_path / "cpp-flat.hsi").read_bytes())
+    assert (flat.kind, flat.nbits, flat.next_id, flat.m, flat.crc_ok, flat.contents_ok) == (1, 100, 21, 0, True, True)
+    assert flat.ids.tolist() == [10, 3, 7, 20, 1]
+    assert flat.codes.ravel().tolist() == [1, 2, 3, 4, 5, 0xFFFFFFFFF, 7, 8, 9, 10]
+    mih = fmt.parse((tmp_path / "cpp-mih.hsi").read_bytes())
+    assert (mih.kind, mih.nbits, mih.next_id, mih.m, mih.crc_ok, mih.contents_ok) == (2, 130, 99, 3, True, True)
+    assert mih.ids.tolist() == [5, 6, 7]
+    assert mih.codes.ravel().tolist() == [(i % 4) if i % 3 == 2 else 1000 + i for i in range(9)]
