@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import numbers
@@ -386,11 +387,9 @@ def _write_cache(path: Path, key: str, codes: np.ndarray, queries: np.ndarray, d
     """Write the cache file atomically (``hamsearch._files.write_atomic``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(fd: int) -> None:
-        with os.fdopen(os.dup(fd), "wb") as fh:
-            np.savez(fh, codes=codes, queries=queries, description=np.str_(description), key=np.str_(key))
-
-    write_atomic(str(path), write)
+    buf = io.BytesIO()
+    np.savez(buf, codes=codes, queries=queries, description=np.str_(description), key=np.str_(key))
+    write_atomic(str(path), buf.getbuffer())
 
 
 __all__ = ["SOURCES", "TrainedCodes", "trained_codes", "wiki_path"]

@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -13,6 +14,7 @@
 
 #include "common.h"
 #include "flat_index.h"
+#include "format.h"
 #include "metrics.h"
 #include "mih_index.h"
 #include "mih_policy.h"
@@ -149,24 +151,14 @@ void bind_common(py::class_<Index>& cls) {
         .def_property_readonly("mapped", [](const Index& self) { return self.flat().mapped(); })
         .def("version", [](const Index& self) { return self.flat().version(); })
         .def(
-            "map_file",
-            [](Index& self, const std::string& path, uint64_t ids_offset, uint64_t codes_offset, uint64_t n,
-               bool copy) {
+            "load_file",
+            [](Index& self, const hamsearch::IndexFile& file, bool mmap, bool verify) {
                 py::gil_scoped_release release;
-                self.map_file(path, ids_offset, codes_offset, n, copy);
+                file.load_into(self, mmap, verify);
             },
-            py::arg("path"), py::arg("ids_offset"), py::arg("codes_offset"), py::arg("n"), py::arg("copy"))
-        .def(
-            "save_payload",
-            [](const Index& self, int fd, uint64_t offset) {
-                hamsearch::PayloadLayout at;
-                {
-                    py::gil_scoped_release release;
-                    at = self.flat().save_payload(fd, offset);
-                }
-                return py::make_tuple(at.n, at.ids_offset, at.codes_offset, at.end);
-            },
-            py::arg("fd"), py::arg("offset"))
+            py::arg("file"), py::arg("mmap"), py::arg("verify"),
+            "Loads an open index file into this empty index, read into memory or mapped (mmap), "
+            "its data checked first (verify).")
         .def(
             "rank",
             [](const Index& self, Codes q, int64_t threads, bool with_distances) {
@@ -188,6 +180,148 @@ void bind_common(py::class_<Index>& cls) {
             },
             py::arg("q").noconvert(), py::arg("threads"), py::arg("with_distances"),
             "(D, I): every id per query in (distance, id) order, D its distances (None unless with_distances).");
+}
+
+// A path from Python: os.fsencode()'d bytes (str is taken too, as UTF-8).
+std::string path_arg(const py::object& path) {
+    if (py::isinstance<py::bytes>(path)) return path.cast<std::string>();
+    if (py::isinstance<py::str>(path)) return path.cast<std::string>();
+    throw py::type_error(std::string("path: expected bytes or str, got ") + Py_TYPE(path.ptr())->tp_name);
+}
+
+py::object decode_path(const std::string& path) {
+    PyObject* s = PyUnicode_DecodeFSDefaultAndSize(path.data(), static_cast<py::ssize_t>(path.size()));
+    if (s == nullptr) {
+        PyErr_Clear();
+        return py::bytes(path);
+    }
+    return py::reinterpret_steal<py::object>(s);
+}
+
+// Index file errors as Python raises them: FileError as the OSError subclass
+// its errno selects, with the file name; FormatError as ValueError, its path
+// decoded as os.fsdecode does.
+void translate_file_errors(std::exception_ptr p) {
+    try {
+        if (p) std::rethrow_exception(p);
+    } catch (const hamsearch::FileError& e) {
+        py::object name = decode_path(e.path());
+        errno = e.error();
+        PyErr_SetFromErrnoWithFilenameObject(PyExc_OSError, name.ptr());
+    } catch (const hamsearch::FormatError& e) {
+        const std::string what = e.what();
+        PyObject* msg = PyUnicode_DecodeFSDefaultAndSize(what.data(), static_cast<py::ssize_t>(what.size()));
+        if (msg == nullptr) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "not a valid index file");
+        } else {
+            PyErr_SetObject(PyExc_ValueError, msg);
+            Py_DECREF(msg);
+        }
+    }
+}
+
+// The ids and codes an IndexFile read, owned by the numpy arrays that show them.
+struct ReadArrays {
+    hamsearch::PodBuffer<int64_t> ids;
+    hamsearch::PodBuffer<uint64_t> codes;
+};
+
+void bind_files(py::module_& m) {
+    py::register_exception_translator(&translate_file_errors);
+    m.attr("HEADER_SIZE") = hamsearch::kHeaderSize;
+    m.attr("KIND_FLAT") = hamsearch::kKindFlat;
+    m.attr("KIND_MIH") = hamsearch::kKindMIH;
+
+    py::class_<hamsearch::IndexFile>(m, "IndexFile",
+                                     "An index file open for reading, its header checked (csrc/format.h).")
+        .def(py::init([](const py::object& path) {
+                 const std::string p = path_arg(path);
+                 py::gil_scoped_release release;
+                 return std::make_unique<hamsearch::IndexFile>(p);
+             }),
+             py::arg("path"))
+        .def_property_readonly("kind", [](const hamsearch::IndexFile& f) { return f.header().kind; })
+        .def_property_readonly("nbits", [](const hamsearch::IndexFile& f) { return f.header().nbits; })
+        .def_property_readonly("count", [](const hamsearch::IndexFile& f) { return f.header().count; })
+        .def_property_readonly("next_id", [](const hamsearch::IndexFile& f) { return f.header().next_id; })
+        .def_property_readonly("m", [](const hamsearch::IndexFile& f) { return f.header().m; })
+        .def(
+            "read",
+            [](const hamsearch::IndexFile& f, bool verify) {
+                auto owned = std::make_unique<ReadArrays>();
+                {
+                    py::gil_scoped_release release;
+                    f.read(owned->ids, owned->codes, verify);
+                }
+                const auto n = static_cast<py::ssize_t>(f.header().count);
+                const auto w = static_cast<py::ssize_t>(f.header().words());
+                ReadArrays* raw = owned.release();
+                py::capsule owner(raw, [](void* p) { delete static_cast<ReadArrays*>(p); });
+                py::array_t<int64_t> ids({n}, {static_cast<py::ssize_t>(8)}, raw->ids.data(), owner);
+                py::array_t<uint64_t> codes({n, w}, {8 * w, static_cast<py::ssize_t>(8)}, raw->codes.data(), owner);
+                return py::make_tuple(ids, codes);
+            },
+            py::arg("verify"), "The ids (int64, (n,)) and codes (uint64, (n, words)), checked with verify.")
+        .def("close", &hamsearch::IndexFile::close)
+        .def("__enter__", [](hamsearch::IndexFile& f) -> hamsearch::IndexFile& { return f; },
+             py::return_value_policy::reference)
+        .def("__exit__", [](hamsearch::IndexFile& f, const py::args&) { f.close(); });
+
+    m.def(
+        "save_index",
+        [](const FlatIndex& index, const py::object& path, uint64_t next_id) {
+            const std::string p = path_arg(path);
+            py::gil_scoped_release release;
+            hamsearch::save_index(index, p, next_id);
+        },
+        py::arg("index"), py::arg("path"), py::arg("next_id"));
+    m.def(
+        "save_index",
+        [](const MIHIndex& index, const py::object& path, uint64_t next_id) {
+            const std::string p = path_arg(path);
+            py::gil_scoped_release release;
+            hamsearch::save_index(index, p, next_id);
+        },
+        py::arg("index"), py::arg("path"), py::arg("next_id"),
+        "Saves a native index atomically as one snapshot, with its next default id.");
+    m.def(
+        "save_arrays",
+        [](const py::object& path, uint32_t kind, int64_t nbits, uint64_t mm, uint64_t next_id, const Ids& ids,
+           const Codes& codes) {
+            const std::string p = path_arg(path);
+            if (nbits < 1 || nbits > hamsearch::kMaxBits) {
+                throw std::invalid_argument("nbits: expected 1 <= nbits <= " + std::to_string(hamsearch::kMaxBits) +
+                                            ", got " + std::to_string(nbits));
+            }
+            const size_t n = check_matrix(codes, static_cast<size_t>((nbits + 63) / 64), "codes");
+            check_aligned(ids, "ids");
+            if (ids.ndim() != 1 || static_cast<size_t>(ids.shape(0)) != n) {
+                throw std::invalid_argument("ids: expected a 1-D array of " + std::to_string(n) + " ids");
+            }
+            const int64_t* ip = ids.data();
+            const uint64_t* cp = codes.data();
+            py::gil_scoped_release release;
+            hamsearch::save_arrays(p, kind, nbits, mm, next_id, ip, cp, n);
+        },
+        py::arg("path"), py::arg("kind"), py::arg("nbits"), py::arg("m"), py::arg("next_id"),
+        py::arg("ids").noconvert(), py::arg("codes").noconvert(),
+        "Saves ids (int64, (n,)) and codes (uint64, (n, words)) atomically as an index file.");
+    m.def(
+        "write_atomic",
+        [](const py::object& path, const py::buffer& data) {
+            const std::string p = path_arg(path);
+            py::buffer_info info = data.request();
+            if (!PyBuffer_IsContiguous(info.view(), 'C')) {
+                throw std::invalid_argument("data: expected a C-contiguous buffer");
+            }
+            const void* ptr = info.ptr;
+            const size_t n = static_cast<size_t>(info.size * info.itemsize);
+            py::gil_scoped_release release;
+            hamsearch::write_atomic(p, ptr, n);
+        },
+        py::arg("path"), py::arg("data"),
+        "Writes the bytes of data to path atomically (temporary file, fsync, rename, directory fsync).");
 }
 
 // hamsearch.metrics' native pass: checks the shapes, allocates the outputs
@@ -281,6 +415,9 @@ PYBIND11_MODULE(_core, m) {
     m.attr("MAX_THREADS") = hamsearch::kMaxThreads;
     m.attr("DISTANCE_PAD") = hamsearch::kDistancePad;
     m.attr("ID_PAD") = hamsearch::kIdPad;
+    m.attr("ID_LIMIT") = hamsearch::kIdLimit;
+    m.attr("FORMAT_VERSION") = hamsearch::kFormatVersion;
+    bind_files(m);
 
     m.def("isa", [] { return std::string(hamsearch::isa_name(hamsearch::active_kernels().isa)); },
           "The kernel level in use.");

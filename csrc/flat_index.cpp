@@ -156,34 +156,55 @@ size_t FlatIndex::remove(const int64_t* ids, size_t count) {
     return removed;
 }
 
-void FlatIndex::map_file(const std::string& path, uint64_t ids_offset, uint64_t codes_offset, uint64_t n,
-                         bool copy) {
-    auto map = std::make_shared<const FileMap>(path);
+void FlatIndex::assign(PodBuffer<uint64_t>& codes, PodBuffer<int64_t>& ids) {
+    const size_t n = ids.size();
+    if (codes.size() != n * w_) {
+        throw std::invalid_argument("assign: expected " + std::to_string(n * w_) + " code words for " +
+                                    std::to_string(n) + " ids, got " + std::to_string(codes.size()));
+    }
+    bool ascending = true;
+    for (size_t i = 1; i < n && ascending; ++i) ascending = ids.data()[i] > ids.data()[i - 1];
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    if (n_ != 0) throw std::invalid_argument("assign: expected an empty index");
+    if (n > max_codes_) {
+        throw std::invalid_argument("assign: " + std::to_string(n) + " codes, more than this index holds (" +
+                                    std::to_string(max_codes_) + ")");
+    }
+    map_.reset();
+    codes_.swap(codes);
+    ids_.swap(ids);
+    codes.release();
+    ids.release();
+    ids_ascending_ = ascending;
+    publish();
+}
+
+void FlatIndex::assign_map(std::shared_ptr<const FileMap> map, uint64_t ids_offset, uint64_t codes_offset,
+                           uint64_t n) {
+    if (!map) throw std::invalid_argument("assign_map: expected a map");
     const uint64_t size = map->size();
     const uint64_t code_bytes = static_cast<uint64_t>(w_) * 8;
     if (ids_offset % 8 != 0 || codes_offset % 8 != 0) {
-        throw std::invalid_argument(path + ": expected 8-byte aligned ids and codes offsets");
+        throw std::invalid_argument("assign_map: expected 8-byte aligned ids and codes offsets");
     }
-    if (n > size / 8 || ids_offset > size || n * 8 > size - ids_offset ||
-        (n && code_bytes > size / n) || codes_offset > size || n * code_bytes > size - codes_offset) {
-        throw std::invalid_argument(path + ": expected " + std::to_string(n) + " ids and codes inside the file's " +
-                                    std::to_string(size) + " bytes");
+    if (n > size / 8 || ids_offset > size || n * 8 > size - ids_offset || (n && code_bytes > size / n) ||
+        codes_offset > size || n * code_bytes > size - codes_offset) {
+        throw std::invalid_argument("assign_map: expected " + std::to_string(n) +
+                                    " ids and codes inside the map's " + std::to_string(size) + " bytes");
     }
     const int64_t* ip = reinterpret_cast<const int64_t*>(map->data() + ids_offset);
     const uint64_t* cp = reinterpret_cast<const uint64_t*>(map->data() + codes_offset);
     bool ascending = true;
     for (uint64_t i = 1; i < n && ascending; ++i) ascending = ip[i] > ip[i - 1];
     std::unique_lock<std::shared_mutex> lock(mu_);
-    if (n_ != 0) throw std::invalid_argument("map: expected an empty index");
+    if (n_ != 0) throw std::invalid_argument("assign_map: expected an empty index");
     if (n > max_codes_) {
-        throw std::invalid_argument(path + ": " + std::to_string(n) + " codes, more than this index holds (" +
+        throw std::invalid_argument("assign_map: " + std::to_string(n) + " codes, more than this index holds (" +
                                     std::to_string(max_codes_) + ")");
     }
     codes_.release();
     ids_.release();
-    if (copy || n == 0) {
-        codes_.append(cp, static_cast<size_t>(n) * w_);
-        ids_.append(ip, static_cast<size_t>(n));
+    if (n == 0) {
         map_.reset();
     } else {
         map_ = std::move(map);
@@ -195,20 +216,9 @@ void FlatIndex::map_file(const std::string& path, uint64_t ids_offset, uint64_t 
     publish();
 }
 
-PayloadLayout FlatIndex::save_payload(int fd, uint64_t offset) const {
-    if (offset % 64 != 0) throw std::invalid_argument("save: expected a 64-byte aligned offset");
+void FlatIndex::with_contents(const std::function<void(const int64_t*, const uint64_t*, size_t)>& f) const {
     std::shared_lock<std::shared_mutex> lock(mu_);
-    PayloadLayout out;
-    out.n = n_;
-    out.ids_offset = offset;
-    const uint64_t ids_end = offset + 8 * static_cast<uint64_t>(n_);
-    out.codes_offset = (ids_end + 63) / 64 * 64;
-    out.end = out.codes_offset + 8 * static_cast<uint64_t>(n_) * w_;
-    write_at(fd, out.ids_offset, ip_, 8 * n_);
-    static const unsigned char zeros[64] = {};
-    write_at(fd, ids_end, zeros, static_cast<size_t>(out.codes_offset - ids_end));
-    write_at(fd, out.codes_offset, cp_, 8 * n_ * w_);
-    return out;
+    f(ip_, cp_, n_);
 }
 
 size_t FlatIndex::block_rows() const {

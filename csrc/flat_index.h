@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -20,14 +21,6 @@ struct RadiusResult {
     std::vector<int64_t> lims;  ///< nq + 1 offsets
     std::vector<int32_t> D;     ///< distances, per query ascending
     std::vector<int64_t> I;     ///< ids, ties ascending
-};
-
-/// Where save_payload put the ids and codes in the file.
-struct PayloadLayout {
-    uint64_t n = 0;             ///< codes written
-    uint64_t ids_offset = 0;    ///< n int64 ids, little-endian
-    uint64_t codes_offset = 0;  ///< n x words uint64 codes, 64-byte aligned
-    uint64_t end = 0;           ///< first byte past the codes
 };
 
 /// Exact Hamming search by a linear scan. Thread-safe: searches take a shared
@@ -62,18 +55,21 @@ class FlatIndex {
     /// The other codes keep their ids and order.
     size_t remove(const int64_t* ids, size_t count);
 
-    /// Replaces the (empty) index's contents by n codes of a file: ids at
-    /// ids_offset, codes at codes_offset, little-endian as save_payload
-    /// writes them. The file is mapped read-only and searched in place, or
-    /// with copy=true read into owned buffers and unmapped. Checks that the
-    /// ranges lie inside the file and are aligned; the caller has checked
-    /// the contents (pad bits, ids).
-    void map_file(const std::string& path, uint64_t ids_offset, uint64_t codes_offset, uint64_t n, bool copy);
+    /// Replaces the contents of the (empty) index by `codes` (n x words,
+    /// row-major) and `ids` (n), taking their memory (they are left empty).
+    /// The caller has checked the contents (pad bits, ids). Throws
+    /// std::invalid_argument if the index is not empty or cannot hold n codes.
+    void assign(PodBuffer<uint64_t>& codes, PodBuffer<int64_t>& ids);
 
-    /// Writes the ids and then the codes, 64-byte aligned, to the open file
-    /// descriptor fd from byte `offset` on (a multiple of 64), under the
-    /// shared lock so that they are one consistent snapshot.
-    PayloadLayout save_payload(int fd, uint64_t offset) const;
+    /// Replaces the contents of the (empty) index by n codes of a mapped
+    /// file, searched in place: ids at ids_offset, codes at codes_offset, as
+    /// an index file holds them. Checks that the ranges lie inside the map
+    /// and are aligned; the caller has checked the contents.
+    void assign_map(std::shared_ptr<const FileMap> map, uint64_t ids_offset, uint64_t codes_offset, uint64_t n);
+
+    /// Calls f(ids, codes, n) under the shared lock: one consistent snapshot
+    /// (no add or remove meanwhile; searches go on). f must not change the index.
+    void with_contents(const std::function<void(const int64_t*, const uint64_t*, size_t)>& f) const;
 
     /// k nearest per query into D, I (nq x k, row-major), sorted by
     /// (distance, id), padded with (INT32_MAX, -1).

@@ -68,10 +68,6 @@ class MIHIndex {
     /// At most 2^32 - 1 codes (the tables hold 32-bit rows).
     void add(const uint64_t* codes, const int64_t* ids, size_t n) { flat_.add(codes, ids, n); }
     size_t remove(const int64_t* ids, size_t count) { return flat_.remove(ids, count); }
-    void map_file(const std::string& path, uint64_t ids_offset, uint64_t codes_offset, uint64_t n, bool copy) {
-        flat_.map_file(path, ids_offset, codes_offset, n, copy);
-    }
-    PayloadLayout save_payload(int fd, uint64_t offset) const { return flat_.save_payload(fd, offset); }
     bool mapped() const { return flat_.mapped(); }
 
     /// The fraction of a full scan a query may spend probing before the scan

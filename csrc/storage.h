@@ -56,6 +56,13 @@ class PodBuffer {
         size_ += n;
     }
 
+    /// Sets the size to n, growing the buffer as reserve_for does; values
+    /// past the old size are uninitialized, to be written by the caller.
+    void resize(size_t n) {
+        reserve_for(n);
+        size_ = n;
+    }
+
     /// Keeps the first n values (n <= size()).
     void truncate(size_t n) { size_ = n < size_ ? n : size_; }
 
@@ -78,11 +85,14 @@ class PodBuffer {
     size_t cap_ = 0;
 };
 
-/// A whole file mapped read-only into memory (POSIX mmap). Throws
-/// std::runtime_error where mapping is not possible, naming the reason.
+/// A file mapped read-only into memory (POSIX mmap), from an open
+/// descriptor: the map shows the file that descriptor refers to, whatever is
+/// renamed over its path later.
 class FileMap {
    public:
-    explicit FileMap(const std::string& path);
+    /// Maps the first `size` bytes of fd (the descriptor may be closed
+    /// after). Throws std::system_error with errno where mmap fails.
+    FileMap(int fd, size_t size);
     FileMap(const FileMap&) = delete;
     FileMap& operator=(const FileMap&) = delete;
     ~FileMap();
@@ -96,9 +106,5 @@ class FileMap {
     const unsigned char* data_ = nullptr;
     size_t size_ = 0;
 };
-
-/// Writes n bytes at `offset` of the open file descriptor fd (all of them,
-/// retrying short writes); throws std::runtime_error with errno's message.
-void write_at(int fd, uint64_t offset, const void* data, size_t n);
 
 }  // namespace hamsearch

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ._backend import isa
 from ._codes import from_bytes, pack, to_bytes, unpack
-from ._io import load
+from ._load import load
 from ._limits import DISTANCE_PAD, ID_PAD
 from .flat import FlatIndex
 from .mih import MIHIndex

@@ -1,75 +1,55 @@
 """Writing a file atomically: the one helper that index files, the sharded
-index's manifest and the benchmark caches share."""
+index's manifest and the benchmark caches share. The work is done by the
+native core (``csrc/format.h``), which index files go through too, so the
+project has one atomic write."""
 from __future__ import annotations
 
 import os
-import sys
-import tempfile
-from typing import Callable
+from types import ModuleType
+from typing import Any
+
+from . import _backend
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def file_core(what: str) -> ModuleType:
+    """The native core, which reads and writes files; a RuntimeError naming
+    the build problem where it is not importable (``what`` says what needed it)."""
+    if _backend._native is None:
+        raise RuntimeError(
+            f"hamsearch: {what} needs the native core hamsearch._core, which is not available "
+            f"({_backend._native_error!r}); build it with `pip install .`"
+        ) from _backend._native_error
+    return _backend._native
 
 
-MODE = 0o666 & ~_umask()  # the mode open() gives a new file
+def fspath(path: Any) -> str:
+    """``path`` as a str (a str or an os.PathLike of str); TypeError otherwise."""
+    path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(f"path: expected a str or os.PathLike of str, got {type(path).__name__}")
+    return path
 
 
-def write_atomic(path: str, write: Callable[[int], None]) -> None:
-    """Writes ``path`` through ``write(fd)`` into a temporary file in the same
-    directory, flushed to disk, given the usual mode, then renamed over
-    ``path`` and the rename made durable: a crash or an error leaves either
-    the old file or the new one, never a part of one, and no temporary file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a directory")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        write(fd)
-        if hasattr(os, "fchmod"):  # mkstemp makes 0600
-            os.fchmod(fd, MODE)
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_directory(directory)
+def write_atomic(path: str, data: Any) -> None:
+    """Writes the bytes of ``data`` (bytes or any C-contiguous buffer) to
+    ``path``: into a temporary file in the same directory, flushed to disk,
+    given the usual mode (``0666`` less the umask), then renamed over
+    ``path`` and the rename made durable. A crash or an error leaves either
+    the old file or the new one, never a part of one, and no temporary file.
 
-
-def write_all(fd: int, data: object, offset: int) -> None:
-    """Writes every byte of ``data`` (a C-contiguous buffer) at ``offset``:
-    ``os.pwrite`` may write less than asked (Linux stops at about 2 GiB a call)."""
-    view = memoryview(data)  # type: ignore[arg-type]
-    if view.nbytes == 0:
-        return
-    view = view.cast("B")
-    done = 0
-    while done < len(view):
-        done += os.pwrite(fd, view[done:], offset + done)
-    view.release()
-
-
-def fsync_directory(directory: str) -> None:
-    """Makes a rename in ``directory`` durable (POSIX); a no-op where
-    directories cannot be opened."""
-    if sys.platform.startswith("win"):  # pragma: no cover
-        return
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # pragma: no cover - some filesystems refuse
-        pass
-    finally:
-        os.close(dfd)
+    Raises
+    ------
+    TypeError
+        ``data`` is not a C-contiguous buffer (a str, say).
+    OSError
+        As the operating system reports it (FileNotFoundError for a missing
+        directory, IsADirectoryError where ``path`` is a directory, ...).
+    RuntimeError
+        The native core is not available.
+    """
+    path = fspath(path)
+    view = memoryview(data)
+    if not view.c_contiguous:
+        raise TypeError("data: expected a C-contiguous buffer, got a strided view; pass bytes(data)")
+    core = file_core("writing a file atomically")
+    core.write_atomic(os.fsencode(path), view.cast("B") if view.ndim != 1 or view.format != "B" else view)

@@ -150,7 +150,8 @@ class _Index(_IndexBase):
         """Write the index to ``path`` (see ``docs/format.md``), atomically:
         a temporary file in the same directory, flushed, then renamed, so a
         crash never leaves a half-written index under ``path``. Read it back
-        with :func:`hamsearch.load`."""
+        with :func:`hamsearch.load`. Files are written by the native core on
+        either backend: ``RuntimeError`` where it is not available."""
         from . import _io
 
         _io.save(self, path)

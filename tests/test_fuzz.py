@@ -42,7 +42,6 @@ import subprocess
 import sys
 import textwrap
 import warnings
-import zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Tuple
 
@@ -52,6 +51,7 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import hamsearch as hs
+import format_oracle as fmt
 from hamsearch import _backend
 from oracle import (
     Reference,
@@ -1103,17 +1103,13 @@ def test_native_constructors(nbits: Any, m: Any, kind: str, native_backend: str,
 
 
 # -- files ------------------------------------------------------------------------------
-# The layout from the format's description (docs/format.md), written out
-# here rather than taken from hamsearch._io.
-HEADER = 128
-MAGIC = b"\x89HSINDEX"
-FIELDS = {  # name: (offset, struct code)
-    "magic": (0, "8s"), "version": (8, "<I"), "header_size": (12, "<I"), "kind": (16, "<I"),
-    "flags": (20, "<I"), "nbits": (24, "<Q"), "words": (32, "<Q"), "count": (40, "<Q"),
-    "next_id": (48, "<Q"), "m": (56, "<Q"), "ids_offset": (64, "<Q"), "codes_offset": (72, "<Q"),
-    "end": (80, "<Q"), "data_crc": (88, "<I"),
-}
-HEADER_CRC_AT = 124
+# The layout from the format's description (docs/format.md), in the test
+# oracle tests/format_oracle.py rather than taken from the package.
+HEADER = fmt.HEADER
+MAGIC = fmt.MAGIC
+FIELDS = fmt.FIELDS
+read_field, write_field = fmt.read_field, fmt.write_field
+fix_header_crc, fix_data_crc = fmt.fix_header_crc, fmt.fix_data_crc
 
 
 class Scratch:
@@ -1144,30 +1140,6 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Any:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def read_field(raw: bytes, name: str) -> Any:
-    at, code = FIELDS[name]
-    return struct.unpack_from(code, raw, at)[0]
-
-
-def write_field(raw: bytearray, name: str, value: int) -> None:
-    at, code = FIELDS[name]
-    size = struct.calcsize(code)
-    struct.pack_into(code, raw, at, value % (1 << (8 * size)))
-
-
-def fix_header_crc(raw: bytearray) -> None:
-    struct.pack_into("<I", raw, HEADER_CRC_AT, zlib.crc32(bytes(raw[:HEADER_CRC_AT])))
-
-
-def fix_data_crc(raw: bytearray) -> None:
-    if len(raw) >= HEADER:
-        ids_offset = read_field(raw, "ids_offset")
-        end = read_field(raw, "end")
-        if ids_offset <= end <= len(raw):
-            write_field(raw, "data_crc", zlib.crc32(bytes(raw[ids_offset:end])))
-    fix_header_crc(raw)
-
-
 @dataclass
 class Parsed:
     kind: str
@@ -1176,43 +1148,18 @@ class Parsed:
     m: int
     ids: np.ndarray
     codes: np.ndarray
-    contents_ok: bool  # ids unique, non-negative and below next_id; pad bits clear
+    contents_ok: bool  # ids unique, non-negative and below next_id; pad bits and padding zero
     crc_ok: bool
-    reserved_clean: bool  # bytes 92..123 zero, as the format has them (a reader may or may not check)
 
 
 def judge(raw: bytes) -> Optional[Parsed]:
     """The file's contents if its header is valid by the format's rules (None
     if not), with whether the data checksum and the contents hold."""
-    if len(raw) < HEADER or raw[:8] != MAGIC:
+    try:
+        p = fmt.parse(raw)
+    except fmt.Invalid:
         return None
-    f = {name: read_field(raw, name) for name in FIELDS}
-    if f["version"] != 1 or f["header_size"] != HEADER:
-        return None
-    if zlib.crc32(raw[:HEADER_CRC_AT]) != struct.unpack_from("<I", raw, HEADER_CRC_AT)[0]:
-        return None
-    nbits, count = f["nbits"], f["count"]
-    if f["kind"] not in (1, 2) or f["flags"] != 0 or not 1 <= nbits <= 2**20 or f["words"] != nwords(nbits):
-        return None
-    if f["kind"] == 1 and f["m"] != 0:
-        return None
-    if f["kind"] == 2 and f["m"] != 0 and not nwords(nbits) <= f["m"] <= nbits:
-        return None
-    if f["next_id"] >= 2**63:
-        return None
-    ids_offset = HEADER
-    codes_offset = -(-(ids_offset + 8 * count) // 64) * 64
-    end = codes_offset + 8 * count * nwords(nbits)
-    if (f["ids_offset"], f["codes_offset"], f["end"]) != (ids_offset, codes_offset, end) or len(raw) != end:
-        return None
-    ids = np.frombuffer(raw, dtype="<i8", count=count, offset=ids_offset).astype(np.int64)
-    codes = np.frombuffer(raw, dtype="<u8", count=count * nwords(nbits), offset=codes_offset)
-    codes = codes.astype(np.uint64).reshape(count, nwords(nbits))
-    contents_ok = (ids.size == 0 or (int(ids.min()) >= 0 and int(ids.max()) < f["next_id"])) and \
-        np.unique(ids).size == ids.size and pads_clear(codes, nbits)
-    crc_ok = zlib.crc32(raw[ids_offset:end]) == f["data_crc"]
-    return Parsed("mih" if f["kind"] == 2 else "flat", nbits, f["next_id"], f["m"], ids, codes,
-                  bool(contents_ok), crc_ok, raw[92:HEADER_CRC_AT] == bytes(HEADER_CRC_AT - 92))
+    return Parsed(p.kind_name, p.nbits, p.next_id, p.m, p.ids, p.codes, p.contents_ok, p.crc_ok)
 
 
 def check_loaded(idx: Any, p: Parsed, verify: bool, rng: np.random.Generator) -> None:
@@ -1262,9 +1209,9 @@ def _load_and_check(path: str, raw: bytes, data: Any, backend: str, rng: np.rand
         check_loaded(out.value, p, verify, rng)
         del out
     else:
-        if p is not None and p.crc_ok and p.contents_ok and p.reserved_clean:
+        if p is not None and p.crc_ok and p.contents_ok:
             raise AssertionError(f"a valid file was refused: {out.error}")
-        if p is not None and not verify and p.reserved_clean:
+        if p is not None and not verify:
             raise AssertionError(f"verify=False refused a file with a valid header: {out.error}")
 
 
@@ -1335,8 +1282,12 @@ def _mutate(raw: bytearray, data: Any, rng: np.random.Generator) -> bytearray:
         count = p.ids.size
         codes_offset = read_field(raw, "codes_offset")
         w = nwords(p.nbits)
-        problem = data.draw(st.sampled_from(["pad", "dup", "negative", "above_next", "shuffle", "code_bits"]))
-        if problem == "pad" and p.nbits % 64:
+        problem = data.draw(st.sampled_from(["pad", "dup", "negative", "above_next", "shuffle", "code_bits",
+                                             "padding"]))
+        if problem == "padding" and codes_offset > HEADER + 8 * count:
+            at = data.draw(st.integers(HEADER + 8 * count, codes_offset - 1))
+            raw[at] = data.draw(st.integers(1, 255))
+        elif problem == "pad" and p.nbits % 64:
             row = data.draw(st.integers(0, count - 1))
             at = codes_offset + 8 * (row * w + w - 1)
             word = struct.unpack_from("<Q", raw, at)[0] | (1 << data.draw(st.integers(p.nbits % 64, 63)))
@@ -1428,121 +1379,86 @@ def test_load_paths(tmp_path: Any, native_backend: str) -> None:
 # -- native file entry points -------------------------------------------------------------
 @given(data=st.data())
 @settings(max_examples=examples(250))
-def test_native_map_file(data: Any, scratch: "Scratch", native_backend: str,
-                         request: pytest.FixtureRequest) -> None:
-    """map_file with any offsets and counts over a real file: in range and
-    aligned, it maps exactly those bytes; otherwise ValueError."""
+def test_native_save_arrays(data: Any, scratch: "Scratch", native_backend: str,
+                            request: pytest.FixtureRequest) -> None:
+    """save_arrays with any kind, nbits, m, next id, ids and codes: a file
+    that the oracle reads back as exactly those, or ValueError / TypeError and
+    no file."""
     tried(request)
     N = _backend.native_module()
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    nbits = data.draw(nbits_values(), label="nbits")
-    w = nwords(nbits)
-    size = data.draw(st.sampled_from([0, 8, 64, 128, 200, 512, 1000]), label="size")
-    raw = rng.integers(0, 256, size=size, dtype=np.uint8).tobytes()
-    path = scratch.path("f.bin")
-    with open(path, "wb") as fh:
-        fh.write(raw)
-    if data.draw(st.booleans(), label="in range"):
-        # Ranges inside the file (they may overlap: the core does not mind).
-        n = data.draw(st.integers(0, size // (8 * (w + 1))), label="n")
-        ids_offset = 8 * data.draw(st.integers(0, (size - 8 * n) // 8), label="ids_offset")
-        codes_offset = 8 * data.draw(st.integers(0, (size - 8 * n * w) // 8), label="codes_offset")
-    else:
-        aligned = st.integers(0, size // 8 + 2).map(lambda v: 8 * v)
-        offsets = st.one_of(aligned, st.integers(0, size + 16),
-                            st.sampled_from([2**63, 2**64 - 8, 2**64 - 1, 2**61, -8, 1.0]))
-        n = data.draw(st.one_of(st.integers(0, size // 8 + 2), st.sampled_from([2**61, 2**63 - 1, 2**64 - 1, -1])),
-                      label="n")
-        ids_offset = data.draw(offsets, label="ids_offset")
-        codes_offset = data.draw(offsets, label="codes_offset")
-    copy = data.draw(st.booleans(), label="copy")
-    kind = data.draw(st.sampled_from(["flat", "mih"]), label="kind")
-    store = N.FlatIndex(nbits) if kind == "flat" else N.MIHIndex(nbits, 0)
-    if data.draw(st.integers(0, 5)) == 0:
-        store.add(np.zeros((1, w), dtype=np.uint64), np.zeros(1, dtype=np.int64))  # not empty: refused
-    empty = store.size() == 0
-    out = attempt("native map_file", lambda: store.map_file(path, ids_offset, codes_offset, n, copy))
-    u64 = all(isinstance(v, int) and 0 <= v < 2**64 for v in (ids_offset, codes_offset, n))
-    if not u64:
-        expect_error(out, "offsets outside uint64")
-        return
-    fits = (ids_offset % 8 == 0 and codes_offset % 8 == 0 and ids_offset + 8 * n <= size
-            and codes_offset + 8 * n * w <= size and empty)
-    if kind == "mih" and n > 2**32 - 1:
-        fits = False
-    if not fits:
-        expect_error(out, f"ids at {ids_offset}, codes at {codes_offset}, n={n}, file of {size} bytes")
+    kind = data.draw(st.sampled_from([0, 1, 1, 2, 2, 3, 2**32 - 1]), label="kind")
+    nbits = data.draw(st.one_of(nbits_values(), st.sampled_from([0, -1, 2**20 + 1, 2**63 - 1])), label="nbits")
+    w = nwords(max(nbits, 1)) if nbits <= 2**20 else 1
+    m = data.draw(st.one_of(st.integers(0, 8), st.sampled_from([w, nbits if nbits > 0 else 0, 2**64 - 1])),
+                  label="m")
+    n = data.draw(st.integers(0, 6), label="n")
+    codes = _words(rng, (n, w), "random")
+    if nbits > 0 and data.draw(st.integers(0, 3)):
+        codes[:, -1] &= pad_mask(nbits)
+    ids = rng.permutation(4 * n + 1)[:n].astype(np.int64)
+    if n and data.draw(st.integers(0, 5)) == 0:
+        ids[0] = -data.draw(st.integers(1, 2**63))
+    next_id = data.draw(st.one_of(st.just(int(ids.max()) + 1 if n else 0), st.integers(0, 2**64 - 1),
+                                  st.sampled_from([2**63, 2**63 + 1, 0])), label="next_id")
+    path = scratch.path("arrays.hsi")
+    out = attempt("native save_arrays", lambda: N.save_arrays(os.fsencode(path), kind, nbits, m, next_id, ids, codes))
+    valid = (kind in (1, 2) and 1 <= nbits <= 2**20 and (m == 0 if kind == 1 else (m == 0 or w <= m <= nbits))
+             and next_id <= 2**63 and (n == 0 or (int(ids.min()) >= 0 and int(ids.max()) < next_id))
+             and pads_clear(codes, nbits))
+    if not valid:
+        expect_error(out, f"kind={kind} nbits={nbits} m={m} next_id={next_id} ids={ids.tolist()}")
+        assert not os.path.exists(path)
+        assert not [f for f in os.listdir(scratch.directory) if f.endswith(".tmp")]
         return
     expect_ok(out)
-    assert store.size() == n and store.mapped == (not copy and n > 0)
-    ids = np.frombuffer(raw, dtype="<i8", count=n, offset=ids_offset) if n else np.zeros(0, dtype=np.int64)
-    codes = np.frombuffer(raw, dtype="<u8", count=n * w, offset=codes_offset).reshape(n, w) if n else \
-        np.zeros((0, w), dtype=np.uint64)
-    np.testing.assert_array_equal(store.ids(), ids)
-    np.testing.assert_array_equal(store.codes().reshape(-1, w), codes)
-    q = _words(rng, (2, w), "random")
-    q[:, -1] &= pad_mask(nbits)
-    if kind == "mih":
-        store.scan_fraction = 4.0
-    if pads_clear(codes, nbits) and (ids >= 0).all():
-        model = Model(nbits)
-        model.add(codes, ids)
-        assert_knn_equal(store.knn(q, 3, 2)[:2], model.knn(q, 3))
-        assert_radius_equal(store.radius(q, nbits // 2, 2)[:3], model.radius(q, nbits // 2))
-        assert_rank_equal(store.rank(q, 2, False)[1], model.rank(q))
-    else:
-        store.knn(q, 3, 2)  # unchecked contents (the caller's contract): no crash is all
-        store.radius(q, nbits // 2, 2)
-    # A change copies the map into memory first; the file stays as it was.
-    store.remove(ids[:1].astype(np.int64))
-    assert not store.mapped or n == 0
     with open(path, "rb") as fh:
-        assert fh.read() == raw
+        p = fmt.parse(fh.read())
+    assert p.crc_ok and (p.kind, p.nbits, p.m, p.next_id) == (kind, nbits, m, next_id)
+    np.testing.assert_array_equal(p.ids, ids)
+    np.testing.assert_array_equal(p.codes, codes)
 
 
-def test_native_map_file_bad_paths(tmp_path: Any, native_backend: str) -> None:
-    """Paths that cannot be mapped: an error with a message, never a crash.
-    (The core raises RuntimeError here; hs.load turns it into OSError.)"""
-    TRIED["test_native_map_file_bad_paths"] += 1
+def test_native_index_file_paths(tmp_path: Any, native_backend: str) -> None:
+    """Paths that are not index files, straight into the core: OSError or
+    ValueError with a message, never a crash; a closed file cannot be read."""
+    TRIED["test_native_index_file_paths"] += 1
     N = _backend.native_module()
-    for path in [str(tmp_path / "missing"), str(tmp_path), "", "\x00"]:
-        store = N.FlatIndex(64)
-        with pytest.raises((OSError, RuntimeError, ValueError)) as info:
-            store.map_file(path, 128, 128, 0, False)
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    for path in [str(tmp_path / "missing"), str(tmp_path), "", "\x00", fifo, "/dev/null"]:
+        with pytest.raises((OSError, ValueError)) as info:
+            N.IndexFile(os.fsencode(path))
         assert str(info.value)
-        assert store.size() == 0 and not store.mapped
-    with pytest.raises(TypeError):
-        N.FlatIndex(64).map_file(None, 0, 0, 0, False)
+    for bad in (None, 3, ["x"]):
+        with pytest.raises(TypeError):
+            N.IndexFile(bad)
+    good = tmp_path / "good.hsi"
+    hs.FlatIndex(70, backend="native").save(good)
+    f = N.IndexFile(os.fsencode(str(good)))
+    f.close()
+    with pytest.raises(ValueError, match="closed"):
+        f.read(True)
 
 
 @pytest.mark.parametrize("kind", ["flat", "mih"])
-def test_native_save_payload(kind: str, tmp_path: Any, native_backend: str) -> None:
-    """save_payload with bad offsets and descriptors: ValueError for the
-    offset, an error naming the failure for a descriptor it cannot write."""
-    TRIED["test_native_save_payload"] += 1
+def test_native_load_file_into_a_wrong_store(kind: str, tmp_path: Any, native_backend: str) -> None:
+    """load_file into a store that is not empty or has other nbits: ValueError,
+    the store unchanged."""
+    TRIED["test_native_load_file_into_a_wrong_store"] += 1
     N = _backend.native_module()
-    store = N.FlatIndex(70) if kind == "flat" else N.MIHIndex(70, 0)
-    store.add(np.ones((3, 2), dtype=np.uint64), np.arange(3, dtype=np.int64))
-    path = tmp_path / "p.bin"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        for off in (1, 63, 65):
-            with pytest.raises(ValueError):
-                store.save_payload(fd, off)
-        for off in (-1, 2**64, 1.0):
-            with pytest.raises(TypeError):
-                store.save_payload(fd, off)
-        assert store.save_payload(fd, 128) == (3, 128, 192, 192 + 3 * 2 * 8)
-    finally:
-        os.close(fd)
-    ro = os.open(path, os.O_RDONLY)
-    try:
-        for bad_fd in (ro, 10**6):
-            with pytest.raises((OSError, RuntimeError)) as info:
-                store.save_payload(bad_fd, 128)
-            assert str(info.value)
-    finally:
-        os.close(ro)
+    idx = hs.FlatIndex(70, backend="native")
+    idx.add(np.ones((3, 2), dtype=np.uint64))
+    idx.save(tmp_path / "f.hsi")
+    full = N.FlatIndex(70) if kind == "flat" else N.MIHIndex(70, 0)
+    full.add(np.ones((1, 2), dtype=np.uint64), np.arange(1, dtype=np.int64))
+    other = N.FlatIndex(64) if kind == "flat" else N.MIHIndex(64, 0)
+    for store in (full, other):
+        before = store.size()
+        for mmap in (False, True):
+            with N.IndexFile(os.fsencode(str(tmp_path / "f.hsi"))) as f, pytest.raises(ValueError):
+                store.load_file(f, mmap, True)
+        assert store.size() == before and not store.mapped
 
 
 # -- known out-of-bounds accesses, run in a subprocess ----------------------------------------------

@@ -40,6 +40,16 @@ def be(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
+@pytest.fixture(autouse=True)
+def _files_need_the_core(request: pytest.FixtureRequest) -> None:
+    """Index files are read and written by the native core on both backends
+    (without it, save and load raise RuntimeError: tests/test_format.py)."""
+    if "remove" not in request.node.originalname:
+        from conftest import require_native
+
+        require_native()
+
+
 def make(kind: str, nbits: int, backend: str, m=None):
     if kind == "mih":
         return hs.MIHIndex(nbits, m=m, backend=backend)
@@ -242,7 +252,8 @@ def test_data_byte_flip_is_caught(good_file, be, where):
     ("kind", 7, "kind"),
     ("flags", 1, "flags"),
     ("m", 2, "m = 0 for a flat"),
-    ("next_id", 2**63, "next id"),
+    ("next_id", 2**63 + 1, "next id"),
+    ("next_id", 2**64 - 1, "next id"),
     ("end", 10**12, "expected ids, codes and end"),
 ])
 def test_forged_header_fields(good_file, be, field, value, match):
@@ -299,25 +310,37 @@ def test_missing_file_directory_and_bad_arguments(tmp_path, be):
         idx.save(tmp_path / "no-such-dir" / "x.hsi")
 
 
-def test_failed_save_keeps_the_old_file(tmp_path, be, rng, monkeypatch):
-    bits = rng.integers(0, 2, size=(20, 64), dtype=np.uint8)
-    idx = hs.FlatIndex(64, backend=be)
-    idx.add(codes_from_bits(bits))
-    path = tmp_path / "keep.hsi"
-    idx.save(path)
-    before = path.read_bytes()
-    idx.add(codes_from_bits(bits[:3]))
+def test_failed_save_keeps_the_old_file(tmp_path, be):
+    """A save that fails midway (here: the file size limit) raises OSError,
+    keeps the old file and leaves no temporary file. In a subprocess, as the
+    limit is per process."""
+    import subprocess
+    import sys
+    import textwrap
 
-    def boom(*args, **kwargs):
-        raise OSError("disk full (simulated)")
-
-    import hamsearch._io as io_mod
-
-    monkeypatch.setattr(io_mod, "pack_header", boom)
-    with pytest.raises(OSError, match="simulated"):
-        idx.save(path)
-    assert path.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["keep.hsi"]  # no temporary file left behind
+    code = textwrap.dedent(f"""
+        import os, resource, signal, numpy as np, hamsearch as hs
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        idx = hs.FlatIndex(64, backend={be!r})
+        idx.add(np.arange(20, dtype=np.uint64)[:, None])
+        idx.save("keep.hsi")
+        before = open("keep.hsi", "rb").read()
+        idx.add(np.ones((2000, 1), np.uint64))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+        try:
+            idx.save("keep.hsi")
+        except OSError as exc:
+            print("OSError", exc.errno)
+        assert open("keep.hsi", "rb").read() == before
+        print(sorted(os.listdir(".")))
+        """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(hs.__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    first, listing = res.stdout.strip().splitlines()[-2:]
+    assert first.startswith("OSError") and listing == "['keep.hsi']", res.stdout
 
 
 # -- remove -----------------------------------------------------------------

@@ -25,6 +25,8 @@ def test_native_core_limits_agree_with_python():
     assert core.MAX_THREADS == _limits.MAX_THREADS
     assert core.DISTANCE_PAD == _limits.DISTANCE_PAD
     assert core.ID_PAD == _limits.ID_PAD
+    assert core.ID_LIMIT == _limits.ID_LIMIT
+    assert core.FORMAT_VERSION == _limits.FORMAT_VERSION
 
 
 def test_nbits_limit_is_enforced_at_the_limit():

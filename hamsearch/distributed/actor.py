@@ -62,7 +62,7 @@ class _Shard:
         return self._token, origin, len(self._index), payload
 
     def _load(self, path: str) -> None:
-        from .._io import load as load_file
+        from .._load import load as load_file
 
         index = load_file(path, self._mmap, backend=self._options.get("backend", "auto"),
                           threads=self._options.get("threads"), verify=self._verify)

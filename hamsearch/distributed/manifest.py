@@ -12,7 +12,7 @@ import os
 import uuid
 from typing import Any, Dict, List, Optional, Sequence
 
-from .._files import write_all, write_atomic
+from .._files import write_atomic
 from .._limits import ID_LIMIT, MAX_NBITS
 from .checks import KINDS, check_options
 
@@ -60,7 +60,7 @@ def make_manifest(*, nbits: int, kind: str, next_id: int, m: Optional[int], name
 
 def write_manifest(path: str, manifest: Dict[str, Any]) -> None:
     text = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    write_atomic(path, lambda fd: write_all(fd, text, 0))
+    write_atomic(path, text)
 
 
 def has_files(directory: str) -> bool:
