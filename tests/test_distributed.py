@@ -575,26 +575,32 @@ def test_timeout_is_a_shard_error_not_a_hang(make, rng):
 
 
 def test_timeout_bounds_the_whole_call_restart_included(make, rng, tmp_path):
-    """One deadline for the whole call: a shard that is killed half way
-    through the timeout and then cannot come back (its file is a FIFO that
-    nobody writes, so opening it blocks) ends the call at the timeout, not at
-    the kill plus another timeout for the restart and the resent call. The
-    shard is not lost for that: once it can come back, it does."""
+    """One deadline for the whole call: shard 0 is busy, is killed half way
+    through the timeout, and its new actor cannot be placed (it asks for more
+    CPUs than the cluster has), so the call ends at the timeout, not at the
+    kill plus another timeout for the respawn and the resent call. The shard
+    is not lost for that: once it can come back, it does."""
     nbits, T = 64, 6.0
     idx, flat = make(nbits, 2), hs.FlatIndex(nbits)
     codes = codes_from_bits(rng.integers(0, 2, size=(300, nbits), dtype=np.uint8))
     idx.add(codes)
     flat.add(codes)
-    d = tmp_path / "slow"
-    idx.save(d)
-    shard0 = d / json.loads((d / hd.MANIFEST_NAME).read_text())["shards"][0]["file"]
-    saved = shard0.read_bytes()
-    shard0.unlink()
-    os.mkfifo(shard0)
-    # Shard 0 is busy for good: it waits for a writer to its file.
-    idx.actors[0].reload.remote(str(shard0))
+    idx.save(tmp_path / "saved")
+    # Keep shard 0 busy well past T / 2: queued searches of a big batch,
+    # as many as take about 3 T on this machine.
+    actor0 = idx.actors[0]
+    big = np.repeat(codes, 2000, axis=0)
+    t0 = time.monotonic()
+    ray.get(actor0.query.remote(big, 1, 1))
+    each = max(time.monotonic() - t0, 1e-3)
+    busy = [actor0.query.remote(big, 1, 1) for _ in range(int(3 * T / each) + 1)]
+    # A new actor for shard 0 asks for 1000 CPUs: it waits to be placed.
+    real_spawn = idx._spawn
+    idx._spawn = lambda s, path: hd.actor.spawn(  # type: ignore[method-assign]
+        ray, kind=idx._kind, nbits=nbits, options=idx._options, shard=s, num_shards=2, path=path,
+        mmap=False, verify=True, num_cpus=1000, max_restarts=0)
     idx.timeout = T
-    killer = threading.Timer(T / 2, lambda: ray.kill(idx.actors[0], no_restart=False))
+    killer = threading.Timer(T / 2, lambda: ray.kill(actor0, no_restart=True))
     t0 = time.monotonic()
     killer.start()
     try:
@@ -603,13 +609,15 @@ def test_timeout_bounds_the_whole_call_restart_included(make, rng, tmp_path):
         elapsed = time.monotonic() - t0
     finally:
         killer.join()
+        del idx._spawn  # the real spawn again
+    assert idx._spawn == real_spawn
     assert err.value.shards == (0,)
-    # Before: the kill at T / 2, then a full T for the restart: 1.5 T.
+    # Before: the kill at T / 2, then a full T for the respawn: 1.5 T.
     assert T - 0.5 <= elapsed < T + 2.0, elapsed
-    # The file back and the blocked actor gone: the shard comes back whole.
-    tmp = tmp_path / "shard0"
-    tmp.write_bytes(saved)
-    os.replace(tmp, shard0)
-    ray.kill(idx.actors[0], no_restart=False)
+    with pytest.raises(ray.exceptions.RayActorError):  # the last queued search died with the actor
+        ray.get(busy[-1])
+    # The unplaceable actor gone: the shard comes back whole from its file.
+    ray.kill(idx.actors[0], no_restart=True)
     idx.timeout = TIMEOUT
     assert_knn_equal(idx.query(codes[:5], 7), flat.query(codes[:5], 7))
+    assert idx.restarts >= 1
