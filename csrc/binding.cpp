@@ -111,6 +111,13 @@ py::tuple radius_arrays(const Index& self, const Codes& q, int64_t r, int64_t th
     return py::make_tuple(adopt(std::move(res.lims)), adopt(std::move(res.D)), adopt(std::move(res.I)));
 }
 
+// A path from Python: os.fsencode()'d bytes (str is taken too, as UTF-8).
+std::string path_arg(const py::object& path) {
+    if (py::isinstance<py::bytes>(path)) return path.cast<std::string>();
+    if (py::isinstance<py::str>(path)) return path.cast<std::string>();
+    throw py::type_error(std::string("path: expected bytes or str, got ") + Py_TYPE(path.ptr())->tp_name);
+}
+
 // The verbs both index classes bind alike: size, ids, codes, add, rank.
 template <class Index>
 void bind_common(py::class_<Index>& cls) {
@@ -160,6 +167,16 @@ void bind_common(py::class_<Index>& cls) {
             "Loads an open index file into this empty index, read into memory or mapped (mmap), "
             "its data checked first (verify).")
         .def(
+            "save_file",
+            [](const Index& self, const py::object& path, uint64_t next_id) {
+                const std::string p = path_arg(path);
+                py::gil_scoped_release release;
+                hamsearch::save_index(self, p, next_id);
+            },
+            py::arg("path"), py::arg("next_id"),
+            "Saves this index atomically as one snapshot, with its next default id (the store contract's "
+            "persistence part).")
+        .def(
             "rank",
             [](const Index& self, Codes q, int64_t threads, bool with_distances) {
                 const size_t nq = check_matrix(q, self.words(), "q");
@@ -180,13 +197,6 @@ void bind_common(py::class_<Index>& cls) {
             },
             py::arg("q").noconvert(), py::arg("threads"), py::arg("with_distances"),
             "(D, I): every id per query in (distance, id) order, D its distances (None unless with_distances).");
-}
-
-// A path from Python: os.fsencode()'d bytes (str is taken too, as UTF-8).
-std::string path_arg(const py::object& path) {
-    if (py::isinstance<py::bytes>(path)) return path.cast<std::string>();
-    if (py::isinstance<py::str>(path)) return path.cast<std::string>();
-    throw py::type_error(std::string("path: expected bytes or str, got ") + Py_TYPE(path.ptr())->tp_name);
 }
 
 py::object decode_path(const std::string& path) {
@@ -268,23 +278,6 @@ void bind_files(py::module_& m) {
              py::return_value_policy::reference)
         .def("__exit__", [](hamsearch::IndexFile& f, const py::args&) { f.close(); });
 
-    m.def(
-        "save_index",
-        [](const FlatIndex& index, const py::object& path, uint64_t next_id) {
-            const std::string p = path_arg(path);
-            py::gil_scoped_release release;
-            hamsearch::save_index(index, p, next_id);
-        },
-        py::arg("index"), py::arg("path"), py::arg("next_id"));
-    m.def(
-        "save_index",
-        [](const MIHIndex& index, const py::object& path, uint64_t next_id) {
-            const std::string p = path_arg(path);
-            py::gil_scoped_release release;
-            hamsearch::save_index(index, p, next_id);
-        },
-        py::arg("index"), py::arg("path"), py::arg("next_id"),
-        "Saves a native index atomically as one snapshot, with its next default id.");
     m.def(
         "save_arrays",
         [](const py::object& path, uint32_t kind, int64_t nbits, uint64_t mm, uint64_t next_id, const Ids& ids,

@@ -612,6 +612,18 @@ class _Snapshot:
 
 
 # -- the store -------------------------------------------------------------------
+def _save_arrays(path: bytes, kind: str, nbits: int, m: int, next_id: int, flat: "FlatStore") -> None:
+    """One snapshot of ``flat``'s ids and codes written by the native core as
+    an index file of ``kind`` (the caller holds the index's add lock)."""
+    from ._files import file_core
+
+    core = file_core("saving an index")
+    ids = np.ascontiguousarray(flat.ids(), dtype=np.int64)
+    codes = np.ascontiguousarray(flat.codes(), dtype=np.uint64).reshape(ids.shape[0], (nbits + 63) // 64)
+    code = core.KIND_MIH if kind == "mih" else core.KIND_FLAT
+    core.save_arrays(path, code, nbits, m, next_id, ids, codes)
+
+
 class FlatStore:
     """Codes and ids of a flat index, searched by Numba kernels.
 
@@ -649,6 +661,18 @@ class FlatStore:
     def mapped(self) -> bool:
         """Never: the Numba backend keeps its codes in its own blocks in memory."""
         return False
+
+    # -- persistence (the store contract's; the format lives in the core) -----
+    def save_file(self, path: bytes, next_id: int) -> None:
+        """Saves a snapshot of the ids and codes through the native core."""
+        _save_arrays(path, "flat", self._nbits, 0, next_id, self)
+
+    def load_file(self, file: Any, mmap: bool, verify: bool) -> None:
+        """Takes the ids and codes the core read from an open index file
+        (``mmap`` cannot apply: the codes go into this store's blocks)."""
+        ids, codes = file.read(verify)
+        if ids.shape[0]:
+            self.add(codes, ids)
 
     def size(self) -> int:
         """Number of codes."""
@@ -1385,6 +1409,15 @@ class MIHStore:
     def mapped(self) -> bool:
         """Never: the Numba backend keeps its codes in its own blocks in memory."""
         return False
+
+    # -- persistence (the store contract's; the format lives in the core) -----
+    def save_file(self, path: bytes, next_id: int) -> None:
+        """Saves a snapshot of the ids and codes, and the m asked for, through the native core."""
+        _save_arrays(path, "mih", self._nbits, self._m, next_id, self._flat)
+
+    def load_file(self, file: Any, mmap: bool, verify: bool) -> None:
+        """As :meth:`FlatStore.load_file`; the tables are built on the first search."""
+        self._flat.load_file(file, mmap, verify)
 
     def size(self) -> int:
         return self._flat.size()

@@ -59,3 +59,13 @@ class Store(Protocol):
     @property
     def mapped(self) -> bool:
         """Whether the codes are searched in place in a memory-mapped file."""
+
+    # -- persistence (the file format lives in the native core, csrc/format.h)
+    def save_file(self, path: bytes, next_id: int) -> None:
+        """Writes the store as an index file (``docs/format.md``) atomically,
+        with ``next_id`` in the header; the caller holds off changes."""
+
+    def load_file(self, file: object, mmap: bool, verify: bool) -> None:
+        """Fills this empty store from an open ``_core.IndexFile``, the very
+        descriptor whose header was checked: read into memory or, where the
+        store can, mapped (``mmap``); its data checked first (``verify``)."""
