@@ -3,12 +3,12 @@ statistics over a store (the contract is ``hamsearch._store.Store``)."""
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional, Tuple, Union
+from typing import Any, ContextManager, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _backend
-from ._store import Store
+from ._store import RankResult, Store
 from ._validate import (
     check_codes,
     check_result_size,
@@ -27,9 +27,28 @@ from ._validate import (
 
 class _IndexBase:
     """What every index (FlatIndex, MIHIndex, ShardedIndex) shares, whatever
-    holds its codes: the code size and the search verbs' argument checks."""
+    holds its codes: the code size and the verbs, each written once as a
+    fixed order of steps (checks, ids, clash check, change; checks, search).
+
+    A subclass supplies the steps that depend on where the codes live:
+
+    ``_call()``
+        what one call carries through its steps (ShardedIndex: the call's
+        ``Deadline``, which bounds its lock wait and its shard calls too);
+    ``_changing(call)``
+        the context an ``add`` or ``remove`` runs in: the lock that
+        serialises changes (and whatever else must hold during one);
+    ``_first_clash(ids, call)``, ``_append(codes, ids, call)``, ``_discard(ids, call)``
+        the change steps, on checked inputs: ids unique, non-negative, new
+        where ``_first_clash`` found none;
+    ``_search_threads(threads)``
+        the thread count the searches pass on, checked;
+    ``_knn``, ``_within``, ``_ranking``
+        the searches, on checked queries.
+    """
 
     _nbits: int
+    _next_id: int
 
     @property
     def nbits(self) -> int:
@@ -41,6 +60,9 @@ class _IndexBase:
         """uint64 words per code, ``ceil(nbits / 64)``."""
         return words(self._nbits)
 
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def _queries(self, q: Any) -> np.ndarray:
         """Queries checked as codes of this index."""
         return check_codes(q, self._nbits, "q")
@@ -51,43 +73,33 @@ class _IndexBase:
             raise TypeError(f"with_distances: expected a bool, got {type(with_distances).__name__}")
         return bool(with_distances)
 
+    # -- the steps a subclass supplies --------------------------------------
+    def _call(self) -> Any:
+        return None
 
-class _Index(_IndexBase):
-    """The verbs every index shares: input checks, ids, threads and backend
-    choice. Subclasses supply ``_new_store``, the native or Numba object that
-    holds the codes and answers the searches (a :class:`~hamsearch._store.Store`)."""
-
-    def _new_store(self) -> Store:  # pragma: no cover - abstract
+    def _changing(self, call: Any) -> ContextManager[Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def __init__(self, nbits: int, *, backend: Optional[str] = "auto", threads: Optional[int] = None) -> None:
-        self._nbits = check_nbits(nbits)
-        self._backend = _backend.resolve(backend)
-        self._threads = check_threads(threads, 0) or None
-        self._store = self._new_store()
-        # Statistics of the calling thread's last search (see _record).
-        self._stats = threading.local()
-        self._next_id = 0
-        # Serialises add: the id check, the default ids and the store's
-        # append must happen as one step when several threads add at once.
-        self._add_lock = threading.Lock()
+    def _first_clash(self, ids: np.ndarray, call: Any) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    # -- properties -------------------------------------------------------
-    @property
-    def backend(self) -> str:
-        """``"native"`` or ``"numba"``."""
-        return self._backend
+    def _append(self, codes: np.ndarray, ids: np.ndarray, call: Any) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    @property
-    def threads(self) -> Optional[int]:
-        """Default worker threads (None: every usable core)."""
-        return self._threads
+    def _discard(self, ids: np.ndarray, call: Any) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    def __len__(self) -> int:
-        return int(self._store.size())
+    def _search_threads(self, threads: Optional[int]) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(nbits={self._nbits}, n={len(self)}, backend={self._backend!r})"
+    def _knn(self, q: np.ndarray, k: int, threads: Any, call: Any) -> Tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _within(self, q: np.ndarray, r: int, threads: Any, call: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _ranking(self, q: np.ndarray, threads: Any, with_distances: bool, call: Any) -> RankResult:
+        raise NotImplementedError  # pragma: no cover - abstract
 
     # -- mutation ---------------------------------------------------------
     def add(self, codes: Any, ids: Any = None) -> np.ndarray:
@@ -104,23 +116,23 @@ class _Index(_IndexBase):
         -------
         ids : ndarray of int64, shape (n,)
         """
+        call = self._call()
         arr = check_codes(codes, self._nbits)
         n = arr.shape[0]
         custom = None if ids is None else check_ids(ids, n)
-        with self._add_lock:
-            if custom is None:
-                new_ids = default_ids(self._next_id, n)
-            else:
-                new_ids = custom
-                # Ids above every id so far cannot clash (the common case);
-                # otherwise compare against the stored ids.
-                if n and int(new_ids.min()) < self._next_id and len(self):
-                    clash = first_clash(new_ids, self._store.ids())
-                    if clash >= 0:
-                        raise clash_error(clash)
+        # The id check, the default ids and the append happen as one step
+        # when several threads add at once.
+        with self._changing(call):
+            new_ids = default_ids(self._next_id, n) if custom is None else custom
             if n == 0:
                 return new_ids
-            self._store.add(arr, new_ids)
+            # Ids above every id so far cannot clash (the common case);
+            # otherwise compare against the stored ids.
+            if custom is not None and int(new_ids.min()) < self._next_id and len(self):
+                clash = self._first_clash(new_ids, call)
+                if clash >= 0:
+                    raise clash_error(clash)
+            self._append(arr, new_ids, call)
             self._next_id = max(self._next_id, int(new_ids.max()) + 1)
         return new_ids
 
@@ -139,35 +151,16 @@ class _Index(_IndexBase):
             The number of codes removed. The other codes keep their ids, and
             default ids never reuse a removed one.
         """
+        call = self._call()
         arr = check_remove_ids(ids)
-        with self._add_lock:
+        with self._changing(call):
             if arr.size == 0:
                 return 0
-            return int(self._store.remove(arr))
-
-    # -- persistence ------------------------------------------------------
-    def save(self, path: Any) -> None:
-        """Write the index to ``path`` (see ``docs/format.md``), atomically:
-        a temporary file in the same directory, flushed, then renamed, so a
-        crash never leaves a half-written index under ``path``. Read it back
-        with :func:`hamsearch.load`. Files are written by the native core on
-        either backend: ``RuntimeError`` where it is not available."""
-        from . import _io
-
-        _io.save(self, path)
-
-    @property
-    def mapped(self) -> bool:
-        """Whether the codes are searched in place in a memory-mapped file
-        (``hamsearch.load(path, mmap=True)``); an add or remove copies them
-        into memory first."""
-        return bool(self._store.mapped)
+            return int(self._discard(arr, call))
 
     # -- search -----------------------------------------------------------
-    def _prepare(self, q: Any, threads: Optional[int]) -> Tuple[np.ndarray, int]:
-        arr = self._queries(q)
-        nthreads = check_threads(threads, self._threads or _backend.default_threads())
-        return arr, nthreads
+    def _prepare(self, q: Any, threads: Optional[int]) -> Tuple[np.ndarray, Any]:
+        return self._queries(q), self._search_threads(threads)
 
     def query(self, q: Any, k: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest codes of each query.
@@ -176,7 +169,9 @@ class _Index(_IndexBase):
         ----------
         q : ndarray of uint64, shape (nq, words)
         k : int, >= 1
-            May exceed ``len(self)``; missing results are padded.
+            May exceed ``len(self)``; missing results are padded. A ``k``
+            whose ``nq * k`` results could never fit in memory is a
+            ``ValueError``.
         threads : int, optional
 
         Returns
@@ -186,12 +181,11 @@ class _Index(_IndexBase):
         I : ndarray of int64, shape (nq, k)
             Ids, ties broken by ascending id; ``-1`` where no result exists.
         """
+        call = self._call()
         k = check_k(k)
         arr, nthreads = self._prepare(q, threads)
-        check_result_size(arr.shape[0], k)
-        D, I, fallbacks = self._store.knn(arr, k, nthreads)
-        self._record(fallbacks)
-        return D, I
+        check_result_size(arr.shape[0], k)  # before any search runs or any result is allocated
+        return self._knn(arr, k, nthreads, call)
 
     def radius(self, q: Any, r: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every code within Hamming distance ``r`` of each query.
@@ -204,11 +198,10 @@ class _Index(_IndexBase):
         I : ndarray of int64, shape (lims[-1],)
             Each query's results sorted by ``(distance, id)``.
         """
+        call = self._call()
         r = min(check_radius(r), 64 * self.words)  # no distance exceeds 64 per word
         arr, nthreads = self._prepare(q, threads)
-        lims, D, I, fallbacks = self._store.radius(arr, r, nthreads)
-        self._record(fallbacks)
-        return lims, D, I
+        return self._within(arr, r, nthreads, call)
 
     def rank(
         self, q: Any, *, threads: Optional[int] = None, with_distances: bool = False
@@ -228,10 +221,96 @@ class _Index(_IndexBase):
             Or, with ``with_distances``, ``(D, I)`` with ``D`` int32 of the
             same shape.
         """
+        call = self._call()
         with_distances = self._with_distances(with_distances)
         arr, nthreads = self._prepare(q, threads)
-        D, I = self._store.rank(arr, nthreads, with_distances)
+        D, I = self._ranking(arr, nthreads, with_distances, call)
         return (D, I) if with_distances else I
+
+
+class _Index(_IndexBase):
+    """The index over one local store: threads and backend choice, and the
+    verbs' steps as calls of the store. Subclasses supply ``_new_store``,
+    the native or Numba object that holds the codes and answers the
+    searches (a :class:`~hamsearch._store.Store`)."""
+
+    def _new_store(self) -> Store:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __init__(self, nbits: int, *, backend: Optional[str] = "auto", threads: Optional[int] = None) -> None:
+        self._nbits = check_nbits(nbits)
+        self._backend = _backend.resolve(backend)
+        self._threads = check_threads(threads, 0) or None
+        self._store = self._new_store()
+        # Statistics of the calling thread's last search (see _record).
+        self._stats = threading.local()
+        self._next_id = 0
+        # Serialises add, remove and save (see _IndexBase.add).
+        self._add_lock = threading.Lock()
+
+    # -- properties -------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """``"native"`` or ``"numba"``."""
+        return self._backend
+
+    @property
+    def threads(self) -> Optional[int]:
+        """Default worker threads (None: every usable core)."""
+        return self._threads
+
+    def __len__(self) -> int:
+        return int(self._store.size())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(nbits={self._nbits}, n={len(self)}, backend={self._backend!r})"
+
+    # -- the verbs' steps, on the store -------------------------------------
+    def _changing(self, call: Any) -> ContextManager[Any]:
+        return self._add_lock
+
+    def _first_clash(self, ids: np.ndarray, call: Any) -> int:
+        return first_clash(ids, self._store.ids())
+
+    def _append(self, codes: np.ndarray, ids: np.ndarray, call: Any) -> None:
+        self._store.add(codes, ids)
+
+    def _discard(self, ids: np.ndarray, call: Any) -> int:
+        return int(self._store.remove(ids))
+
+    def _search_threads(self, threads: Optional[int]) -> int:
+        return check_threads(threads, self._threads or _backend.default_threads())
+
+    def _knn(self, q: np.ndarray, k: int, threads: int, call: Any) -> Tuple[np.ndarray, np.ndarray]:
+        D, I, fallbacks = self._store.knn(q, k, threads)
+        self._record(fallbacks)
+        return D, I
+
+    def _within(self, q: np.ndarray, r: int, threads: int, call: Any) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lims, D, I, fallbacks = self._store.radius(q, r, threads)
+        self._record(fallbacks)
+        return lims, D, I
+
+    def _ranking(self, q: np.ndarray, threads: int, with_distances: bool, call: Any) -> RankResult:
+        return self._store.rank(q, threads, with_distances)
+
+    # -- persistence ------------------------------------------------------
+    def save(self, path: Any) -> None:
+        """Write the index to ``path`` (see ``docs/format.md``), atomically:
+        a temporary file in the same directory, flushed, then renamed, so a
+        crash never leaves a half-written index under ``path``. Read it back
+        with :func:`hamsearch.load`. Files are written by the native core on
+        either backend: ``RuntimeError`` where it is not available."""
+        from . import _io
+
+        _io.save(self, path)
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the codes are searched in place in a memory-mapped file
+        (``hamsearch.load(path, mmap=True)``); an add or remove copies them
+        into memory first."""
+        return bool(self._store.mapped)
 
     # -- statistics -------------------------------------------------------
     def _record(self, fallbacks: int) -> None:
