@@ -419,6 +419,47 @@ def test_huge_k_is_the_value_error_of_flat_index(make, rng):
             assert f"nq = {nq}, k = {k}" in str(got.value)
     assert_knn_equal(idx.query(q, 5), flat.query(q, 5))
 
+def test_verbs_are_every_index_s_with_the_call_s_deadline(make, rng, tmp_path):
+    """The verbs are the shared ones (hamsearch._index._IndexBase), not
+    copies; a change waits for another thread's change no longer than the
+    call's timeout, searches do not wait for it, and a closed index refuses
+    every verb."""
+    for verb in ("add", "remove", "query", "radius", "rank"):
+        assert getattr(hd.ShardedIndex, verb) is getattr(hs.FlatIndex, verb) is getattr(hs.MIHIndex, verb)
+    idx = make(64, 2)
+    codes = codes_from_bits(rng.integers(0, 2, size=(40, 64), dtype=np.uint8))
+    idx.add(codes)
+    held, done = threading.Event(), threading.Event()
+
+    def hold():
+        with idx._lock:  # another thread's add, remove or save, as long as it takes
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        held.wait(30)
+        idx.timeout = 0.3
+        for change in (lambda: idx.add(codes[:2]), lambda: idx.remove([0]), lambda: idx.save(tmp_path / "s")):
+            t0 = time.monotonic()
+            with pytest.raises(hd.ShardError, match="waited the whole timeout of 0.3 s"):
+                change()
+            assert time.monotonic() - t0 < 5
+        idx.timeout = TIMEOUT
+        assert idx.query(codes[:3], 1)[1][:, 0].tolist() == [0, 1, 2]
+    finally:
+        done.set()
+        holder.join()
+    assert len(idx) == 40
+    np.testing.assert_array_equal(idx.add(codes[:2]), [40, 41])
+    idx.close()
+    for verb in (lambda: idx.add(codes[:2]), lambda: idx.add(codes[:0]), lambda: idx.remove([]),
+                 lambda: idx.query(codes[:1], 1), lambda: idx.radius(codes[:1], 3), lambda: idx.rank(codes[:1])):
+        with pytest.raises(RuntimeError, match="the index is closed"):
+            verb()
+
+
 @pytest.mark.parametrize("args,kw,exc,fragment", [
     ((0, 2), {}, ValueError, "nbits: expected"),
     ((64, 0), {}, ValueError, "num_shards: expected an int >= 1, got 0"),

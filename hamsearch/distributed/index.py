@@ -5,24 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any, Dict, List, Optional, Tuple, Union
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from .._index import _IndexBase
 from .._limits import DISTANCE_PAD, ID_PAD
-from .._validate import (
-    check_codes,
-    check_ids,
-    check_k,
-    check_nbits,
-    check_radius,
-    check_remove_ids,
-    check_result_size,
-    check_threads,
-    clash_error,
-    default_ids,
-)
+from .._validate import check_nbits, check_threads
 from .actor import spawn
 from .calls import ShardCalls
 from .faults import Deadline
@@ -99,6 +89,17 @@ class ShardedIndex(ShardCalls, _IndexBase):
 
     Notes
     -----
+    The verbs (``add``, ``remove``, ``query``, ``radius``, ``rank``) are those
+    of every index, with the same arguments, checks, results and errors as
+    :class:`~hamsearch.FlatIndex`; ``threads`` is the threads each shard
+    searches with (default: the shard's own). ``add`` sends each shard's part
+    through the object store once (``ray.put``) and the shard adds it from
+    there without another copy; a custom id that clashes with one held is
+    found on its shard before any shard adds anything. A query batch goes
+    through the object store once when several shards read it; with more than
+    one non-empty shard, ``rank`` has each shard return its ranking with
+    distances (12 bytes a result) for the merge.
+
     Ids: ``add`` gives consecutive default ids from one past the largest id
     ever added, as every index does; an id lives on shard
     ``splitmix64(id) % num_shards``, so removal goes to one shard only.
@@ -280,98 +281,110 @@ class ShardedIndex(ShardCalls, _IndexBase):
         self.close()
 
 
-    # -- mutation ---------------------------------------------------------
-    def add(self, codes: Any, ids: Any = None) -> np.ndarray:
-        """Append codes, each to the shard its id hashes to.
+    # -- the verbs' steps (the verbs themselves: _IndexBase) ------------------
+    def _call(self) -> Deadline:
+        return Deadline(self._timeout)
 
-        Parameters
-        ----------
-        codes : ndarray of uint64, shape (n, words)
-        ids : array_like of int, shape (n,), optional
-            Unique non-negative ids, none already in the index. By default,
-            consecutive integers from the largest id so far plus one.
-
-        Returns
-        -------
-        ids : ndarray of int64, shape (n,)
-
-        Each shard's part goes through the object store once (``ray.put``)
-        and the shard adds it from there without another copy.
-        """
-        deadline = Deadline(self._timeout)
-        arr = check_codes(codes, self._nbits)
-        n = arr.shape[0]
-        custom = None if ids is None else check_ids(ids, n)
+    @contextmanager
+    def _changing(self, deadline: Deadline) -> Iterator[None]:
+        """The lock of add, remove and save, waited for within the call's
+        deadline, and every shard usable."""
         with self._locked(deadline):
             self._usable(range(self._num_shards))
-            S = self._num_shards
-            if custom is None:
-                new_ids = default_ids(self._next_id, n)
-            else:
-                new_ids = custom
-            if n == 0:
-                return new_ids
-            shard = route(new_ids, S)
-            order, bounds = partition(shard, S)
-            if custom is not None and int(new_ids.min()) < self._next_id and len(self):
-                # Ids above every id so far cannot clash; the others are
-                # checked on their shards before anything is added anywhere.
-                calls = []
-                for s in range(S):
-                    part = new_ids[order[bounds[s]:bounds[s + 1]]]
-                    if part.size and self._sizes[s]:
-                        calls.append((s, "contains", (part,)))
-                clashes = [c for c in self._gather(calls, deadline=deadline) if c >= 0]
-                if clashes:
-                    raise clash_error(clashes[0])
-            ray = self._ray
-            sorted_codes = arr[order] if S > 1 else arr
-            sorted_ids = new_ids[order] if S > 1 else new_ids
-            calls = []
-            for s in range(S):
-                a, b = int(bounds[s]), int(bounds[s + 1])
-                if a < b:
-                    calls.append((s, "add", (ray.put(sorted_codes[a:b]), ray.put(sorted_ids[a:b]))))
-            try:
-                self._gather(calls, deadline=deadline)
-            finally:
-                for s, _, _ in calls:
-                    self._dirty[s] = True
-            self._next_id = max(self._next_id, int(new_ids.max()) + 1)
-        return new_ids
+            yield
 
-    def remove(self, ids: Any) -> int:
-        """Remove the codes with these ids, each from its own shard.
+    def _per_shard(self, ids: np.ndarray, method: str) -> List[Tuple[int, str, tuple]]:
+        """``method`` of each non-empty shard with its part of ``ids``."""
+        S = self._num_shards
+        order, bounds = partition(route(ids, S), S)
+        calls = []
+        for s in range(S):
+            part = ids[order[bounds[s]:bounds[s + 1]]]
+            if part.size and self._sizes[s]:
+                calls.append((s, method, (part,)))
+        return calls
 
-        Parameters
-        ----------
-        ids : int or array_like of int
-            Ids to remove; ids not in the index (negative ones included) are
-            ignored, and an id given twice is removed once.
+    def _first_clash(self, ids: np.ndarray, deadline: Deadline) -> int:
+        # Each id is looked for on its own shard, before any shard adds anything.
+        clashes = [c for c in self._gather(self._per_shard(ids, "contains"), deadline=deadline) if c >= 0]
+        return clashes[0] if clashes else -1
 
-        Returns
-        -------
-        int
-            The number of codes removed. Default ids never reuse a removed one.
-        """
-        deadline = Deadline(self._timeout)
-        arr = check_remove_ids(ids)
-        with self._locked(deadline):
-            self._usable(range(self._num_shards))
-            if arr.size == 0:
-                return 0
-            S = self._num_shards
-            order, bounds = partition(route(arr, S), S)
-            calls = []
-            for s in range(S):
-                part = arr[order[bounds[s]:bounds[s + 1]]]
-                if part.size and self._sizes[s]:
-                    calls.append((s, "remove", (part,)))
-            removed = self._gather(calls, deadline=deadline)
-            for (s, _, _), r in zip(calls, removed):
-                if r:
-                    self._dirty[s] = True
-            return int(sum(removed))
+    def _append(self, codes: np.ndarray, ids: np.ndarray, deadline: Deadline) -> None:
+        # Each shard's part goes through the object store once (ray.put) and
+        # the shard adds it from there without another copy.
+        S = self._num_shards
+        order, bounds = partition(route(ids, S), S)
+        ray = self._ray
+        sorted_codes = codes[order] if S > 1 else codes
+        sorted_ids = ids[order] if S > 1 else ids
+        calls = []
+        for s in range(S):
+            a, b = int(bounds[s]), int(bounds[s + 1])
+            if a < b:
+                calls.append((s, "add", (ray.put(sorted_codes[a:b]), ray.put(sorted_ids[a:b]))))
+        try:
+            self._gather(calls, deadline=deadline)
+        finally:
+            for s, _, _ in calls:
+                self._dirty[s] = True
+
+    def _discard(self, ids: np.ndarray, deadline: Deadline) -> int:
+        calls = self._per_shard(ids, "remove")
+        removed = self._gather(calls, deadline=deadline)
+        for (s, _, _), r in zip(calls, removed):
+            if r:
+                self._dirty[s] = True
+        return int(sum(removed))
+
+    def _search_threads(self, threads: Optional[int]) -> Optional[int]:
+        # None: each shard's own default.
+        return None if threads is None else check_threads(threads, 0)
+
+    def _filled(self) -> List[int]:
+        """The shards that hold codes, once every shard is known usable."""
+        self._usable(range(self._num_shards))
+        return [s for s, size in enumerate(self._sizes) if size]
+
+    def _share(self, arr: np.ndarray, fanout: int) -> Any:
+        """The query batch in the object store once, when several shards read it."""
+        return self._ray.put(arr) if fanout > 1 else arr
+
+    def _knn(self, q: np.ndarray, k: int, threads: Optional[int], deadline: Deadline) -> Tuple[np.ndarray, np.ndarray]:
+        nq = q.shape[0]
+        # Each shard is asked for no more than it holds: k = n + 5 moves no padding.
+        asks = [(s, min(k, self._sizes[s])) for s in self._filled()]
+        if not asks or nq == 0:
+            return np.full((nq, k), DISTANCE_PAD, dtype=np.int32), np.full((nq, k), ID_PAD, dtype=np.int64)
+        qref = self._share(q, len(asks))
+        parts = self._gather([(s, "query", (qref, ks, threads)) for s, ks in asks], deadline=deadline)
+        return merge_topk([p[0] for p in parts], [p[1] for p in parts], k, self._nbits, self._next_id)
+
+    def _within(self, q: np.ndarray, r: int, threads: Optional[int],
+                deadline: Deadline) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        shards = self._filled()
+        nq = q.shape[0]
+        if not shards or nq == 0:
+            return np.zeros(nq + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        qref = self._share(q, len(shards))
+        parts = self._gather([(s, "radius", (qref, r, threads)) for s in shards], deadline=deadline)
+        return merge_radius(parts, nq, self._nbits, self._next_id)
+
+    def _ranking(self, q: np.ndarray, threads: Optional[int], with_distances: bool,
+                 deadline: Deadline) -> Tuple[Optional[np.ndarray], np.ndarray]:
+        shards = self._filled()
+        nq = q.shape[0]
+        if not shards or nq == 0:
+            I = np.zeros((nq, len(self)), dtype=np.int64)
+            return (np.zeros(I.shape, dtype=np.int32) if with_distances else None), I
+        qref = self._share(q, len(shards))
+        if len(shards) == 1:
+            (reply,) = self._gather([(shards[0], "rank", (qref, threads, with_distances))], deadline=deadline)
+            if with_distances:
+                return owned(reply[0], np.int32), owned(reply[1], np.int64)
+            return None, owned(reply, np.int64)
+        # The merge needs every shard's distances, asked for or not.
+        parts = self._gather([(s, "rank", (qref, threads, True)) for s in shards], deadline=deadline)
+        return merge_rank([p[0] for p in parts], [p[1] for p in parts], self._nbits, self._next_id)
 
     # -- persistence ------------------------------------------------------
     def save(self, directory: Any) -> None:
@@ -388,8 +401,7 @@ class ShardedIndex(ShardCalls, _IndexBase):
         """
         deadline = Deadline(self._timeout)
         directory = os.path.abspath(fspath(directory, "directory"))
-        with self._locked(deadline):
-            self._usable(range(self._num_shards))
+        with self._changing(deadline):
             if os.path.exists(directory) and not os.path.isdir(directory):
                 raise NotADirectoryError(f"{directory}: is not a directory")
             os.makedirs(directory, exist_ok=True)
@@ -425,111 +437,6 @@ class ShardedIndex(ShardCalls, _IndexBase):
                         os.unlink(os.path.join(directory, name))
                     except OSError:  # already gone
                         pass
-
-    # -- search -----------------------------------------------------------
-    def _prepare(self, q: Any, threads: Optional[int]) -> Tuple[np.ndarray, Optional[int]]:
-        arr = self._queries(q)
-        if threads is not None:
-            threads = check_threads(threads, 0)
-        return arr, threads
-
-    def _share(self, arr: np.ndarray, fanout: int) -> Any:
-        """The query batch in the object store once, when several shards read it."""
-        return self._ray.put(arr) if fanout > 1 else arr
-
-    def query(self, q: Any, k: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest codes of each query over every shard.
-
-        Parameters
-        ----------
-        q : ndarray of uint64, shape (nq, words)
-        k : int, >= 1
-            Any size; missing results are padded. A ``k`` whose ``nq * k``
-            results could never fit in memory is a ``ValueError``, as for
-            :class:`~hamsearch.FlatIndex`.
-        threads : int, optional
-            Threads each shard searches with (default: the shard's own).
-
-        Returns
-        -------
-        D : ndarray of int32, shape (nq, k)
-            Hamming distances, ascending; ``2**31 - 1`` where no result exists.
-        I : ndarray of int64, shape (nq, k)
-            Ids, ties broken by ascending id; ``-1`` where no result exists.
-        """
-        deadline = Deadline(self._timeout)
-        k = check_k(k)
-        arr, threads = self._prepare(q, threads)
-        nq = arr.shape[0]
-        check_result_size(nq, k)  # before the shards are asked and the merge allocates
-        self._usable(range(self._num_shards))
-        # Each shard is asked for no more than it holds: k = n + 5 moves no padding.
-        asks = [(s, min(k, size)) for s, size in enumerate(self._sizes) if size]
-        if not asks or nq == 0:
-            return np.full((nq, k), DISTANCE_PAD, dtype=np.int32), np.full((nq, k), ID_PAD, dtype=np.int64)
-        qref = self._share(arr, len(asks))
-        parts = self._gather([(s, "query", (qref, ks, threads)) for s, ks in asks], deadline=deadline)
-        return merge_topk([p[0] for p in parts], [p[1] for p in parts], k, self._nbits, self._next_id)
-
-    def radius(self, q: Any, r: int, *, threads: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Every code within Hamming distance ``r`` of each query.
-
-        Returns
-        -------
-        lims : ndarray of int64, shape (nq + 1,)
-            Query ``j``'s results are ``D[lims[j]:lims[j+1]]`` and ``I[lims[j]:lims[j+1]]``.
-        D : ndarray of int32, shape (lims[-1],)
-        I : ndarray of int64, shape (lims[-1],)
-            Each query's results sorted by ``(distance, id)``.
-        """
-        deadline = Deadline(self._timeout)
-        r = check_radius(r)
-        arr, threads = self._prepare(q, threads)
-        self._usable(range(self._num_shards))
-        shards = [s for s, size in enumerate(self._sizes) if size]
-        nq = arr.shape[0]
-        if not shards or nq == 0:
-            return self._empty_radius(nq)
-        qref = self._share(arr, len(shards))
-        parts = self._gather([(s, "radius", (qref, r, threads)) for s in shards], deadline=deadline)
-        return merge_radius(parts, nq, self._nbits, self._next_id)
-
-    @staticmethod
-    def _empty_radius(nq: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return np.zeros(nq + 1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
-
-    def rank(
-        self, q: Any, *, threads: Optional[int] = None, with_distances: bool = False
-    ) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
-        """The whole index for each query in ``(distance, id)`` order.
-
-        Returns
-        -------
-        I : ndarray of int64, shape (nq, len(self))
-            Or, with ``with_distances``, ``(D, I)`` with ``D`` int32 of the
-            same shape, as for :class:`~hamsearch.FlatIndex`.
-
-        With more than one non-empty shard each shard returns its ranking
-        with distances (12 bytes a result) for the merge.
-        """
-        deadline = Deadline(self._timeout)
-        with_distances = self._with_distances(with_distances)
-        arr, threads = self._prepare(q, threads)
-        self._usable(range(self._num_shards))
-        shards = [s for s, size in enumerate(self._sizes) if size]
-        nq = arr.shape[0]
-        if not shards or nq == 0:
-            I = np.zeros((nq, len(self)), dtype=np.int64)
-            return (np.zeros(I.shape, dtype=np.int32), I) if with_distances else I
-        qref = self._share(arr, len(shards))
-        if len(shards) == 1:
-            (reply,) = self._gather([(shards[0], "rank", (qref, threads, with_distances))], deadline=deadline)
-            if with_distances:
-                return owned(reply[0], np.int32), owned(reply[1], np.int64)
-            return owned(reply, np.int64)
-        parts = self._gather([(s, "rank", (qref, threads, True)) for s in shards], deadline=deadline)
-        D, I = merge_rank([p[0] for p in parts], [p[1] for p in parts], self._nbits, self._next_id)
-        return (D, I) if with_distances else I
 
 
 def load(directory: Any, *, address: Optional[str] = None, mmap: bool = False, verify: bool = True,
