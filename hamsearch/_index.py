@@ -1,5 +1,7 @@
-"""The one index facade: validation, ids, threads, backend and per-call
-statistics over a store (the contract is ``hamsearch._store.Store``)."""
+"""The one index facade: the verbs of every index (``_IndexBase``; the
+sharded index supplies its own steps), and validation, ids, threads,
+backend and per-call statistics over a local store (``_Index``; the
+contract is ``hamsearch._store.Store``)."""
 from __future__ import annotations
 
 import threading

@@ -1,5 +1,5 @@
-"""The driver's side: :class:`ShardedIndex` (the index verbs, fanned out to
-the shards and merged) and :func:`load`."""
+"""The driver's side: :class:`ShardedIndex` (the verbs every index shares,
+their steps fanned out to the shards and merged) and :func:`load`."""
 from __future__ import annotations
 
 import logging
