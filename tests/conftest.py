@@ -86,6 +86,21 @@ def isa(_engine: Tuple[str, Optional[str]]) -> Optional[str]:
     return _engine[1]
 
 
+def _file_backends() -> list:
+    out = [pytest.param("numba", id="numba")]
+    if _backend._native is not None:
+        out.insert(0, pytest.param("native", id="native"))
+    return out
+
+
+@pytest.fixture(params=_file_backends())
+def be(request: pytest.FixtureRequest) -> str:
+    """``"native"`` (where the core is built) or ``"numba"``, once each, at
+    the kernel level in force: for tests of what does not depend on it
+    (index files)."""
+    return request.param
+
+
 @pytest.fixture
 def native_backend() -> str:
     """For tests that need the native core itself."""

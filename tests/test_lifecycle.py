@@ -28,18 +28,6 @@ HEADER = 128
 MAGIC = b"\x89HSINDEX"
 
 
-def _backends() -> list:
-    out = [pytest.param("numba", id="numba")]
-    if _backend._native is not None:
-        out.insert(0, pytest.param("native", id="native"))
-    return out
-
-
-@pytest.fixture(params=_backends())
-def be(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
 @pytest.fixture(autouse=True)
 def _files_need_the_core(request: pytest.FixtureRequest) -> None:
     """Index files are read and written by the native core on both backends
