@@ -1019,6 +1019,13 @@ def _policy() -> Any:
 
 
 @_jit
+def _mih_chunk_cost(nk, nc, probe_cost, cand_cost):  # pragma: no cover - compiled
+    """The work of ``nk`` probed keys and ``nc`` verified candidates, as the
+    native core's prober adds it per chunk (csrc/mih_index.cpp, flush)."""
+    return float(nk) * probe_cost + float(nc) * cand_cost
+
+
+@_jit
 def _mih_extract(qv, begin, length):  # pragma: no cover - compiled
     """Bits ``begin:begin+length`` (at most 64) of the code ``qv`` as an integer."""
     w = begin // 64
@@ -1164,7 +1171,7 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
                                 bi[cnt] = dbids[r]
                                 cnt += 1
                         if nk == chunk:
-                            work += float(nk) * probe_cost + float(nc) * cand_cost
+                            work += _mih_chunk_cost(nk, nc, probe_cost, cand_cost)
                             nk = 0
                             nc = 0
                             if work > budget:
@@ -1174,7 +1181,7 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
                         if not ok:
                             break
                     if not over and nk > 0:
-                        work += float(nk) * probe_cost + float(nc) * cand_cost
+                        work += _mih_chunk_cost(nk, nc, probe_cost, cand_cost)
                         over = work > budget
                 if over:
                     break
@@ -1281,7 +1288,7 @@ def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, rr,
                             hi_[total] = dbids[r]
                             total += 1
                     if nk == chunk:
-                        work += float(nk) * probe_cost + float(nc) * cand_cost
+                        work += _mih_chunk_cost(nk, nc, probe_cost, cand_cost)
                         nk = 0
                         nc = 0
                         if work > budget:
@@ -1291,7 +1298,7 @@ def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, rr,
                     if not ok:
                         break
                 if not over and nk > 0:
-                    work += float(nk) * probe_cost + float(nc) * cand_cost
+                    work += _mih_chunk_cost(nk, nc, probe_cost, cand_cost)
                     over = work > budget
                 if over:
                     break
