@@ -22,11 +22,15 @@ def file_core(what: str) -> ModuleType:
     return _backend._native
 
 
-def fspath(path: Any) -> str:
-    """``path`` as a str (a str or an os.PathLike of str); TypeError otherwise."""
-    path = os.fspath(path)
+def fspath(path: Any, name: str = "path") -> str:
+    """``path`` as a str (a str or an os.PathLike of str); TypeError naming
+    the argument (``name``) otherwise."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"{name}: expected a str or os.PathLike of str, got {type(path).__name__}") from None
     if not isinstance(path, str):
-        raise TypeError(f"path: expected a str or os.PathLike of str, got {type(path).__name__}")
+        raise TypeError(f"{name}: expected a str or os.PathLike of str, got {type(path).__name__}")
     return path
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from typing import Any, Dict, Optional
 
 import numpy as np
 
 from .._backend import check_name
+from .._files import fspath
 from .._validate import as_int, check_m, check_threads
 
 __all__ = [
@@ -93,13 +93,3 @@ def check_options(kind: str, nbits: int, options: Dict[str, Any]) -> Dict[str, A
     if kind == "mih":
         out["m"] = check_m(options.get("m"), nbits)
     return out
-
-
-def fspath(path: Any, name: str) -> str:
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise TypeError(f"{name}: expected a str or os.PathLike of str, got {type(path).__name__}") from None
-    if not isinstance(path, str):
-        raise TypeError(f"{name}: expected a str or os.PathLike of str, got {type(path).__name__}")
-    return path
