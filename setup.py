@@ -31,10 +31,9 @@ ext_modules = [
             for name in os.listdir("csrc")
             if name.endswith(".cpp")
         ),
-        include_dirs=["csrc"],
+        include_dirs=["hamsearch/include", "csrc"],
         cxx_std=17,
         extra_compile_args=extra_compile_args,
-        define_macros=[("HAMSEARCH_VERSION", '"0.1.0"')],
     ),
 ]
 

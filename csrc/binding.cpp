@@ -12,11 +12,12 @@
 #include <stdexcept>
 #include <string>
 
-#include "common.h"
-#include "flat_index.h"
-#include "format.h"
-#include "metrics.h"
-#include "mih_index.h"
+#include "hamsearch/common.h"
+#include "hamsearch/flat_index.h"
+#include "hamsearch/format.h"
+#include "hamsearch/metrics.h"
+#include "hamsearch/mih_index.h"
+#include "hamsearch/version.h"
 #include "mih_policy.h"
 
 namespace py = pybind11;
@@ -244,7 +245,7 @@ void bind_files(py::module_& m) {
     m.attr("KIND_MIH") = hamsearch::kKindMIH;
 
     py::class_<hamsearch::IndexFile>(m, "IndexFile",
-                                     "An index file open for reading, its header checked (csrc/format.h).")
+                                     "An index file open for reading, its header checked (hamsearch/include/hamsearch/format.h).")
         .def(py::init([](const py::object& path) {
                  const std::string p = path_arg(path);
                  py::gil_scoped_release release;
@@ -402,8 +403,8 @@ py::tuple evaluate_metrics(const Codes& q, const Codes& db, int64_t nbits, const
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "hamsearch native core: popcount kernels, flat scan and top-k selection";
-    m.attr("__version__") = HAMSEARCH_VERSION;
-    // The limits of csrc/constants.h, for tests/test_limits.py.
+    m.attr("__version__") = HAMSEARCH_VERSION_STRING;
+    // The limits of hamsearch/include/hamsearch/constants.h, for tests/test_limits.py.
     m.attr("MAX_BITS") = hamsearch::kMaxBits;
     m.attr("MAX_THREADS") = hamsearch::kMaxThreads;
     m.attr("DISTANCE_PAD") = hamsearch::kDistancePad;

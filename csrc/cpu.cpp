@@ -4,7 +4,7 @@
 #include <atomic>
 #include <stdexcept>
 
-#include "common.h"
+#include "hamsearch/common.h"
 
 #if HS_X86
 #if defined(_MSC_VER) && !defined(__clang__)

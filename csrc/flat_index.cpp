@@ -1,4 +1,4 @@
-#include "flat_index.h"
+#include "hamsearch/flat_index.h"
 
 #include <algorithm>
 #include <numeric>
@@ -22,7 +22,7 @@ constexpr size_t kMinPrimeRows = 1024;
 
 }  // namespace
 
-FlatIndex::FlatIndex(int64_t nbits) : nbits_(nbits), w_(0) {
+FlatIndex::FlatIndex(int64_t nbits, size_t max_codes) : nbits_(nbits), w_(0), max_codes_(max_codes) {
     if (nbits < 1 || nbits > kMaxBits) {
         throw std::invalid_argument("nbits: expected 1 <= nbits <= " + std::to_string(kMaxBits) + ", got " +
                                     std::to_string(nbits));
@@ -216,9 +216,14 @@ void FlatIndex::assign_map(std::shared_ptr<const FileMap> map, uint64_t ids_offs
     publish();
 }
 
-void FlatIndex::with_contents(const std::function<void(const int64_t*, const uint64_t*, size_t)>& f) const {
-    std::shared_lock<std::shared_mutex> lock(mu_);
-    f(ip_, cp_, n_);
+void FlatIndex::Reader::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I) const {
+    if (k == 0) throw std::invalid_argument("k: expected k >= 1, got 0");
+    index_->knn_impl(q, nq, k, threads, D, I);
+}
+
+RadiusResult FlatIndex::Reader::radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const {
+    if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
+    return index_->radius_impl(q, nq, r, threads);
 }
 
 size_t FlatIndex::block_rows() const {
@@ -293,9 +298,7 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
 }
 
 void FlatIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I) const {
-    if (k == 0) throw std::invalid_argument("k: expected k >= 1, got 0");
-    std::shared_lock<std::shared_mutex> lock(mu_);
-    knn_impl(q, nq, k, threads, D, I);
+    read().knn(q, nq, k, threads, D, I);
 }
 
 void FlatIndex::knn_impl(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I) const {
@@ -342,9 +345,7 @@ void FlatIndex::knn_impl(const uint64_t* q, size_t nq, size_t k, size_t threads,
 }
 
 RadiusResult FlatIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const {
-    if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
-    std::shared_lock<std::shared_mutex> lock(mu_);
-    return radius_impl(q, nq, r, threads);
+    return read().radius(q, nq, r, threads);
 }
 
 RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, size_t threads) const {

@@ -1,4 +1,4 @@
-#include "format.h"
+#include "hamsearch/format.h"
 
 #include <algorithm>
 #include <atomic>
@@ -568,9 +568,8 @@ void write_index(int fd, const std::string& path, uint32_t kind, int64_t nbits, 
 
 void save_store(const FlatIndex& flat, const std::string& path, uint32_t kind, uint64_t m, uint64_t next_id) {
     write_atomic(path, [&](int fd) {
-        flat.with_contents([&](const int64_t* ids, const uint64_t* codes, size_t n) {
-            write_index(fd, path, kind, flat.nbits(), m, next_id, ids, codes, n);
-        });
+        const FlatIndex::Reader contents = flat.read();
+        write_index(fd, path, kind, flat.nbits(), m, next_id, contents.ids(), contents.codes(), contents.size());
     });
 }
 

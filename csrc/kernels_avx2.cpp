@@ -1,7 +1,7 @@
 // Level `avx2`: popcount by nibble lookup (VPSHUFB) and byte sums (VPSADBW),
 // four codes per 256-bit step for widths of 1, 2 and 4 words.
 // Relies on: AVX2 (VPSHUFB, VPSADBW, VPCMPGTQ, VPERMD), POPCNT for the tails.
-#include "common.h"
+#include "hamsearch/common.h"
 
 #if HS_X86
 #include <immintrin.h>

@@ -3,7 +3,7 @@
 // other width. Relies on: AVX512F (VPERMT2Q, VPCMPQ into mask registers,
 // VPMOVQD), AVX512BW (target set of the compilers' AVX-512 intrinsics),
 // AVX512_VPOPCNTDQ, POPCNT for the tails.
-#include "common.h"
+#include "hamsearch/common.h"
 
 #if HS_X86
 #if defined(__GNUC__) && !defined(__clang__)

@@ -1,6 +1,6 @@
 // Level `popcnt`: the scalar kernels with the POPCNT instruction (SSE4.2 era,
 // every x86-64 CPU since about 2008). Relies on: POPCNT.
-#include "common.h"
+#include "hamsearch/common.h"
 
 #if HS_X86
 #include "kernels_portable.h"

@@ -4,7 +4,7 @@
 // templates are force-inlined into them so they compile for that target.
 #pragma once
 
-#include "common.h"
+#include "hamsearch/common.h"
 
 namespace hamsearch {
 namespace portable {

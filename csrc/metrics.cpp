@@ -3,7 +3,7 @@
 // floating point here are plain C++ compiled for the baseline target, in the
 // same order of operations as hamsearch/_numba.py's twin, so that both
 // backends and every kernel level give the same numbers.
-#include "metrics.h"
+#include "hamsearch/metrics.h"
 
 #include <algorithm>
 #include <cmath>
@@ -11,9 +11,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "common.h"
-#include "flat_index.h"
-#include "constants.h"
+#include "hamsearch/common.h"
+#include "hamsearch/flat_index.h"
+#include "hamsearch/constants.h"
 #include "parallel.h"
 
 namespace hamsearch {

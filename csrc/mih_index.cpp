@@ -1,4 +1,4 @@
-#include "mih_index.h"
+#include "hamsearch/mih_index.h"
 
 #include <algorithm>
 #include <atomic>
@@ -98,9 +98,9 @@ std::pair<uint32_t, uint32_t> SubstringTable::match(uint64_t key, uint32_t first
     return {static_cast<uint32_t>(f - e), static_cast<uint32_t>(l - e)};
 }
 
-MIHIndex::MIHIndex(int64_t nbits, int64_t m) : flat_(nbits), m_(m), scan_fraction_(kMihScanFraction) {
-    // Table entries hold 32-bit row numbers.
-    flat_.max_codes_ = std::numeric_limits<uint32_t>::max();
+// Table entries hold 32-bit row numbers.
+MIHIndex::MIHIndex(int64_t nbits, int64_t m)
+    : flat_(nbits, std::numeric_limits<uint32_t>::max()), m_(m), scan_fraction_(kMihScanFraction) {
     const int64_t min_m = (nbits + 63) / 64;
     if (m != 0 && (m < min_m || m > nbits)) {
         throw std::invalid_argument("m: expected 0 (automatic) or " + std::to_string(min_m) + " <= m <= " +
@@ -121,9 +121,10 @@ void MIHIndex::set_scan_fraction(double f) {
 }
 
 
-void MIHIndex::build_tables(size_t n) const {
-    const uint64_t* codes = flat_.cp_;
-    const size_t w = flat_.w_;
+void MIHIndex::build_tables(const FlatIndex::Reader& store) const {
+    const size_t n = store.size();
+    const uint64_t* codes = store.codes();
+    const size_t w = store.words();
     std::vector<SubstringTable> tables;
     std::vector<uint32_t> bucket_of(n);
     for (const MihTableShape& shape : mih_table_shapes(nbits(), m_, n)) {
@@ -157,7 +158,7 @@ void MIHIndex::build_tables(size_t n) const {
         tables.push_back(std::move(t));
     }
     tables_ = std::move(tables);
-    tables_version_ = flat_.version_;
+    tables_version_ = store.version();
 }
 
 size_t MIHIndex::table_bytes() const {
@@ -167,10 +168,9 @@ size_t MIHIndex::table_bytes() const {
     return bytes;
 }
 
-const std::vector<SubstringTable>& MIHIndex::tables() const {
+const std::vector<SubstringTable>& MIHIndex::tables(const FlatIndex::Reader& store) const {
     std::lock_guard<std::mutex> lock(tables_mu_);
-    const size_t n = flat_.n_;
-    if (tables_version_ != flat_.version_ || tables_.empty()) build_tables(n);
+    if (tables_version_ != store.version() || tables_.empty()) build_tables(store);
     return tables_;
 }
 
@@ -321,8 +321,8 @@ void search_batch(const uint64_t* q, size_t nq, size_t threads, const std::vecto
 void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I,
                    size_t* fallbacks) const {
     if (k == 0) throw std::invalid_argument("k: expected k >= 1, got 0");
-    std::shared_lock<std::shared_mutex> lock(flat_.mu_);
-    const size_t n = flat_.n_;
+    const FlatIndex::Reader store = flat_.read();
+    const size_t n = store.size();
     if (fallbacks) *fallbacks = 0;
     if (nq == 0) return;
     if (n == 0) {
@@ -330,10 +330,10 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
         std::fill(I, I + nq * k, kIdPad);
         return;
     }
-    const auto& tabs = tables();
-    const size_t w = flat_.w_;
-    const uint64_t* codes = flat_.cp_;
-    const int64_t* ids = flat_.ip_;
+    const auto& tabs = tables(store);
+    const size_t w = store.words();
+    const uint64_t* codes = store.codes();
+    const int64_t* ids = store.ids();
     const size_t kk = std::min(k, n);
     const int64_t m = static_cast<int64_t>(tabs.size());
     const double budget = mih_budget(scan_fraction_, n, w);
@@ -379,7 +379,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
         for (size_t i = 0; i < rest.size(); ++i) std::copy(q + rest[i] * w, q + rest[i] * w + w, qs.begin() + i * w);
         std::vector<int32_t> d(rest.size() * k);
         std::vector<int64_t> id(rest.size() * k);
-        flat_.knn_impl(qs.data(), rest.size(), k, threads, d.data(), id.data());
+        store.knn(qs.data(), rest.size(), k, threads, d.data(), id.data());
         for (size_t i = 0; i < rest.size(); ++i) {
             std::copy(d.begin() + i * k, d.begin() + (i + 1) * k, D + rest[i] * k);
             std::copy(id.begin() + i * k, id.begin() + (i + 1) * k, I + rest[i] * k);
@@ -389,16 +389,16 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
 
 RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t threads, size_t* fallbacks) const {
     if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
-    std::shared_lock<std::shared_mutex> lock(flat_.mu_);
-    const size_t n = flat_.n_;
+    const FlatIndex::Reader store = flat_.read();
+    const size_t n = store.size();
     if (fallbacks) *fallbacks = 0;
     RadiusResult res;
     res.lims.assign(nq + 1, 0);
     if (n == 0 || nq == 0) return res;
-    const auto& tabs = tables();
-    const size_t w = flat_.w_;
-    const uint64_t* codes = flat_.cp_;
-    const int64_t* ids = flat_.ip_;
+    const auto& tabs = tables(store);
+    const size_t w = store.words();
+    const uint64_t* codes = store.codes();
+    const int64_t* ids = store.ids();
     const int64_t m = static_cast<int64_t>(tabs.size());
     const int64_t rr = std::min<int64_t>(r, nbits());
     const double budget = mih_budget(scan_fraction_, n, w);
@@ -445,7 +445,7 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     if (!rest.empty()) {
         std::vector<uint64_t> qs(rest.size() * w);
         for (size_t i = 0; i < rest.size(); ++i) std::copy(q + rest[i] * w, q + rest[i] * w + w, qs.begin() + i * w);
-        scanned = flat_.radius_impl(qs.data(), rest.size(), r, threads);
+        scanned = store.radius(qs.data(), rest.size(), r, threads);
     }
     size_t next_rest = 0;
     for (size_t j = 0; j < nq; ++j) {

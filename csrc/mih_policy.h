@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "common.h"
+#include "hamsearch/common.h"
 
 namespace hamsearch {
 

@@ -1,4 +1,4 @@
-#include "storage.h"
+#include "hamsearch/storage.h"
 
 #include <cerrno>
 #include <cstring>

@@ -7,8 +7,8 @@
 #include <limits>
 #include <vector>
 
-#include "common.h"
-#include "constants.h"
+#include "hamsearch/common.h"
+#include "hamsearch/constants.h"
 
 namespace hamsearch {
 

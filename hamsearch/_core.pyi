@@ -26,7 +26,7 @@ def set_isa(name: str) -> None: ...
 def _read_bandwidth(data: _U64, threads: int) -> int: ...
 def _popcount_probe(q: _U64, codes: _U64, threads: int) -> int: ...
 
-# hamsearch.metrics' pass (csrc/metrics.h). Relevance: exactly one of the label
+# hamsearch.metrics' pass (hamsearch/include/hamsearch/metrics.h). Relevance: exactly one of the label
 # bit sets (query_labels, db_labels), matrix (nq, n) uint8, or (lims, ids) id
 # lists. Returns (ap_all (nq,), ap_tie (nq,), ap_k (nq, len(map_ks)),
 # hits (depth,), pairs (nbits + 1,), relevant (nbits + 1,)), length 0 where
@@ -84,7 +84,7 @@ class MIHIndex(_Store):
     def radius(self, q: _U64, r: int, threads: int) -> Tuple[_I64, _I32, _I64, int]: ...
 
 
-# Index files (csrc/format.h). Paths are os.fsencode()d bytes (or str).
+# Index files (hamsearch/include/hamsearch/format.h). Paths are os.fsencode()d bytes (or str).
 # ValueError for a file that is not a valid index, OSError subclasses as
 # open() raises them.
 # MIH's policy (csrc/mih_policy.h), for the Numba backend.

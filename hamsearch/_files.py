@@ -1,6 +1,6 @@
 """Writing a file atomically: the one helper that index files, the sharded
 index's manifest and the benchmark caches share. The work is done by the
-native core (``csrc/format.h``), which index files go through too, so the
+native core (``hamsearch/include/hamsearch/format.h``), which index files go through too, so the
 project has one atomic write."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Index files: ``idx.save(path)`` and the reading half of :func:`hamsearch.load`.
 
-The format (``docs/format.md``) lives in the native core (``csrc/format.h``):
+The format (``docs/format.md``) lives in the native core (``hamsearch/include/hamsearch/format.h``):
 the header, the checksums, the checks, the atomic write and the memory map.
 This module checks arguments and hands the work over to the store's
 persistence part of the store contract (``hamsearch._store``: ``save_file``

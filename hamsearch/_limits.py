@@ -1,5 +1,5 @@
 """The package's limits and padding values, in one place (the native core's
-are in ``csrc/constants.h``; ``tests/test_limits.py`` checks the two agree)."""
+are in ``hamsearch/include/hamsearch/constants.h``; ``tests/test_limits.py`` checks the two agree)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1318,7 +1318,7 @@ class _Tables:
     """The substring tables of the first ``n`` rows, in the native core's
     compact layout: per table a directory over the key's top bits and one
     32-bit entry per code, ``(tag << row_bits) | row``, sorted within each
-    directory bucket (see ``csrc/mih_index.h``)."""
+    directory bucket (see ``hamsearch/include/hamsearch/mih_index.h``)."""
 
     def __init__(self, codes: np.ndarray, ids: np.ndarray, shapes: List[Tuple[int, int, int, int, int]]) -> None:
         n = codes.shape[0]

@@ -60,7 +60,7 @@ class Store(Protocol):
     def mapped(self) -> bool:
         """Whether the codes are searched in place in a memory-mapped file."""
 
-    # -- persistence (the file format lives in the native core, csrc/format.h)
+    # -- persistence (the file format lives in the native core, hamsearch/include/hamsearch/format.h)
     def save_file(self, path: bytes, next_id: int) -> None:
         """Writes the store as an index file (``docs/format.md``) atomically,
         with ``next_id`` in the header; the caller holds off changes."""

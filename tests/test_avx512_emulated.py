@@ -50,7 +50,8 @@ def test_avx512_kernels_match_scalar_popcount(tmp_path):
     (tmp_path / "kernels_avx512_simde.cpp").write_text(emulated)
     exe = tmp_path / "harness"
     build = subprocess.run(
-        ["g++", "-O1", "-std=c++17", f"-I{ROOT / 'csrc'}", str(ROOT / "tests" / "native" / "avx512_harness.cpp"),
+        ["g++", "-O1", "-std=c++17", f"-I{ROOT / 'csrc'}",
+         f"-I{ROOT / 'hamsearch' / 'include'}", str(ROOT / "tests" / "native" / "avx512_harness.cpp"),
          str(tmp_path / "kernels_avx512_simde.cpp"), "-o", str(exe)],
         capture_output=True, text=True, timeout=600,
     )

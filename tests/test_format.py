@@ -447,7 +447,8 @@ def test_cpp_program_saves_and_loads_with_the_format_api(tmp_path, rng):
     sources = [str(p) for p in sorted((root / "csrc").glob("*.cpp")) if p.name != "binding.cpp"]
     exe = tmp_path / "format_harness"
     build = subprocess.run([cxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
-                            "-pthread", f"-I{root / 'csrc'}", str(root / "tests" / "native" / "format_harness.cpp"),
+                            "-pthread", f"-I{root / 'csrc'}", f"-I{root / 'hamsearch' / 'include'}",
+                            str(root / "tests" / "native" / "format_harness.cpp"),
                             *sources, "-o", str(exe)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-4000:]
     ids = np.array([9, 4, 17], dtype=np.int64)

@@ -1,5 +1,5 @@
 """The limits have one home per language: hamsearch/_limits.py and
-csrc/constants.h. The native core exports its values; they must agree."""
+hamsearch/include/hamsearch/constants.h. The native core exports its values; they must agree."""
 from __future__ import annotations
 
 import numpy as np

@@ -21,7 +21,8 @@ def test_aarch64_build_matches_brute_force(tmp_path):
     exe = tmp_path / "portable"
     build = subprocess.run(
         [CXX, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter", "-static", "-pthread",
-         f"-I{ROOT / 'csrc'}", str(ROOT / "tests" / "native" / "portable_harness.cpp"), *sources, "-o", str(exe)],
+         f"-I{ROOT / 'csrc'}", f"-I{ROOT / 'hamsearch' / 'include'}",
+         str(ROOT / "tests" / "native" / "portable_harness.cpp"), *sources, "-o", str(exe)],
         capture_output=True, text=True, timeout=600,
     )
     assert build.returncode == 0, build.stderr[-4000:]

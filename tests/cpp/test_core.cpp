@@ -6,12 +6,15 @@
 #include <hamsearch/hamsearch.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -142,6 +145,52 @@ void search_tests() {
     set_isa(detect_isa());
 }
 
+// The read view: the contents as added, its searches equal to the brute
+// force, and a change from another thread waits until the view is gone.
+void reader_tests() {
+    std::mt19937_64 gen(99);
+    const int64_t nbits = 100;
+    const size_t n = 50, w = 2, nq = 3, k = 5;
+    std::vector<uint64_t> codes;
+    std::vector<int64_t> ids;
+    make_data(gen, nbits, n, codes, ids);
+    MIHIndex mih(nbits, 0);
+    mih.add(codes.data(), ids.data(), n);
+    std::vector<uint64_t> q(codes.begin(), codes.begin() + nq * w);
+    std::atomic<bool> added{false};
+    std::thread writer;
+    {
+        const FlatIndex::Reader view = mih.flat().read();
+        CHECK(view.size() == n && view.words() == w && view.nbits() == nbits, "reader: shape");
+        CHECK(std::equal(codes.begin(), codes.end(), view.codes()) && std::equal(ids.begin(), ids.end(), view.ids()),
+              "reader: contents differ from what was added");
+        writer = std::thread([&] {
+            mih.add(codes.data(), ids.data(), 1);  // waits for the view
+            added = true;
+        });
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        CHECK(!added && view.size() == n, "reader: an add went through while a view was held");
+        std::vector<int32_t> D(nq * k);
+        std::vector<int64_t> I(nq * k);
+        view.knn(q.data(), nq, k, 2, D.data(), I.data());
+        for (size_t j = 0; j < nq; ++j) {
+            const auto want = brute(q.data() + j * w, codes, ids, w);
+            for (size_t t = 0; t < k; ++t)
+                CHECK(D[j * k + t] == want[t].first && I[j * k + t] == want[t].second, "reader knn: query %zu rank %zu",
+                      j, t);
+        }
+        const RadiusResult res = view.radius(q.data(), nq, 40, 1);
+        for (size_t j = 0; j < nq; ++j) {
+            size_t within = 0;
+            for (const auto& c : brute(q.data() + j * w, codes, ids, w)) within += c.first <= 40;
+            CHECK(static_cast<size_t>(res.lims[j + 1] - res.lims[j]) == within, "reader radius: query %zu", j);
+        }
+    }
+    writer.join();
+    CHECK(added && mih.size() == n + 1, "reader: the add did not go through once the view was gone");
+    std::printf("reader: checked\n");
+}
+
 template <class Index>
 void check_same(const char* what, const Index& a, const Index& b, const std::vector<uint64_t>& q, size_t nq) {
     CHECK(a.flat().ids() == b.flat().ids() && a.flat().codes() == b.flat().codes(), "%s: contents differ", what);
@@ -232,6 +281,7 @@ int main(int argc, char** argv) {
 #endif
     try {
         search_tests();
+        reader_tests();
         file_tests(argv[1]);
     } catch (const std::exception& e) {
         std::printf("FAIL: exception %s\n", e.what());

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <random>
 #include <vector>
-#include "common.h"
+#include "hamsearch/common.h"
 using namespace hamsearch;
 int main() {
     std::mt19937_64 g(7);

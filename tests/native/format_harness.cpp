@@ -1,4 +1,4 @@
-// Saves and loads index files through csrc/format.h alone, as a C++ program
+// Saves and loads index files through hamsearch/include/hamsearch/format.h alone, as a C++ program
 // would; run by tests/test_format.py, which checks the files written here
 // with its Python oracle and gives this program oracle-written files to read.
 // Usage: format_harness DIR (DIR holds oracle.hsi and corrupt.hsi).
@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "format.h"
+#include "hamsearch/format.h"
 
 using namespace hamsearch;
 

@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <random>
 #include <vector>
-#include "common.h"
-#include "flat_index.h"
+#include "hamsearch/common.h"
+#include "hamsearch/flat_index.h"
 using namespace hamsearch;
 int main() {
     std::mt19937_64 g(3);

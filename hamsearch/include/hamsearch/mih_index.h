@@ -88,8 +88,8 @@ class MIHIndex {
     size_t table_bytes() const;
 
    private:
-    void build_tables(size_t n) const;  // caller holds tables_mu_ and the store's lock
-    const std::vector<SubstringTable>& tables() const;
+    void build_tables(const FlatIndex::Reader& store) const;  // caller holds tables_mu_
+    const std::vector<SubstringTable>& tables(const FlatIndex::Reader& store) const;
 
     FlatIndex flat_;
     int64_t m_;

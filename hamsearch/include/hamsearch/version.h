@@ -14,3 +14,10 @@
 /// The version as one comparable number: major * 10000 + minor * 100 + patch.
 #define HAMSEARCH_VERSION_NUMBER \
     (HAMSEARCH_VERSION_MAJOR * 10000 + HAMSEARCH_VERSION_MINOR * 100 + HAMSEARCH_VERSION_PATCH)
+
+#define HAMSEARCH_STRINGIFY_(x) #x
+#define HAMSEARCH_STRINGIFY(x) HAMSEARCH_STRINGIFY_(x)
+/// The version as a string literal, "major.minor.patch" (hamsearch._core.__version__).
+#define HAMSEARCH_VERSION_STRING                                                                  \
+    HAMSEARCH_STRINGIFY(HAMSEARCH_VERSION_MAJOR) "." HAMSEARCH_STRINGIFY(HAMSEARCH_VERSION_MINOR) \
+    "." HAMSEARCH_STRINGIFY(HAMSEARCH_VERSION_PATCH)

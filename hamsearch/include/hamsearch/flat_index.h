@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -29,9 +28,10 @@ struct RadiusResult {
 /// map; a change to a mapped index copies it into owned buffers first.
 class FlatIndex {
    public:
-    /// Throws std::invalid_argument unless 1 <= nbits <= kMaxBits.
-    explicit FlatIndex(int64_t nbits);
-
+    /// Throws std::invalid_argument unless 1 <= nbits <= kMaxBits. An index
+    /// holds at most max_codes codes (add, assign and assign_map refuse more):
+    /// MIHIndex passes 2^32 - 1, what its 32-bit table rows address.
+    explicit FlatIndex(int64_t nbits, size_t max_codes = ~size_t{0});
 
     int64_t nbits() const { return nbits_; }
     size_t words() const { return w_; }
@@ -67,9 +67,37 @@ class FlatIndex {
     /// and are aligned; the caller has checked the contents.
     void assign_map(std::shared_ptr<const FileMap> map, uint64_t ids_offset, uint64_t codes_offset, uint64_t n);
 
-    /// Calls f(ids, codes, n) under the shared lock: one consistent snapshot
-    /// (no add or remove meanwhile; searches go on). f must not change the index.
-    void with_contents(const std::function<void(const int64_t*, const uint64_t*, size_t)>& f) const;
+    /// A consistent read-only view of the contents, for code that reads or
+    /// searches them by its own means (MIHIndex's tables, saving, an embedding
+    /// program's own pass). It holds the index's shared lock while it lives:
+    /// no add, remove or map changes the contents meanwhile, searches go on.
+    /// Movable, not copyable; it must not outlive the index, and the thread
+    /// holding one must not add to, remove from or assign the same index (the
+    /// change would wait for the view it holds).
+    class Reader {
+       public:
+        size_t size() const { return index_->n_; }
+        size_t words() const { return index_->w_; }
+        int64_t nbits() const { return index_->nbits_; }
+        /// size() x words() code words, row-major.
+        const uint64_t* codes() const { return index_->cp_; }
+        /// size() ids, row i's id at ids()[i].
+        const int64_t* ids() const { return index_->ip_; }
+        /// The index's version() when the view was taken (it cannot change while the view lives).
+        uint64_t version() const { return index_->version_; }
+        /// FlatIndex::knn and FlatIndex::radius over this view (no second lock).
+        void knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I) const;
+        RadiusResult radius(const uint64_t* q, size_t nq, int64_t r, size_t threads) const;
+
+       private:
+        friend class FlatIndex;
+        explicit Reader(const FlatIndex& index) : index_(&index), lock_(index.mu_) {}
+        const FlatIndex* index_;
+        std::shared_lock<std::shared_mutex> lock_;
+    };
+
+    /// Takes a Reader (waits while an add, remove or map holds the index).
+    Reader read() const { return Reader(*this); }
 
     /// k nearest per query into D, I (nq x k, row-major), sorted by
     /// (distance, id), padded with (INT32_MAX, -1).
@@ -90,8 +118,6 @@ class FlatIndex {
     void check_codes(const uint64_t* codes, size_t n, const char* what) const;
 
    private:
-    friend class MIHIndex;  // searches the same store under the same lock
-
     // The searches without taking the lock (the caller holds it shared).
     void knn_impl(const uint64_t* q, size_t nq, size_t k, size_t threads, int32_t* D, int64_t* I) const;
     RadiusResult radius_impl(const uint64_t* q, size_t nq, int64_t r, size_t threads) const;
@@ -114,7 +140,7 @@ class FlatIndex {
     const int64_t* ip_ = nullptr;
     size_t n_ = 0;
     uint64_t version_ = 0;
-    size_t max_codes_ = ~size_t{0};  // MIHIndex lowers it to what its tables address
+    size_t max_codes_;
     bool ids_ascending_ = true;  // ids increase with row number: row order is id order
     mutable std::shared_mutex mu_;
     mutable std::mutex order_mu_;
