@@ -274,3 +274,16 @@ def test_set_isa_rejects_unsupported_level():
     with pytest.raises(ValueError, match="not supported"):
         _backend.set_isa(missing[0])
     assert hs.isa() == before
+
+
+def test_library_dir_names_a_missing_native_build(monkeypatch, tmp_path) -> None:
+    # A package installed without its native build has headers but no library.
+    import hamsearch
+
+    monkeypatch.setattr(hamsearch, "_HERE", str(tmp_path))
+    assert hamsearch.get_include() == str(tmp_path / "include")
+    with pytest.raises(RuntimeError, match="static library is missing from .*lib"):
+        hamsearch.get_library_dir()
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libhamsearch.a").write_bytes(b"!<arch>\n")
+    assert hamsearch.get_library_dir() == str(tmp_path / "lib")
