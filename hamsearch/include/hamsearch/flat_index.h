@@ -71,9 +71,11 @@ class FlatIndex {
     /// searches them by its own means (MIHIndex's tables, saving, an embedding
     /// program's own pass). It holds the index's shared lock while it lives:
     /// no add, remove or map changes the contents meanwhile, searches go on.
-    /// Movable, not copyable; it must not outlive the index, and the thread
-    /// holding one must not add to, remove from or assign the same index (the
-    /// change would wait for the view it holds).
+    /// Movable (a moved-from view is not used again), not copyable; it must
+    /// not outlive the index. The thread holding one searches through it
+    /// (view.knn, view.radius), not through the index's own calls, and does
+    /// not change the same index: either would lock the index a second time
+    /// from that thread, which can wait for itself behind a pending change.
     class Reader {
        public:
         size_t size() const { return index_->n_; }
