@@ -175,6 +175,137 @@ HS_AVX2 size_t filter_fixed(const uint64_t* q, const uint64_t* codes, size_t n, 
     return cnt;
 }
 
+// ---- Several queries per load of the codes (FilterBatchFn) ----------------
+//
+// A step of 4 codes is loaded once, transposed so that vector j holds word j
+// of the 4 codes, and split into low and high nibbles once for all the
+// queries: a query then costs two XORs and two VPSHUFB per word (its own
+// nibbles XOR the codes' nibbles, since the XOR commutes with the split),
+// byte sums, one VPSADBW and one compare. Only "does any query pass in this
+// step" is kept; the rare step where one does goes through the exact scalar
+// path (portable::emit_rows), so lane order never matters and the output
+// logic lives in one place.
+
+// The nibbles of 4 codes of W words, transposed: lo[j] and hi[j] hold the low
+// and high nibbles of word j of each code, one code a 64-bit lane.
+template <size_t W>
+struct Slices {
+    __m256i lo[W], hi[W];
+};
+
+HS_AVX2 HS_INLINE void split(__m256i u, __m256i& lo, __m256i& hi) {
+    const __m256i low = _mm256_set1_epi8(0x0f);
+    lo = _mm256_and_si256(u, low);
+    hi = _mm256_and_si256(_mm256_srli_epi16(u, 4), low);
+}
+
+HS_AVX2 HS_INLINE void slice(const uint64_t* c, Slices<2>& s) {
+    const __m256i v0 = load(c), v1 = load(c + 4);  // c0w0 c0w1 c1w0 c1w1 | c2w0 c2w1 c3w0 c3w1
+    split(_mm256_unpacklo_epi64(v0, v1), s.lo[0], s.hi[0]);  // word 0 of codes 0 2 1 3
+    split(_mm256_unpackhi_epi64(v0, v1), s.lo[1], s.hi[1]);  // word 1, same order
+}
+
+HS_AVX2 HS_INLINE void slice(const uint64_t* c, Slices<4>& s) {
+    const __m256i v0 = load(c), v1 = load(c + 4), v2 = load(c + 8), v3 = load(c + 12);
+    const __m256i t0 = _mm256_unpacklo_epi64(v0, v1);  // c0w0 c1w0 c0w2 c1w2
+    const __m256i t1 = _mm256_unpackhi_epi64(v0, v1);  // c0w1 c1w1 c0w3 c1w3
+    const __m256i t2 = _mm256_unpacklo_epi64(v2, v3);
+    const __m256i t3 = _mm256_unpackhi_epi64(v2, v3);
+    split(_mm256_permute2x128_si256(t0, t2, 0x20), s.lo[0], s.hi[0]);  // word 0 of codes 0 1 2 3
+    split(_mm256_permute2x128_si256(t1, t3, 0x20), s.lo[1], s.hi[1]);
+    split(_mm256_permute2x128_si256(t0, t2, 0x31), s.lo[2], s.hi[2]);
+    split(_mm256_permute2x128_si256(t1, t3, 0x31), s.lo[3], s.hi[3]);
+}
+
+// One query's nibbles, each word broadcast to the four lanes.
+template <size_t W>
+struct QueryNibbles {
+    __m256i lo[W], hi[W];
+};
+
+// Distances of one query to the 4 codes of a step, one per 64-bit lane.
+template <size_t W>
+HS_AVX2 HS_INLINE __m256i dist_sliced(const Slices<W>& s, const QueryNibbles<W>& q) {
+    const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2,
+                                         2, 3, 2, 3, 3, 4);
+    // Byte sums stay <= 8 * W <= 32.
+    __m256i acc = _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_xor_si256(s.lo[0], q.lo[0])),
+                                  _mm256_shuffle_epi8(lut, _mm256_xor_si256(s.hi[0], q.hi[0])));
+    for (size_t j = 1; j < W; ++j) {
+        acc = _mm256_add_epi8(acc, _mm256_shuffle_epi8(lut, _mm256_xor_si256(s.lo[j], q.lo[j])));
+        acc = _mm256_add_epi8(acc, _mm256_shuffle_epi8(lut, _mm256_xor_si256(s.hi[j], q.hi[j])));
+    }
+    return _mm256_sad_epu8(acc, _mm256_setzero_si256());
+}
+
+// Codes per step through scalar POPCNT beside the 4 * kVectorGroups<W>
+// vector codes, for every query of the step.
+template <size_t W>
+constexpr size_t kBatchVectorGroups = W == 2 ? 2 : 1;
+template <size_t W>
+constexpr size_t kBatchScalarSide = W == 2 ? 2 : 1;
+// Queries per load of the codes.
+constexpr size_t kBatchQueries = 4;
+
+// Q queries against all n codes (see FilterBatchFn).
+template <size_t W, size_t Q>
+HS_AVX2 void filter_batch_fixed(const uint64_t* q, const uint64_t* codes, size_t n, const int32_t* tau, uint32_t* rows,
+                                int32_t* dists, size_t stride, size_t* counts) {
+    constexpr size_t G = kBatchVectorGroups<W>;
+    constexpr size_t S = kBatchScalarSide<W>;
+    constexpr size_t step = 4 * G + S;
+    QueryNibbles<W> qn[Q];
+    __m256i thr[Q];
+    for (size_t j = 0; j < Q; ++j) {
+        for (size_t t = 0; t < W; ++t) {
+            split(_mm256_set1_epi64x(static_cast<long long>(q[j * W + t])), qn[j].lo[t], qn[j].hi[t]);
+        }
+        thr[j] = _mm256_set1_epi64x(tau[j]);
+    }
+    size_t i = 0;
+    for (; i + step <= n; i += step) {
+        const uint64_t* c = codes + i * W;
+        // All-ones lanes where a (query, code) pair is above its threshold.
+        __m256i above = _mm256_set1_epi64x(-1);
+        for (size_t g = 0; g < G; ++g) {
+            Slices<W> s;
+            slice(c + 4 * g * W, s);
+            for (size_t j = 0; j < Q; ++j) above = _mm256_and_si256(above, _mm256_cmpgt_epi64(dist_sliced(s, qn[j]), thr[j]));
+        }
+        bool side_hit = false;
+        for (size_t t = 0; t < S; ++t) {
+            const uint64_t* cs = c + (4 * G + t) * W;
+            for (size_t j = 0; j < Q; ++j) side_hit |= portable::distance<HardwarePop, W>(q + j * W, cs, W) <= tau[j];
+        }
+        if (HS_UNLIKELY(_mm256_movemask_pd(_mm256_castsi256_pd(above)) != 0xF || side_hit)) {
+            portable::emit_rows<HardwarePop, W>(q, Q, codes, W, i, i + step, tau, rows, dists, stride, counts);
+        }
+    }
+    portable::emit_rows<HardwarePop, W>(q, Q, codes, W, i, n, tau, rows, dists, stride, counts);
+}
+
+template <size_t W>
+HS_AVX2 void filter_batch_width(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, const int32_t* tau,
+                                uint32_t* rows, int32_t* dists, size_t stride, size_t* counts) {
+    constexpr size_t Q = kBatchQueries;
+    size_t j = 0;
+    for (; j + Q <= nq; j += Q) {
+        filter_batch_fixed<W, Q>(q + j * W, codes, n, tau + j, rows + j * stride, dists + j * stride, stride, counts + j);
+    }
+    uint32_t* r = rows + j * stride;
+    int32_t* d = dists + j * stride;
+    switch (nq - j) {  // the batch's last queries, fewer than Q
+        case 3:
+            return filter_batch_fixed<W, 3>(q + j * W, codes, n, tau + j, r, d, stride, counts + j);
+        case 2:
+            return filter_batch_fixed<W, 2>(q + j * W, codes, n, tau + j, r, d, stride, counts + j);
+        case 1:
+            return filter_batch_fixed<W, 1>(q + j * W, codes, n, tau + j, r, d, stride, counts + j);
+        default:
+            return;
+    }
+}
+
 HS_AVX2 void distances_avx2(const uint64_t* q, const uint64_t* codes, size_t n, size_t w, int32_t* out) {
     switch (w) {
         case 1:
@@ -211,9 +342,22 @@ HS_AVX2 size_t filter_avx2(const uint64_t* q, const uint64_t* codes, size_t n, s
     }
 }
 
+HS_AVX2 void filter_batch_avx2(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, size_t w,
+                               const int32_t* tau, uint32_t* rows, int32_t* dists, size_t stride, size_t* counts) {
+    for (size_t j = 0; j < nq; ++j) counts[j] = 0;
+    switch (w) {
+        case 2:
+            return filter_batch_width<2>(q, nq, codes, n, tau, rows, dists, stride, counts);
+        case 4:
+            return filter_batch_width<4>(q, nq, codes, n, tau, rows, dists, stride, counts);
+        default:
+            return portable::filter_each<filter_avx2>(q, nq, codes, n, w, tau, rows, dists, stride, counts);
+    }
+}
+
 }  // namespace
 
-const Kernels kKernelsAvx2 = {Isa::avx2, distances_avx2, filter_avx2};
+const Kernels kKernelsAvx2 = {Isa::avx2, distances_avx2, filter_avx2, filter_batch_avx2};
 
 }  // namespace hamsearch
 #endif  // HS_X86

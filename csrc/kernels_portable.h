@@ -86,6 +86,40 @@ HS_INLINE size_t filter(const uint64_t* q, const uint64_t* codes, size_t n, size
     return cnt;
 }
 
+/// Rows [i0, i1) against queries j < nq, exactly: each row within tau[j] of
+/// query j is appended to that query's output (rows/dists + j * stride,
+/// counts[j] so far), in ascending order. The multi-query kernels' path for
+/// the rare steps where some query passes and for the rows after their last
+/// full step: one definition of what passes, shared by every level.
+template <class Pop, size_t W>
+HS_INLINE void emit_rows(const uint64_t* q, size_t nq, const uint64_t* codes, size_t w, size_t i0, size_t i1,
+                         const int32_t* tau, uint32_t* rows, int32_t* dists, size_t stride, size_t* counts) {
+    const size_t nw = W ? W : w;
+    for (size_t j = 0; j < nq; ++j) {
+        uint32_t* r = rows + j * stride;
+        int32_t* dd = dists + j * stride;
+        size_t c = counts[j];
+        for (size_t i = i0; i < i1; ++i) {
+            // Branch-free: write the slot, keep it if the row passes (c <= i < stride).
+            const int32_t d = distance<Pop, W>(q + j * nw, codes + i * nw, nw);
+            r[c] = static_cast<uint32_t>(i);
+            dd[c] = d;
+            c += d <= tau[j];
+        }
+        counts[j] = c;
+    }
+}
+
+/// FilterBatchFn by one FilterFn call a query: for levels and widths with no
+/// multi-query kernel.
+template <size_t (*Filter)(const uint64_t*, const uint64_t*, size_t, size_t, int32_t, uint32_t*, int32_t*)>
+HS_INLINE void filter_each(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, size_t w, const int32_t* tau,
+                           uint32_t* rows, int32_t* dists, size_t stride, size_t* counts) {
+    for (size_t j = 0; j < nq; ++j) {
+        counts[j] = Filter(q + j * w, codes, n, w, tau[j], rows + j * stride, dists + j * stride);
+    }
+}
+
 template <class Pop>
 HS_INLINE void distances_any(const uint64_t* q, const uint64_t* codes, size_t n, size_t w, int32_t* out) {
     switch (w) {

@@ -70,11 +70,24 @@ using DistancesFn = void (*)(const uint64_t* q, const uint64_t* codes, size_t n,
 using FilterFn = size_t (*)(const uint64_t* q, const uint64_t* codes, size_t n, size_t w, int32_t tau,
                             uint32_t* rows, int32_t* dists);
 
+/// The filter of several queries against the same codes, so that one load of
+/// a code serves every query of the batch: for each query j < nq, the rows
+/// i < n whose distance to q[j * w ...] is <= tau[j], in ascending order, go
+/// to rows[j * stride ...] and dists[j * stride ...] (stride >= n), and
+/// counts[j] is how many. The same rows as nq calls of FilterFn.
+using FilterBatchFn = void (*)(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, size_t w,
+                               const int32_t* tau, uint32_t* rows, int32_t* dists, size_t stride, size_t* counts);
+
+/// The most queries a scan hands FilterBatchFn at once: bounds its output
+/// buffers (kFilterBatch times a block of rows); the kernels take any nq.
+constexpr size_t kFilterBatch = 8;
+
 /// One ISA level's kernels.
 struct Kernels {
     Isa isa;
     DistancesFn distances;
     FilterFn filter;
+    FilterBatchFn filter_batch;
 };
 
 extern const Kernels kKernelsScalar;
