@@ -20,6 +20,47 @@ constexpr size_t kStateBytesPerThread = size_t{32} << 20;
 // The shortest first run of rows whose distances set a k-NN threshold (priming).
 constexpr size_t kMinPrimeRows = 1024;
 
+// Below this many queries sharing a block, slicing the block costs more than
+// the sliced kernel saves.
+constexpr size_t kMinSlicedQueries = 64;
+
+// The filter of one block of codes for a batch of queries, a few at a time:
+// through the level's sliced kernel (the block sliced once for the whole
+// batch) where it has one for this width and the batch is large enough, and
+// through its multi-query kernel otherwise.
+class BlockFilter {
+   public:
+    BlockFilter(const Kernels& K, size_t w, size_t block, size_t nq) : K_(K), w_(w) {
+        if (K.sliced_bytes != nullptr && nq >= kMinSlicedQueries && K.sliced_bytes(block, w) > 0) {
+            sliced_.resize(K.sliced_bytes(block, w));
+        }
+    }
+
+    /// Makes codes[0, len) the block that filter() scans.
+    void load(const uint64_t* codes, size_t len) {
+        codes_ = codes;
+        len_ = len;
+        if (!sliced_.empty()) K_.slice_codes(codes, len, w_, sliced_.data());
+    }
+
+    /// FilterBatchFn over the loaded block.
+    void filter(const uint64_t* q, size_t nq, const int32_t* tau, uint32_t* rows, int32_t* dists, size_t stride,
+                size_t* counts) const {
+        if (!sliced_.empty()) {
+            K_.filter_sliced(q, nq, sliced_.data(), codes_, len_, w_, tau, rows, dists, stride, counts);
+        } else {
+            K_.filter_batch(q, nq, codes_, len_, w_, tau, rows, dists, stride, counts);
+        }
+    }
+
+   private:
+    const Kernels& K_;
+    size_t w_;
+    const uint64_t* codes_ = nullptr;
+    size_t len_ = 0;
+    UninitVector<uint8_t> sliced_;
+};
+
 }  // namespace
 
 FlatIndex::FlatIndex(int64_t nbits, size_t max_codes) : nbits_(nbits), w_(0), max_codes_(max_codes) {
@@ -288,10 +329,11 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
             for (size_t t = 0; t < c; ++t) s.push(d[r[t]], ids[r[t]]);
         }
     }
+    BlockFilter filter(K, w_, block, nq);
     for (size_t b0 = row_begin + prime; b0 < row_end; b0 += block) {
         const size_t len = std::min(block, row_end - b0);
-        const uint64_t* base = cp_ + b0 * w_;
         const int64_t* ids = ip_ + b0;
+        filter.load(cp_ + b0 * w_, len);
         // Where ids ascend with rows, every id of this block exceeds those kept.
         const int64_t min_id = ids_ascending_ ? ids[0] : -1;
         // A few queries per pass over the block: each load of a code serves
@@ -299,7 +341,7 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
         for (size_t j0 = 0; j0 < nq; j0 += batch) {
             const size_t m = std::min(batch, nq - j0);
             for (size_t j = 0; j < m; ++j) taus[j] = states[j0 + j].threshold_above(min_id);
-            K.filter_batch(q + j0 * w_, m, base, len, w_, taus, rows.data(), dists.data(), stride, counts);
+            filter.filter(q + j0 * w_, m, taus, rows.data(), dists.data(), stride, counts);
             for (size_t j = 0; j < m; ++j) {
                 TopK& s = states[j0 + j];
                 const uint32_t* r = rows.data() + j * stride;
@@ -378,11 +420,13 @@ RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, siz
         size_t counts[kFilterBatch];
         int32_t taus[kFilterBatch];
         std::fill(taus, taus + kFilterBatch, tau);
+        BlockFilter filter(K, w_, block, q1 - q0);
         for (size_t b0 = row_begin; b0 < row_end; b0 += block) {
             const size_t len = std::min(block, row_end - b0);
+            filter.load(cp_ + b0 * w_, len);
             for (size_t j0 = q0; j0 < q1; j0 += batch) {
                 const size_t m = std::min(batch, q1 - j0);
-                K.filter_batch(q + j0 * w_, m, cp_ + b0 * w_, len, w_, taus, rows.data(), dists.data(), block, counts);
+                filter.filter(q + j0 * w_, m, taus, rows.data(), dists.data(), block, counts);
                 for (size_t j = 0; j < m; ++j) {
                     auto& out = hits[part][j0 + j];
                     const uint32_t* r = rows.data() + j * block;
@@ -512,14 +556,18 @@ uint64_t popcount_probe(const uint64_t* q, size_t nq, const uint64_t* codes, siz
         // every distance with a threshold and keeps the rows within it; at
         // threshold 0 it keeps only exact duplicates, so the time is the
         // comparisons alone.
+        // As in the scan, the codes are sliced once for all the queries where
+        // the kernel works on sliced codes.
         std::vector<uint32_t> rows(n * kFilterBatch);
         std::vector<int32_t> dists(n * kFilterBatch);
         size_t counts[kFilterBatch];
         const int32_t taus[kFilterBatch] = {};
         uint64_t s = 0;
+        BlockFilter filter(K, w, n, range.second - range.first);
+        filter.load(codes, n);
         for (size_t j = range.first; j < range.second; j += kFilterBatch) {
             const size_t m = std::min(kFilterBatch, range.second - j);
-            K.filter_batch(q + j * w, m, codes, n, w, taus, rows.data(), dists.data(), n, counts);
+            filter.filter(q + j * w, m, taus, rows.data(), dists.data(), n, counts);
             for (size_t i = 0; i < m; ++i) s += counts[i];
         }
         sums[t] = s;

@@ -1,8 +1,9 @@
 // Level `avx512_vpopcntdq`: eight 64-bit popcounts per instruction (VPOPCNTQ),
 // eight codes per step for widths of 1, 2 and 4 words, masked loads for any
-// other width. Relies on: AVX512F (VPERMT2Q, VPCMPQ into mask registers,
-// VPMOVQD), AVX512BW (target set of the compilers' AVX-512 intrinsics),
-// AVX512_VPOPCNTDQ, POPCNT for the tails.
+// other width; at 2 and 4 words, four queries per load of the codes.
+// Relies on: AVX512F (VPERMT2Q, VPCMPQ into mask registers, VPMOVQD,
+// VPUNPCKLQDQ, VSHUFI32X4), AVX512BW (target set of the compilers' AVX-512
+// intrinsics), AVX512_VPOPCNTDQ, POPCNT for the tails and the exact path.
 #include "hamsearch/common.h"
 
 #if HS_X86
@@ -212,6 +213,17 @@ HS_AVX512 void filter_batch_fixed(const uint64_t* q, const uint64_t* codes, size
     portable::emit_rows<HardwarePop, W>(q, Q, codes, W, i, n, tau, rows, dists, stride, counts);
 }
 
+// The batch's last nq < Q queries, by the kernel for exactly nq.
+template <size_t W, size_t Q>
+HS_AVX512 HS_INLINE void filter_batch_tail(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n,
+                                           const int32_t* tau, uint32_t* rows, int32_t* dists, size_t stride,
+                                           size_t* counts) {
+    if constexpr (Q > 1) {
+        if (nq == Q - 1) return filter_batch_fixed<W, Q - 1>(q, codes, n, tau, rows, dists, stride, counts);
+        return filter_batch_tail<W, Q - 1>(q, nq, codes, n, tau, rows, dists, stride, counts);
+    }
+}
+
 template <size_t W>
 HS_AVX512 void filter_batch_width(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, const int32_t* tau,
                                   uint32_t* rows, int32_t* dists, size_t stride, size_t* counts) {
@@ -220,18 +232,8 @@ HS_AVX512 void filter_batch_width(const uint64_t* q, size_t nq, const uint64_t* 
     for (; j + Q <= nq; j += Q) {
         filter_batch_fixed<W, Q>(q + j * W, codes, n, tau + j, rows + j * stride, dists + j * stride, stride, counts + j);
     }
-    uint32_t* r = rows + j * stride;
-    int32_t* d = dists + j * stride;
-    switch (nq - j) {  // the batch's last queries, fewer than Q
-        case 3:
-            return filter_batch_fixed<W, 3>(q + j * W, codes, n, tau + j, r, d, stride, counts + j);
-        case 2:
-            return filter_batch_fixed<W, 2>(q + j * W, codes, n, tau + j, r, d, stride, counts + j);
-        case 1:
-            return filter_batch_fixed<W, 1>(q + j * W, codes, n, tau + j, r, d, stride, counts + j);
-        default:
-            return;
-    }
+    filter_batch_tail<W, Q>(q + j * W, nq - j, codes, n, tau + j, rows + j * stride, dists + j * stride, stride,
+                              counts + j);
 }
 
 HS_AVX512 void distances_avx512(const uint64_t* q, const uint64_t* codes, size_t n, size_t w, int32_t* out) {
@@ -285,7 +287,7 @@ HS_AVX512 void filter_batch_avx512(const uint64_t* q, size_t nq, const uint64_t*
 
 }  // namespace
 
-const Kernels kKernelsAvx512 = {Isa::avx512_vpopcntdq, distances_avx512, filter_avx512, filter_batch_avx512};
+const Kernels kKernelsAvx512 = {Isa::avx512_vpopcntdq, distances_avx512, filter_avx512, filter_batch_avx512, nullptr, nullptr, nullptr};
 
 }  // namespace hamsearch
 #endif  // HS_X86

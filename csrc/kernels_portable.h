@@ -110,6 +110,24 @@ HS_INLINE void emit_rows(const uint64_t* q, size_t nq, const uint64_t* codes, si
     }
 }
 
+/// Rows row0 + t for the set bits t of `mask`, in ascending order, against
+/// one query: each row within tau is appended to out_rows/out_dists at
+/// *count. The sliced kernels' exact path for a tile where the query passes.
+template <class Pop, size_t W>
+HS_INLINE void emit_mask(const uint64_t* q, const uint64_t* codes, size_t row0, uint32_t mask, int32_t tau,
+                         uint32_t* out_rows, int32_t* out_dists, size_t* count) {
+    size_t c = *count;
+    while (mask) {
+        const size_t i = row0 + static_cast<size_t>(__builtin_ctz(mask));
+        mask &= mask - 1;
+        const int32_t d = distance<Pop, W>(q, codes + i * W, W);
+        out_rows[c] = static_cast<uint32_t>(i);
+        out_dists[c] = d;
+        c += d <= tau;
+    }
+    *count = c;
+}
+
 /// FilterBatchFn by one FilterFn call a query: for levels and widths with no
 /// multi-query kernel.
 template <size_t (*Filter)(const uint64_t*, const uint64_t*, size_t, size_t, int32_t, uint32_t*, int32_t*)>
