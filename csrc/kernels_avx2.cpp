@@ -386,21 +386,47 @@ HS_AVX2 size_t sliced_bytes_avx2(size_t n, size_t w) {
     return (w == 2 || w == 4) ? n / kTile * kTile * 16 * w : 0;
 }
 
+// Transposes a 16 x 16 byte matrix in each 128-bit lane: r[i] holds row i on
+// entry and column i on return. Each of the four rounds interleaves rows i and
+// i + 8 (row index and column, as one 8-bit number, rotate left by one bit a
+// round: four rounds swap the halves).
+HS_AVX2 HS_INLINE void transpose_16x16(__m256i* r) {
+    for (int round = 0; round < 4; ++round) {
+        __m256i t[16];
+        for (int i = 0; i < 8; ++i) {
+            t[2 * i] = _mm256_unpacklo_epi8(r[i], r[i + 8]);
+            t[2 * i + 1] = _mm256_unpackhi_epi8(r[i], r[i + 8]);
+        }
+        for (int i = 0; i < 16; ++i) r[i] = t[i];
+    }
+}
+
 HS_AVX2 void slice_codes_avx2(const uint64_t* codes, size_t n, size_t w, uint8_t* out) {
     const size_t B = 8 * w;  // bytes a code
     const uint8_t* src = reinterpret_cast<const uint8_t*>(codes);
+    const __m256i low = _mm256_set1_epi8(0x0f);
     for (size_t t = 0; t + kTile <= n; t += kTile) {
         uint8_t* dst = out + t * 2 * B;
-        for (size_t i = 0; i < kTile; ++i) {
-            const uint8_t* c = src + (t + i) * B;
-            for (size_t p = 0; p < B; ++p) {
-                dst[2 * p * kTile + i] = c[p] & 15;
-                dst[(2 * p + 1) * kTile + i] = c[p] >> 4;
+        const uint8_t* c = src + t * B;
+        // 16 bytes of each code at a time: codes 0..15 in the low lanes,
+        // 16..31 in the high lanes; after the transpose r[j] holds byte
+        // h + j of the 32 codes, in code order.
+        for (size_t h = 0; h < B; h += 16) {
+            __m256i r[16];
+            for (size_t i = 0; i < 16; ++i) {
+                r[i] = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c + i * B + h))),
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + (i + 16) * B + h)), 1);
+            }
+            transpose_16x16(r);
+            for (size_t j = 0; j < 16; ++j) {
+                __m256i* o = reinterpret_cast<__m256i*>(dst + 2 * (h + j) * kTile);
+                _mm256_storeu_si256(o, _mm256_and_si256(r[j], low));
+                _mm256_storeu_si256(o + 1, _mm256_and_si256(_mm256_srli_epi16(r[j], 4), low));
             }
         }
     }
 }
-
 
 // The two tables per byte position of one query.
 template <size_t W>

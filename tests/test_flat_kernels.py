@@ -1,7 +1,7 @@
 """The scan's multi-query kernels against the oracle, at every kernel level.
 
 A batch goes through the kernels a few queries at a time (four a load of the
-codes on the avx2 and avx512_vpopcntdq levels), and from 64 queries a thread
+codes on the avx2 and avx512_vpopcntdq levels), and from 32 queries a thread
 on, at 128 and 256 bits on the avx2 level, through the byte-sliced kernel (a
 block's codes sliced once for the whole batch). These tests choose sizes that
 reach every part of those paths: batches that are not multiples of the block

@@ -146,7 +146,7 @@ void search_tests() {
 }
 
 // Batches large enough for the scan's multi-query kernels (and, on the avx2
-// level, the byte-sliced one: from 64 queries a thread), past the priming run
+// level, the byte-sliced one: from 32 queries a thread), past the priming run
 // and over several blocks, n no multiple of any step or tile, the queries'
 // complements planted (a distance of nbits), thresholds from 0 to nbits.
 void batch_tests() {
