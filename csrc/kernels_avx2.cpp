@@ -279,7 +279,9 @@ HS_AVX2 void filter_batch_fixed(const uint64_t* q, const uint64_t* codes, size_t
         for (size_t g = 0; g < G; ++g) {
             Slices<W> s;
             slice(c + 4 * g * W, s);
-            for (size_t j = 0; j < Q; ++j) above = _mm256_and_si256(above, _mm256_cmpgt_epi64(dist_sliced(s, qn[j]), thr[j]));
+            for (size_t j = 0; j < Q; ++j) {
+                above = _mm256_and_si256(above, _mm256_cmpgt_epi64(dist_sliced(s, qn[j]), thr[j]));
+            }
         }
         bool side_hit = false;
         for (size_t t = 0; t < S; ++t) {
@@ -310,7 +312,8 @@ HS_AVX2 void filter_batch_width(const uint64_t* q, size_t nq, const uint64_t* co
     constexpr size_t Q = kBatchQueries;
     size_t j = 0;
     for (; j + Q <= nq; j += Q) {
-        filter_batch_fixed<W, Q>(q + j * W, codes, n, tau + j, rows + j * stride, dists + j * stride, stride, counts + j);
+        filter_batch_fixed<W, Q>(q + j * W, codes, n, tau + j, rows + j * stride, dists + j * stride, stride,
+                                 counts + j);
     }
     filter_batch_tail<W, Q>(q + j * W, nq - j, codes, n, tau + j, rows + j * stride, dists + j * stride, stride,
                             counts + j);
@@ -437,8 +440,10 @@ HS_AVX2 HS_INLINE void query_tables(const uint64_t* q, __m256i* tables) {
                                           8, 9, 10, 11, 12, 13, 14, 15);
     const uint8_t* qb = reinterpret_cast<const uint8_t*>(q);
     for (size_t p = 0; p < 8 * W; ++p) {
-        tables[2 * p] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8(static_cast<char>(qb[p] & 15))));
-        tables[2 * p + 1] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, _mm256_set1_epi8(static_cast<char>(qb[p] >> 4))));
+        const __m256i lo = _mm256_set1_epi8(static_cast<char>(qb[p] & 15));
+        const __m256i hi = _mm256_set1_epi8(static_cast<char>(qb[p] >> 4));
+        tables[2 * p] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, lo));
+        tables[2 * p + 1] = _mm256_shuffle_epi8(lut, _mm256_xor_si256(iota, hi));
     }
 }
 
@@ -481,10 +486,14 @@ HS_AVX2 HS_INLINE void sliced_step(const __m256i* const* tables, const uint8_t* 
     }
 }
 
-// Queries each load of a tile's nibbles serves, and tiles per step: 4 x 2
-// accumulators, 8 tables and 2 code vectors fill the 16 registers (measured
-// on Zen 4 against 1 x 6, 2 x 3, 2 x 4, 2 x 5, 3 x 2: 1.35x to 1.45x over one
-// query a load at 128 and 256 bits, the others between).
+// Queries each load of a tile's nibbles serves, and tiles per step. 4 x 2
+// takes 8 accumulators, 8 tables and 2 code vectors, more than the 16
+// registers (GCC keeps some accumulators on the stack), and still measured
+// fastest on Zen 4 (128 KiB of codes, cpu time): 1.35x to 1.45x one query a
+// load over 6 tiles, at 128 and 256 bits; 3 x 2, 2 x 2 to 2 x 5, 4 x 1 and
+// 3 x 1 between. Codes through scalar POPCNT beside the tiles (2 to 16 a
+// step) only cost here (0.97x to 0.78x): the kernel seems bound by issue
+// rather than by the vector pipes.
 constexpr size_t kSlicedQueries = 4;
 constexpr size_t kSlicedTiles = 2;
 

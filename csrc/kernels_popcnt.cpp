@@ -29,7 +29,8 @@ void filter_batch_popcnt(const uint64_t* q, size_t nq, const uint64_t* codes, si
 
 }  // namespace
 
-const Kernels kKernelsPopcnt = {Isa::popcnt, distances_popcnt, filter_popcnt, filter_batch_popcnt, nullptr, nullptr, nullptr};
+const Kernels kKernelsPopcnt = {Isa::popcnt, distances_popcnt, filter_popcnt, filter_batch_popcnt,
+                                nullptr, nullptr, nullptr};
 
 }  // namespace hamsearch
 #endif  // HS_X86

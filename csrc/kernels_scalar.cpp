@@ -36,6 +36,7 @@ void filter_batch_scalar(const uint64_t* q, size_t nq, const uint64_t* codes, si
 
 }  // namespace
 
-const Kernels kKernelsScalar = {Isa::scalar, distances_scalar, filter_scalar, filter_batch_scalar, nullptr, nullptr, nullptr};
+const Kernels kKernelsScalar = {Isa::scalar, distances_scalar, filter_scalar, filter_batch_scalar,
+                                nullptr, nullptr, nullptr};
 
 }  // namespace hamsearch

@@ -56,7 +56,8 @@ int main() {
                     size_t e = 0;
                     for (size_t i = 0; i < n; ++i) {
                         if (refs[j * n + i] <= taus[j]) {
-                            if (e >= counts[j] || rows[j * stride + e] != i || ds[j * stride + e] != refs[j * n + i]) bad++;
+                            const size_t at = j * stride + e;
+                            if (e >= counts[j] || rows[at] != i || ds[at] != refs[j * n + i]) bad++;
                             e++;
                         }
                     }
