@@ -10,6 +10,8 @@ the codes once (the memory-bandwidth floor, on one and on every thread). The
 hardware's other ceiling, the popcount compute bound, is the comparisons per
 second of the scan's own kernel with nothing else to do (no selection, no
 memory traffic: 128 KiB of cache-resident codes), per width and thread count.
+And hamsearch native against faiss ``IndexBinaryFlat`` at k = 10 on one thread
+with their rounds interleaved (``test_knn_interleaved``), per width and n.
 
 Each case is ``benchmark.pedantic`` over a batch of queries (batch size in
 ``extra_info["nq"]``); queries/second is ``nq / median round time``.
@@ -24,16 +26,17 @@ import pytest
 
 import hamsearch as hs
 
-from bench.grid import Case, bench_config
+from bench.grid import FAISS, HAMSEARCH_NATIVE, Case, bench_config
 from bench.peers import DataCache, Unavailable, read_bandwidth_reader
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "case" not in metafunc.fixturenames:
         return
-    kind = {"test_read_floor": "floor", "test_compute_floor": "compute"}.get(metafunc.function.__name__)
+    kind = {"test_read_floor": "floor", "test_compute_floor": "compute",
+            "test_knn_interleaved": "pair"}.get(metafunc.function.__name__)
     cases = [c for c in bench_config(metafunc.config).cases()
-             if (c.kind == kind if kind else c.kind not in ("floor", "compute"))]
+             if (c.kind == kind if kind else c.kind not in ("floor", "compute", "pair"))]
     metafunc.parametrize("case", cases, ids=[c.id for c in cases])
 
 
@@ -92,6 +95,53 @@ def test_knn(case: Case, bench_data: DataCache, benchmark) -> None:
     median = _median(benchmark)
     benchmark.extra_info["median_s"] = median
     benchmark.extra_info["queries_per_second"] = case.nq / median
+
+
+def test_knn_interleaved(case: Case, bench_data: DataCache, benchmark) -> None:
+    """hamsearch FlatIndex and faiss IndexBinaryFlat, one batch of each a
+    round, the order alternating, so that both see the same load: the ratio
+    of their medians (``extra_info["ratio"]``: faiss's time over hamsearch's)
+    is the figure the flat-scan targets are stated in. The round's own time
+    (both batches) is what pytest-benchmark reports."""
+    import time
+
+    searchers = []
+    for key in (HAMSEARCH_NATIVE, FAISS):
+        try:
+            searchers.append(bench_data.searcher(key, case.nbits, case.n))
+        except Unavailable as exc:
+            if key == HAMSEARCH_NATIVE and _native_demanded():
+                pytest.fail(f"HAMSEARCH_IMPLEMENTATION=native but {exc}")
+            pytest.skip(f"{key[0]}/{key[1]} skipped: {exc}")
+    data = bench_data.dataset(case.nbits, case.n)
+    queries = [s.prepare(data, case.nq) for s in searchers]
+    for s, q in zip(searchers, queries):
+        s.set_threads(case.threads)
+        s.search(q[:1], case.k, case.threads)
+    hs_searcher, faiss_searcher = searchers
+    _record(benchmark, case, isa=hs_searcher.isa, faiss_isa=faiss_searcher.isa)
+    times: list = [[], []]
+    turn = [0]
+
+    def one_round() -> None:
+        order = (0, 1) if turn[0] % 2 == 0 else (1, 0)
+        turn[0] += 1
+        for i in order:
+            t0 = time.perf_counter()
+            searchers[i].search(queries[i], case.k, case.threads)
+            times[i].append(time.perf_counter() - t0)
+
+    benchmark.pedantic(one_round, rounds=case.rounds, iterations=1, warmup_rounds=0)
+
+    hs_median, faiss_median = (float(np.median(t)) for t in times)
+    benchmark.extra_info.update(
+        median_s=_median(benchmark),
+        hamsearch_median_s=hs_median,
+        faiss_median_s=faiss_median,
+        hamsearch_queries_per_second=case.nq / hs_median,
+        faiss_queries_per_second=case.nq / faiss_median,
+        ratio=faiss_median / hs_median,
+    )
 
 
 def test_read_floor(case: Case, bench_data: DataCache, benchmark) -> None:

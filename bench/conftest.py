@@ -18,7 +18,11 @@ Options (or environment variables):
   with faiss's copy);
 - ``--hs-nbits 64,128,256``: code widths;
 - ``--hs-nq N``: batch size of the fast searchers (default 1000, held to 10^9
-  query x code pairs in the standard profile; quick 50).
+  query x code pairs in the standard profile; quick 50);
+- ``--hs-isa LEVEL``: hamsearch's native kernels at ``LEVEL`` (default: the
+  best the CPU has) and faiss at the matching SIMD level, e.g. ``avx2`` on an
+  AVX-512 machine to measure both libraries' AVX2 code; the levels are
+  recorded in the JSON (``machine_info``, and each case's ``isa``).
 
 The project's pytest settings turn every warning into an error; here that
 stays so for hamsearch, while deprecation warnings raised inside the peers
@@ -60,6 +64,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="code widths in bits (default: 64,128,256)")
     group.addoption("--hs-nq", default=None, type=int, metavar="NQ",
                     help="batch size of hamsearch and faiss (default 1000; quick 50)")
+    group.addoption("--hs-isa", default=None, metavar="LEVEL",
+                    help="hamsearch's kernel level (scalar, popcnt, avx2, avx512_vpopcntdq; default: the CPU's "
+                         "best) and faiss at the matching SIMD level, e.g. avx2 on an AVX-512 machine")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    level = config.getoption("--hs-isa", default=None)
+    if level:
+        from bench.peers import Unavailable, force_isa
+
+        try:
+            force_isa(level)
+        except (ValueError, Unavailable) as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_collect_file(file_path, parent):
@@ -78,9 +96,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 
     cfg = bench_config(config)
     native = "native core loaded" if _backend._native is not None else f"no native core ({_backend._native_error!r})"
+    from bench.peers import FORCED
+
+    forced = f" (forced; faiss at {FORCED['faiss_simd'] or 'its own level'})" if FORCED["isa"] else ""
     return (
         f"hamsearch bench: {cfg.profile} grid, n={list(cfg.ns)}, "
-        f"nbits={list(cfg.nbits)}, fast batch={cfg.fast_nq}; isa={hs.isa()}; {native}"
+        f"nbits={list(cfg.nbits)}, fast batch={cfg.fast_nq}; isa={hs.isa()}{forced}; {native}"
     )
 
 
@@ -164,6 +185,10 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: Di
     except Exception as exc:  # noqa: BLE001
         info["isa"] = None
         info["isa_error"] = repr(exc)
+    from bench.peers import FORCED
+
+    info["forced_isa"] = FORCED["isa"]  # --hs-isa, or None: each library's own choice
+    info["faiss_simd_level"] = FORCED["faiss_simd"]
     info["versions"] = {name: _version_of(name) for name in ("hamsearch", "numpy", "faiss", "usearch", "numba")}
     info["cpu_model"] = _cpu_model()
     info["cpu_count"] = os.cpu_count()

@@ -56,6 +56,13 @@ QUICK_SINGLE_ROUNDS = 10
 SINGLE_QUERY_K = 10
 LARGE_K = 1000
 
+# hamsearch FlatIndex against faiss IndexBinaryFlat with their rounds
+# interleaved (one batch of each a round, the order alternating), so that
+# both see the same machine load: the figure the flat-scan targets are set in
+# (k = 10, one thread, the fast batch).
+PAIR_K = 10
+PAIR_ROUNDS = 5
+
 # The popcount compute bound: the scan's kernel alone (no selection) over one
 # block of the scan's own size (128 KiB of codes, FlatIndex::block_rows), which
 # stays in the L2 cache, so that memory never limits it: the comparison rate of
@@ -131,7 +138,8 @@ def n_label(n: int) -> str:
 class Case:
     """One benchmark: a searcher on one data set with one (k, threads, nq)."""
 
-    kind: str  # "knn" (batch), "single" (nq = 1), "floor" (memory read) or "compute" (popcount bound)
+    kind: str  # "knn" (batch), "single" (nq = 1), "floor" (memory read), "compute" (popcount bound)
+    # or "pair" (hamsearch and faiss batches, rounds interleaved)
     library: str
     backend: str
     nbits: int
@@ -152,6 +160,8 @@ class Case:
             return f"{base} nq=1 (bandwidth floor)"
         if self.kind == "compute":
             return f"nbits={self.nbits} compute bound (cache-resident scan)"
+        if self.kind == "pair":
+            return f"{base} hamsearch vs faiss (interleaved)"
         return base
 
     @property
@@ -160,6 +170,8 @@ class Case:
             return f"floor-read-b{self.nbits}-n{n_label(self.n)}-t{self.threads}"
         if self.kind == "compute":
             return f"floor-popcount-b{self.nbits}-n{self.n}-t{self.threads}"
+        if self.kind == "pair":
+            return f"pair-hamsearch-faiss-b{self.nbits}-n{n_label(self.n)}-k{self.k}-t{self.threads}-q{self.nq}"
         return (
             f"{self.library}-{self.backend}-b{self.nbits}-n{n_label(self.n)}"
             f"-k{self.k}-t{self.threads}-q{self.nq}"
@@ -263,6 +275,9 @@ class BenchConfig:
                                 continue  # numpy scans on one thread only
                             yield Case("knn", *searcher, nbits, n, k, threads,
                                        self.batch_nq(searcher, n), BATCH_ROUNDS)
+                if 1 in self.threads and HAMSEARCH_NATIVE in self.searchers and FAISS in self.searchers:
+                    yield Case("pair", "hamsearch", "native-vs-faiss", nbits, n, PAIR_K, 1,
+                               self.batch_nq(HAMSEARCH_NATIVE, n), PAIR_ROUNDS)
                 if n == big_n and nbits == min(self.nbits) and 1 in self.threads:
                     # Large k: the selection, not the scan, starts to matter.
                     for searcher in (HAMSEARCH_NATIVE, FAISS):

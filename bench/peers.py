@@ -28,6 +28,48 @@ class Unavailable(Exception):
     """A searcher that cannot run here (peer not installed, core not built)."""
 
 
+# faiss's SIMD level for each hamsearch kernel level (None: faiss's own choice,
+# its best). faiss wheels from 1.13 dispatch at run time (SIMDConfig, or
+# FAISS_SIMD_LEVEL before import); older ones load a library per level at
+# import, chosen by FAISS_OPT_LEVEL.
+FAISS_SIMD_FOR_ISA: Dict[str, Optional[str]] = {
+    "scalar": "NONE",
+    "popcnt": "NONE",
+    "avx2": "AVX2",
+    "avx512_vpopcntdq": None,
+}
+_FAISS_OPT_LEVEL = {"NONE": "generic", "AVX2": "AVX2"}
+FORCED: Dict[str, Optional[str]] = {"isa": None, "faiss_simd": None}
+
+
+def force_isa(level: str) -> None:
+    """Run hamsearch's native kernels at ``level`` and faiss at the matching
+    SIMD level (``--hs-isa``): how an AVX-512 machine measures the AVX2
+    kernels of both. Call before faiss is imported. ValueError for a level
+    this CPU lacks; Unavailable without the native core."""
+    if _backend._native is None:
+        raise Unavailable(f"--hs-isa needs the native core, which did not load: {_backend._native_error!r}")
+    levels = list(_backend.available_isas())
+    if level not in levels:
+        raise ValueError(f"--hs-isa: expected one of this CPU's levels {', '.join(levels)}, got {level!r}")
+    _backend.set_isa(level)
+    peer = FAISS_SIMD_FOR_ISA.get(level)
+    if peer is not None:
+        os.environ["FAISS_SIMD_LEVEL"] = peer
+        os.environ["FAISS_OPT_LEVEL"] = _FAISS_OPT_LEVEL[peer]
+    FORCED.update(isa=level, faiss_simd=peer)
+
+
+def faiss_level(faiss: Any) -> str:
+    """The SIMD level faiss runs at: its compile options and, where it
+    dispatches at run time, the level dispatched to."""
+    text = "faiss " + faiss.get_compile_options().strip()
+    config = getattr(faiss, "SIMDConfig", None)
+    if config is not None and hasattr(config, "get_level_name"):
+        text += f" (level {config.get_level_name()})"
+    return text
+
+
 def _trim_heap() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc), so that
     the resident-set growth measured around a build is what the index keeps."""
@@ -198,7 +240,11 @@ class FaissSearcher(Searcher):
         except ImportError as exc:
             raise Unavailable(f"faiss is not installed ({exc}); pip install faiss-cpu") from exc
         self.faiss = faiss
-        self.isa = "faiss " + faiss.get_compile_options().strip()
+        peer = FORCED["faiss_simd"]
+        config = getattr(faiss, "SIMDConfig", None)
+        if peer is not None and config is not None and hasattr(faiss, f"SIMDLevel_{peer}"):
+            config.set_level(getattr(faiss, f"SIMDLevel_{peer}"))  # also where faiss was imported first
+        self.isa = faiss_level(faiss)
         self.index: Any = faiss.IndexBinaryFlat(data.nbits)
         self.index.add(data.bytes)
 

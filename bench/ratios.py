@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 # Column order and labels; "hamsearch" is the native backend.
@@ -46,6 +46,9 @@ class Entry:
     isa: str
     memory_per_code: Optional[float]
     bytes_scanned: Optional[int]
+    # The interleaved pair cases' own figures (kind "pair"): both medians,
+    # their ratio and faiss's level.
+    pair: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def qps(self) -> float:
@@ -87,6 +90,8 @@ def entries_from_json(doc: Dict[str, Any]) -> List[Entry]:
                 memory_per_code=(float(info["memory_bytes_per_code"])
                                  if info.get("memory_bytes_per_code") is not None else None),
                 bytes_scanned=int(info["bytes_scanned"]) if info.get("bytes_scanned") is not None else None,
+                pair={key: info[key] for key in ("hamsearch_median_s", "faiss_median_s", "ratio", "faiss_isa")
+                      if key in info} if kind == "pair" else {},
             )
         )
     return out
@@ -181,6 +186,21 @@ def ratio_rows(entries: Sequence[Entry]) -> Tuple[List[str], List[List[str]]]:
             if ref is not None and label != ref:
                 row.append(fmt_ratio(r.qps / e.qps) if (e and r) else "—")
         rows.append(row)
+    return header, rows
+
+
+def pair_rows(entries: Sequence[Entry]) -> Tuple[List[str], List[List[str]]]:
+    """hamsearch against faiss with their rounds interleaved (kind "pair"):
+    each one's median, the ratio, and the level each ran at."""
+    header = ["nbits", "n", "k", "threads", "batch", "hamsearch isa", "faiss", "hamsearch q/s", "faiss q/s",
+              "hamsearch / faiss"]
+    rows = []
+    for e in sorted((e for e in entries if e.kind == "pair" and "ratio" in e.pair),
+                    key=lambda e: (e.n, e.nbits, e.k, e.threads)):
+        hs_s, faiss_s = float(e.pair["hamsearch_median_s"]), float(e.pair["faiss_median_s"])
+        rows.append([str(e.nbits), fmt_n(e.n), str(e.k), str(e.threads), str(e.nq), e.isa or "—",
+                     str(e.pair.get("faiss_isa", "—")), fmt_qps(e.nq / hs_s), fmt_qps(e.nq / faiss_s),
+                     fmt_ratio(float(e.pair["ratio"]))])
     return header, rows
 
 
@@ -327,6 +347,9 @@ def detail_tables(entries: Sequence[Entry], heading: str) -> List[str]:
     bandwidth floor, the batch against the compute bound, the batch sizes and
     the memory per code; a table without rows is left out."""
     parts = [
+        ("hamsearch against faiss IndexBinaryFlat, rounds interleaved",
+         "One batch of each a round, the order alternating, so that both see the same load; "
+         "the ratio is faiss's median time over hamsearch's.", pair_rows(entries)),
         ("One query against the memory-bandwidth floor",
          "Floor: the time to read every code once with the same threads; "
          "`/ floor` is the one-query time divided by it (1 is the floor).", floor_rows(entries)),

@@ -77,7 +77,7 @@ TEST_SUITE: Dict[str, str] = {
     "test_metric": "metrics",
 }
 FILE_SUITE: Dict[str, str] = {Path(path).name: suite for suite, path in SUITES.items()}
-FLAT_KINDS = ("knn", "single", "floor", "compute")
+FLAT_KINDS = ("knn", "single", "floor", "compute", "pair")
 DISTRIBUTED_KINDS = ("FlatIndex", "ShardedIndex", "merge_topk")
 OPS = ("radius", "rank")  # the ops suite's operations, in the order of its tables
 OP_TITLES = {"radius": "Radius search", "rank": "Full ranking"}

@@ -20,6 +20,48 @@ constexpr size_t kStateBytesPerThread = size_t{32} << 20;
 // The shortest first run of rows whose distances set a k-NN threshold (priming).
 constexpr size_t kMinPrimeRows = 1024;
 
+// Below this many queries sharing a block, slicing the block costs more than
+// the sliced kernel saves (slicing costs about 4 queries' scan of the block;
+// the sliced kernel saves about 30% of each query's).
+constexpr size_t kMinSlicedQueries = 32;
+
+// The filter of one block of codes for a batch of queries, a few at a time:
+// through the level's sliced kernel (the block sliced once for the whole
+// batch) where it has one for this width and the batch is large enough, and
+// through its multi-query kernel otherwise.
+class BlockFilter {
+   public:
+    BlockFilter(const Kernels& K, size_t w, size_t block, size_t nq) : K_(K), w_(w) {
+        if (K.sliced_bytes != nullptr && nq >= kMinSlicedQueries && K.sliced_bytes(block, w) > 0) {
+            sliced_.resize(K.sliced_bytes(block, w));
+        }
+    }
+
+    /// Makes codes[0, len) the block that filter() scans.
+    void load(const uint64_t* codes, size_t len) {
+        codes_ = codes;
+        len_ = len;
+        if (!sliced_.empty()) K_.slice_codes(codes, len, w_, sliced_.data());
+    }
+
+    /// FilterBatchFn over the loaded block.
+    void filter(const uint64_t* q, size_t nq, const int32_t* tau, uint32_t* rows, int32_t* dists, size_t stride,
+                size_t* counts) const {
+        if (!sliced_.empty()) {
+            K_.filter_sliced(q, nq, sliced_.data(), codes_, len_, w_, tau, rows, dists, stride, counts);
+        } else {
+            K_.filter_batch(q, nq, codes_, len_, w_, tau, rows, dists, stride, counts);
+        }
+    }
+
+   private:
+    const Kernels& K_;
+    size_t w_;
+    const uint64_t* codes_ = nullptr;
+    size_t len_ = 0;
+    UninitVector<uint8_t> sliced_;
+};
+
 }  // namespace
 
 FlatIndex::FlatIndex(int64_t nbits, size_t max_codes) : nbits_(nbits), w_(0), max_codes_(max_codes) {
@@ -263,8 +305,13 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
     // short otherwise (kMinPrimeRows): priming costs several passes a row
     // where the filter kernel costs one, which small indexes would feel.
     const size_t prime = std::min(row_end - row_begin, std::max(kMinPrimeRows, std::min<size_t>(64 * k, size_t{1} << 20)));
-    std::vector<uint32_t> rows(std::max(block, prime));
-    std::vector<int32_t> dists(std::max(block, prime));
+    // Room for kFilterBatch queries' survivors of one block (and the priming run).
+    const size_t stride = std::max(block, prime);
+    const size_t batch = std::min(nq, kFilterBatch);
+    std::vector<uint32_t> rows(stride * batch);
+    std::vector<int32_t> dists(stride * batch);
+    size_t counts[kFilterBatch];
+    int32_t taus[kFilterBatch];
     {
         const uint64_t* base = cp_ + row_begin * w_;
         const int64_t* ids = ip_ + row_begin;
@@ -283,16 +330,25 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
             for (size_t t = 0; t < c; ++t) s.push(d[r[t]], ids[r[t]]);
         }
     }
+    BlockFilter filter(K, w_, block, nq);
     for (size_t b0 = row_begin + prime; b0 < row_end; b0 += block) {
         const size_t len = std::min(block, row_end - b0);
-        const uint64_t* base = cp_ + b0 * w_;
         const int64_t* ids = ip_ + b0;
+        filter.load(cp_ + b0 * w_, len);
         // Where ids ascend with rows, every id of this block exceeds those kept.
         const int64_t min_id = ids_ascending_ ? ids[0] : -1;
-        for (size_t j = 0; j < nq; ++j) {
-            TopK& s = states[j];
-            const size_t c = K.filter(q + j * w_, base, len, w_, s.threshold_above(min_id), rows.data(), dists.data());
-            for (size_t t = 0; t < c; ++t) s.push(dists[t], ids[rows[t]]);
+        // A few queries per pass over the block: each load of a code serves
+        // all of them (the kernels keep their distances in registers).
+        for (size_t j0 = 0; j0 < nq; j0 += batch) {
+            const size_t m = std::min(batch, nq - j0);
+            for (size_t j = 0; j < m; ++j) taus[j] = states[j0 + j].threshold_above(min_id);
+            filter.filter(q + j0 * w_, m, taus, rows.data(), dists.data(), stride, counts);
+            for (size_t j = 0; j < m; ++j) {
+                TopK& s = states[j0 + j];
+                const uint32_t* r = rows.data() + j * stride;
+                const int32_t* d = dists.data() + j * stride;
+                for (size_t t = 0; t < counts[j]; ++t) s.push(d[t], ids[r[t]]);
+            }
         }
     }
 }
@@ -359,14 +415,25 @@ RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, siz
     // hits[part][query]: candidates in ascending row order.
     std::vector<std::vector<std::vector<Candidate>>> hits(nparts, std::vector<std::vector<Candidate>>(nq));
     auto scan = [&](size_t part, size_t q0, size_t q1, size_t row_begin, size_t row_end) {
-        std::vector<uint32_t> rows(block);
-        std::vector<int32_t> dists(block);
+        const size_t batch = std::max<size_t>(1, std::min(q1 - q0, kFilterBatch));
+        std::vector<uint32_t> rows(block * batch);
+        std::vector<int32_t> dists(block * batch);
+        size_t counts[kFilterBatch];
+        int32_t taus[kFilterBatch];
+        std::fill(taus, taus + kFilterBatch, tau);
+        BlockFilter filter(K, w_, block, q1 - q0);
         for (size_t b0 = row_begin; b0 < row_end; b0 += block) {
             const size_t len = std::min(block, row_end - b0);
-            for (size_t j = q0; j < q1; ++j) {
-                const size_t c = K.filter(q + j * w_, cp_ + b0 * w_, len, w_, tau, rows.data(), dists.data());
-                auto& out = hits[part][j];
-                for (size_t t = 0; t < c; ++t) out.push_back({dists[t], ip_[b0 + rows[t]]});
+            filter.load(cp_ + b0 * w_, len);
+            for (size_t j0 = q0; j0 < q1; j0 += batch) {
+                const size_t m = std::min(batch, q1 - j0);
+                filter.filter(q + j0 * w_, m, taus, rows.data(), dists.data(), block, counts);
+                for (size_t j = 0; j < m; ++j) {
+                    auto& out = hits[part][j0 + j];
+                    const uint32_t* r = rows.data() + j * block;
+                    const int32_t* d = dists.data() + j * block;
+                    for (size_t t = 0; t < counts[j]; ++t) out.push_back({d[t], ip_[b0 + r[t]]});
+                }
             }
         }
     };
@@ -486,14 +553,23 @@ uint64_t popcount_probe(const uint64_t* q, size_t nq, const uint64_t* codes, siz
     std::vector<uint64_t> sums(threads, 0);
     parallel_tasks(threads, [&](size_t t) {
         const auto range = split_range(nq, threads, t);
-        // The scan's own inner loop: the filter kernel compares every distance
-        // with a threshold and keeps the rows within it; at threshold 0 it keeps
-        // only exact duplicates, so the time is the comparisons alone.
-        std::vector<uint32_t> rows(n);
-        std::vector<int32_t> dists(n);
+        // The scan's own inner loop: the multi-query filter kernel compares
+        // every distance with a threshold and keeps the rows within it; at
+        // threshold 0 it keeps only exact duplicates, so the time is the
+        // comparisons alone.
+        // As in the scan, the codes are sliced once for all the queries where
+        // the kernel works on sliced codes.
+        std::vector<uint32_t> rows(n * kFilterBatch);
+        std::vector<int32_t> dists(n * kFilterBatch);
+        size_t counts[kFilterBatch];
+        const int32_t taus[kFilterBatch] = {};
         uint64_t s = 0;
-        for (size_t j = range.first; j < range.second; ++j) {
-            s += K.filter(q + j * w, codes, n, w, 0, rows.data(), dists.data());
+        BlockFilter filter(K, w, n, range.second - range.first);
+        filter.load(codes, n);
+        for (size_t j = range.first; j < range.second; j += kFilterBatch) {
+            const size_t m = std::min(kFilterBatch, range.second - j);
+            filter.filter(q + j * w, m, taus, rows.data(), dists.data(), n, counts);
+            for (size_t i = 0; i < m; ++i) s += counts[i];
         }
         sums[t] = s;
     });

@@ -21,9 +21,16 @@ size_t filter_popcnt(const uint64_t* q, const uint64_t* codes, size_t n, size_t 
     return portable::filter_any<HardwarePop>(q, codes, n, w, tau, rows, dists);
 }
 
+HS_TARGET("popcnt")
+void filter_batch_popcnt(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, size_t w, const int32_t* tau,
+                         uint32_t* rows, int32_t* dists, size_t stride, size_t* counts) {
+    portable::filter_each<filter_popcnt>(q, nq, codes, n, w, tau, rows, dists, stride, counts);
+}
+
 }  // namespace
 
-const Kernels kKernelsPopcnt = {Isa::popcnt, distances_popcnt, filter_popcnt};
+const Kernels kKernelsPopcnt = {Isa::popcnt, distances_popcnt, filter_popcnt, filter_batch_popcnt,
+                                nullptr, nullptr, nullptr};
 
 }  // namespace hamsearch
 #endif  // HS_X86

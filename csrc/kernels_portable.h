@@ -86,6 +86,58 @@ HS_INLINE size_t filter(const uint64_t* q, const uint64_t* codes, size_t n, size
     return cnt;
 }
 
+/// Rows [i0, i1) against queries j < nq, exactly: each row within tau[j] of
+/// query j is appended to that query's output (rows/dists + j * stride,
+/// counts[j] so far), in ascending order. The multi-query kernels' path for
+/// the rare steps where some query passes and for the rows after their last
+/// full step: one definition of what passes, shared by every level.
+template <class Pop, size_t W>
+HS_INLINE void emit_rows(const uint64_t* q, size_t nq, const uint64_t* codes, size_t w, size_t i0, size_t i1,
+                         const int32_t* tau, uint32_t* rows, int32_t* dists, size_t stride, size_t* counts) {
+    const size_t nw = W ? W : w;
+    for (size_t j = 0; j < nq; ++j) {
+        uint32_t* r = rows + j * stride;
+        int32_t* dd = dists + j * stride;
+        size_t c = counts[j];
+        for (size_t i = i0; i < i1; ++i) {
+            // Branch-free: write the slot, keep it if the row passes (c <= i < stride).
+            const int32_t d = distance<Pop, W>(q + j * nw, codes + i * nw, nw);
+            r[c] = static_cast<uint32_t>(i);
+            dd[c] = d;
+            c += d <= tau[j];
+        }
+        counts[j] = c;
+    }
+}
+
+/// Rows row0 + t for the set bits t of `mask`, in ascending order, against
+/// one query: each row within tau is appended to out_rows/out_dists at
+/// *count. The sliced kernels' exact path for a tile where the query passes.
+template <class Pop, size_t W>
+HS_INLINE void emit_mask(const uint64_t* q, const uint64_t* codes, size_t row0, uint32_t mask, int32_t tau,
+                         uint32_t* out_rows, int32_t* out_dists, size_t* count) {
+    size_t c = *count;
+    while (mask) {
+        const size_t i = row0 + static_cast<size_t>(__builtin_ctz(mask));
+        mask &= mask - 1;
+        const int32_t d = distance<Pop, W>(q, codes + i * W, W);
+        out_rows[c] = static_cast<uint32_t>(i);
+        out_dists[c] = d;
+        c += d <= tau;
+    }
+    *count = c;
+}
+
+/// FilterBatchFn by one FilterFn call a query: for levels and widths with no
+/// multi-query kernel.
+template <size_t (*Filter)(const uint64_t*, const uint64_t*, size_t, size_t, int32_t, uint32_t*, int32_t*)>
+HS_INLINE void filter_each(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, size_t w, const int32_t* tau,
+                           uint32_t* rows, int32_t* dists, size_t stride, size_t* counts) {
+    for (size_t j = 0; j < nq; ++j) {
+        counts[j] = Filter(q + j * w, codes, n, w, tau[j], rows + j * stride, dists + j * stride);
+    }
+}
+
 template <class Pop>
 HS_INLINE void distances_any(const uint64_t* q, const uint64_t* codes, size_t n, size_t w, int32_t* out) {
     switch (w) {

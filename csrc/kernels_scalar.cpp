@@ -29,8 +29,14 @@ size_t filter_scalar(const uint64_t* q, const uint64_t* codes, size_t n, size_t 
     return portable::filter_any<ScalarPop>(q, codes, n, w, tau, rows, dists);
 }
 
+void filter_batch_scalar(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, size_t w, const int32_t* tau,
+                         uint32_t* rows, int32_t* dists, size_t stride, size_t* counts) {
+    portable::filter_each<filter_scalar>(q, nq, codes, n, w, tau, rows, dists, stride, counts);
+}
+
 }  // namespace
 
-const Kernels kKernelsScalar = {Isa::scalar, distances_scalar, filter_scalar};
+const Kernels kKernelsScalar = {Isa::scalar, distances_scalar, filter_scalar, filter_batch_scalar,
+                                nullptr, nullptr, nullptr};
 
 }  // namespace hamsearch

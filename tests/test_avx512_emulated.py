@@ -60,4 +60,4 @@ def test_avx512_kernels_match_scalar_popcount(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert ", 0 mismatches" in run.stdout
     cases = int(run.stdout.split(":")[1].split()[0])
-    assert cases == 770
+    assert cases == 1650  # 10 widths x 11 sizes x (1 + 6 thresholds + 8 batch sizes)

@@ -145,6 +145,44 @@ void search_tests() {
     set_isa(detect_isa());
 }
 
+// Batches large enough for the scan's multi-query kernels (and, on the avx2
+// level, the byte-sliced one: from 32 queries a thread), past the priming run
+// and over several blocks, n no multiple of any step or tile, the queries'
+// complements planted (a distance of nbits), thresholds from 0 to nbits.
+void batch_tests() {
+    std::mt19937_64 gen(20261207);
+    for (Isa isa : available_isas()) {
+        set_isa(isa);
+        for (int64_t nbits : {128, 200, 256}) {
+            const size_t w = static_cast<size_t>((nbits + 63) / 64), n = 9037, nq = 131;
+            std::vector<uint64_t> codes;
+            std::vector<int64_t> ids;
+            make_data(gen, nbits, n, codes, ids);
+            const uint64_t last = nbits % 64 ? (uint64_t{1} << (nbits % 64)) - 1 : ~uint64_t{0};
+            std::vector<uint64_t> q(nq * w);
+            for (size_t j = 0; j < nq; ++j) {
+                for (size_t i = 0; i < w; ++i) q[j * w + i] = j % 5 == 0 ? codes[(j * 61) % n * w + i] : gen();
+                q[j * w + w - 1] &= last;
+                for (size_t i = 0; i < w; ++i) codes[(j * 67 + 11) % n * w + i] = ~q[j * w + i];
+                codes[(j * 67 + 11) % n * w + w - 1] &= last;
+            }
+            FlatIndex flat(nbits);
+            flat.add(codes.data(), ids.data(), n);
+            const std::string tag = std::string("flat batch ") + isa_name(isa) + " nbits " + std::to_string(nbits);
+            for (size_t k : {size_t{1}, size_t{10}, size_t{100}}) {
+                for (size_t threads : {size_t{1}, size_t{2}}) {
+                    check_knn(tag.c_str(), flat, q, nq, codes, ids, w, k, threads);
+                }
+            }
+            for (int64_t r : {int64_t{0}, nbits / 2 - 10, nbits - 1, nbits}) {
+                check_radius(tag.c_str(), flat, q, nq, codes, ids, w, r);
+            }
+            std::printf("%s: checked\n", tag.c_str());
+        }
+    }
+    set_isa(detect_isa());
+}
+
 // The read view: the contents as added, its searches equal to the brute
 // force, and a change from another thread waits until the view is gone.
 void reader_tests() {
@@ -281,6 +319,7 @@ int main(int argc, char** argv) {
 #endif
     try {
         search_tests();
+        batch_tests();
         reader_tests();
         file_tests(argv[1]);
     } catch (const std::exception& e) {

@@ -31,6 +31,40 @@ int main() {
                 bad += e != cnt;
                 cases++;
             }
+            // Several queries at once: each query's own threshold, batches
+            // that are not multiples of the kernel's block of queries.
+            for (size_t nq : {1, 2, 3, 4, 5, 7, 8, 9}) {
+                std::vector<uint64_t> qs(nq * w);
+                std::vector<int32_t> taus(nq), refs(nq * n);
+                const int choices[] = {-1, 0, 3, int(w * 16), int(w * 32), int(w * 64)};
+                for (size_t j = 0; j < nq; ++j) {
+                    for (size_t t = 0; t < w; ++t) qs[j * w + t] = j % 3 == 2 ? q[t] : g();
+                    taus[j] = choices[(j + n) % 6];
+                    for (size_t i = 0; i < n; ++i) {
+                        int d = 0;
+                        for (size_t t = 0; t < w; ++t) d += __builtin_popcountll(qs[j * w + t] ^ c[i * w + t]);
+                        refs[j * n + i] = d;
+                    }
+                }
+                const size_t stride = n + 3;
+                std::vector<uint32_t> rows(nq * stride);
+                std::vector<int32_t> ds(nq * stride);
+                std::vector<size_t> counts(nq, 12345);
+                kKernelsAvx512.filter_batch(qs.data(), nq, c.data(), n, w, taus.data(), rows.data(), ds.data(), stride,
+                                            counts.data());
+                for (size_t j = 0; j < nq; ++j) {
+                    size_t e = 0;
+                    for (size_t i = 0; i < n; ++i) {
+                        if (refs[j * n + i] <= taus[j]) {
+                            const size_t at = j * stride + e;
+                            if (e >= counts[j] || rows[at] != i || ds[at] != refs[j * n + i]) bad++;
+                            e++;
+                        }
+                    }
+                    bad += e != counts[j];
+                }
+                cases++;
+            }
         }
     }
     printf("avx512 kernels under SIMDe: %ld cases, %ld mismatches\n", cases, bad);

@@ -70,11 +70,40 @@ using DistancesFn = void (*)(const uint64_t* q, const uint64_t* codes, size_t n,
 using FilterFn = size_t (*)(const uint64_t* q, const uint64_t* codes, size_t n, size_t w, int32_t tau,
                             uint32_t* rows, int32_t* dists);
 
+/// The filter of several queries against the same codes, so that one load of
+/// a code serves every query of the batch: for each query j < nq, the rows
+/// i < n whose distance to q[j * w ...] is <= tau[j], in ascending order, go
+/// to rows[j * stride ...] and dists[j * stride ...] (stride >= n), and
+/// counts[j] is how many. The same rows as nq calls of FilterFn.
+using FilterBatchFn = void (*)(const uint64_t* q, size_t nq, const uint64_t* codes, size_t n, size_t w,
+                               const int32_t* tau, uint32_t* rows, int32_t* dists, size_t stride, size_t* counts);
+
+/// The most queries a scan hands FilterBatchFn at once: bounds its output
+/// buffers (kFilterBatch times a block of rows); the kernels take any nq.
+constexpr size_t kFilterBatch = 8;
+
+/// Byte-sliced codes: a copy of a run of codes laid out for FilterSlicedFn.
+/// Returns the bytes of scratch that slice_codes needs for n codes of w words,
+/// or 0 where the level has no sliced kernel for w.
+using SlicedBytesFn = size_t (*)(size_t n, size_t w);
+/// Writes the sliced form of codes[0, n) to out (sliced_bytes(n, w) bytes).
+using SliceCodesFn = void (*)(const uint64_t* codes, size_t n, size_t w, uint8_t* out);
+/// FilterBatchFn over codes that slice_codes has also laid out in `sliced`:
+/// the same rows, for a cost that pays where many queries share one slicing.
+using FilterSlicedFn = void (*)(const uint64_t* q, size_t nq, const uint8_t* sliced, const uint64_t* codes, size_t n,
+                                size_t w, const int32_t* tau, uint32_t* rows, int32_t* dists, size_t stride,
+                                size_t* counts);
+
 /// One ISA level's kernels.
 struct Kernels {
     Isa isa;
     DistancesFn distances;
     FilterFn filter;
+    FilterBatchFn filter_batch;
+    /// Null where the level has no sliced kernels at all.
+    SlicedBytesFn sliced_bytes;
+    SliceCodesFn slice_codes;
+    FilterSlicedFn filter_sliced;
 };
 
 extern const Kernels kKernelsScalar;
