@@ -587,6 +587,12 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("nbits"), py::arg("lens"), py::arg("r"), py::arg("n"), py::arg("S"), py::arg("sample_hits").noconvert(),
         "Per query (its sampled codes within r), the predicted work of a radius-r search.");
+    m.def(
+        "mih_probe_threads",
+        [](uint64_t nq, int64_t threads) {
+            return hamsearch::mih_probe_threads(static_cast<size_t>(nq), check_threads(threads));
+        },
+        py::arg("nq"), py::arg("threads"), "Threads that probe a batch of nq queries, at most threads.");
     m.attr("MIH_SCAN_FRACTION") = hamsearch::kMihScanFraction;
     m.attr("MIH_PROBE_CHUNK") = hamsearch::kMihProbeChunk;
 

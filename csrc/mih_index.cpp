@@ -304,25 +304,29 @@ std::vector<double> probe_counts(const std::vector<SubstringTable>& tabs, int64_
 }
 
 // What search() did with a query: answered it; gave up on it (past the
-// budget); or sent it to the scan after its peek, or before any probe.
-enum class Outcome { answered, gave_up, peeked, predicted_scan };
+// budget); sent it to the scan after a peek that found some codes within
+// the plan's dc (peeked) or none (peeked_far), or before any probe.
+enum class Outcome { answered, gave_up, peeked, peeked_far, predicted_scan };
 
 // Runs search(j, qj, qsub, prober) for the queries of a batch on up to
-// `threads` threads; gave_up[j] is set for any outcome but answered, and
-// only Outcome::gave_up (a query predicted cheaper on the tables that was
-// not) counts a trial as given up; a peek's or a prediction's scan is no
-// trial at all. Queries go to the threads
-// one at a time as each finishes its last: near and far queries differ in
-// cost by orders of magnitude, and a static split left one thread idle while
-// the other finished its half. Once batch_trials(nq) queries were tried and
-// half gave up (far neighbours, as for uniform codes), the rest of the batch
-// is marked without a search: it goes straight to the scan.
+// mih_probe_threads(nq, threads) threads; gave_up[j] is set for any outcome
+// but answered. Queries go to the threads one at a time as each finishes
+// its last: near and far queries differ in cost by orders of magnitude, and
+// a static split left one thread idle while the other finished its half.
+// A query answered is a trial, one that gave up or whose peek found no code
+// near enough a trial given up; once batch_trials(nq) queries were tried
+// and half gave up (far neighbours, as for uniform codes), the rest of the
+// batch is marked without a search: it goes straight to the scan. (Against
+// the batch's blocked scan, cheaper a query than a scan of one, even peeks
+// are worth saving.) A peek that found some near codes, too few, says
+// little of the next query's (a cluster's size varies) and is no trial;
+// nor is a query the prediction sent to the scan before any probe.
 template <class Search>
 void search_batch(const uint64_t* q, size_t nq, size_t threads, const std::vector<SubstringTable>& tabs,
                   const uint64_t* codes, size_t n, size_t w, std::vector<char>& gave_up, Search&& search) {
     std::atomic<size_t> tried{0}, given_up{0}, next{0};
     const size_t trials = mih_batch_trials(nq);
-    const size_t T = std::max<size_t>(1, std::min({threads, nq, kMaxThreads}));
+    const size_t T = std::max<size_t>(1, std::min(mih_probe_threads(nq, threads), kMaxThreads));
     parallel_tasks(T, [&](size_t) {
         Seen seen(n);
         Prober prober(codes, w, seen);
@@ -338,8 +342,8 @@ void search_batch(const uint64_t* q, size_t nq, size_t threads, const std::vecto
             seen.next();
             const Outcome got = search(j, qj, qsub, prober);
             if (got != Outcome::answered) gave_up[j] = 1;
-            if (got == Outcome::answered || got == Outcome::gave_up) {
-                if (got == Outcome::gave_up) given_up.fetch_add(1, std::memory_order_relaxed);
+            if (got == Outcome::answered || got == Outcome::gave_up || got == Outcome::peeked_far) {
+                if (got != Outcome::answered) given_up.fetch_add(1, std::memory_order_relaxed);
                 tried.fetch_add(1, std::memory_order_relaxed);
             }
         }
@@ -409,7 +413,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
             const double allowed = limit();
             const double keys = probes[static_cast<size_t>(s)];
             if (work + (tables ? keys : std::min(keys, static_cast<double>(kMihProbeChunk))) * probe_cost > allowed)
-                return tables ? Outcome::gave_up : Outcome::peeked;
+                return tables ? Outcome::gave_up : near ? Outcome::peeked : Outcome::peeked_far;
             for (int64_t sj = 0; sj < m && !done; ++sj) {
                 const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
                 const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, limit, [&](uint32_t r) {
@@ -419,7 +423,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
                     // The id (another random load) only for a code that can enter.
                     if (d <= top.threshold()) top.push(d, ids[r]);
                 });
-                if (!within) return tables ? Outcome::gave_up : Outcome::peeked;
+                if (!within) return tables ? Outcome::gave_up : near ? Outcome::peeked : Outcome::peeked_far;
                 // Every code not yet found is at least s+1 away in
                 // substrings 0..sj and s away in the others.
                 const int64_t bound = m * s + sj;

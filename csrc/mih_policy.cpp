@@ -153,6 +153,10 @@ double mih_budget(double scan_fraction, size_t n, size_t w) {
 
 size_t mih_batch_trials(size_t nq) { return std::min(kMaxTrials, std::max(kMinTrials, nq / 16)); }
 
+size_t mih_probe_threads(size_t nq, size_t threads) {
+    return std::max<size_t>(1, std::min(threads, (nq + kMihQueriesPerThread - 1) / kMihQueriesPerThread));
+}
+
 std::vector<size_t> mih_sample_rows(size_t n) {
     const size_t S = std::min(kMihSampleSize, n / kSampleSpacing);
     std::vector<size_t> rows(S);

@@ -61,6 +61,12 @@ double mih_budget(double scan_fraction, size_t n, size_t w);
 /// the prediction sent to the scan before any probe is not a trial.
 size_t mih_batch_trials(size_t nq);
 
+/// Threads that probe a batch of nq queries: at most threads, and one per
+/// kMihQueriesPerThread queries, so that a small batch (a query at a time)
+/// does not start a thread for probes that cost less than starting it.
+size_t mih_probe_threads(size_t nq, size_t threads);
+constexpr size_t kMihQueriesPerThread = 8;
+
 // -- the per-query prediction ---------------------------------------------
 //
 // Before a k-NN query probes, its distances to a small fixed sample of the
@@ -79,7 +85,8 @@ size_t mih_batch_trials(size_t nq);
 // codes of the database within dc (MihKnnModel::found_weight); once the
 // codes found within dc, or their weights after a whole radius, reach k,
 // the tables are predicted cheaper after all and the query goes on with
-// the whole budget. A query that gives up in its peek is not a batch trial.
+// the whole budget. A peek that finds no code within dc is a batch trial
+// given up; one that finds some, too few, is no trial.
 // So a wrong "scan" costs at most the peek, kMihPeekShare * scan_fraction
 // of a scan (1/16 by default), a wrong "tables" at most scan_fraction (1/2),
 // and the prediction itself under 1/1024 of a scan's popcounts.

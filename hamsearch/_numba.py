@@ -1123,8 +1123,8 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
     it has found ``kk`` codes within ``dc``, or their ``weight`` after a whole
     radius reaches ``kk``. A query that runs past its limit is marked in
     ``gave_up`` and left alone, and so is every query after at least
-    ``trials`` were tried on the tables and half gave up (a peek is no
-    trial). Work is counted, and the limit checked, per ``chunk`` keys of a
+    ``trials`` were tried and half gave up (a peek that found no code within
+    ``dc`` is a trial given up, one that found some is no trial). Work is counted, and the limit checked, per ``chunk`` keys of a
     table at a radius and at the radius's end, as the native prober does."""
     n = codes.shape[0]
     w = codes.shape[1]
@@ -1244,7 +1244,7 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
             s += 1
         if over:
             gave_up[j] = 1
-            if tables:  # a peek's give-up is no trial
+            if tables or near == 0:  # a peek that found some near codes is no trial
                 tried += 1
                 given_up += 1
             continue
@@ -1581,7 +1581,7 @@ class MIHStore:
         dc, budget, peek = core.mih_knn_plan(cost, len(tabs.tlen), n, self._scan_fraction)
         predicted = core.mih_predict_kth(tabs.sample_distances(q), self._nbits, n, kk)
         gave_up = np.zeros(nq, dtype=np.uint8)
-        T = max(1, min(int(threads), nq, MAX_THREADS, _max_threads()))
+        T = max(1, min(int(_policy().mih_probe_threads(nq, int(threads))), MAX_THREADS, _max_threads()))
         cuts = _bounds(nq, T)
         args = tabs.args()
         trials = int(core.mih_batch_trials(nq))
@@ -1617,7 +1617,7 @@ class MIHStore:
         budget = self._budget(tabs.n)
         probes = tabs.radius_probes(rr)
         counts = np.zeros(nq, dtype=np.int64)
-        T = max(1, min(int(threads), nq, MAX_THREADS, _max_threads()))
+        T = max(1, min(int(_policy().mih_probe_threads(nq, int(threads))), MAX_THREADS, _max_threads()))
         cuts = _bounds(nq, T)
         results: List[Any] = [(np.zeros(0, np.int32), np.zeros(0, np.int64))] * T
         # Probing alone past the budget: every query would give up after

@@ -60,9 +60,10 @@ class MIHIndex(_Index):
     codes it finds that near, weighed by how likely the peek was to find
     them, reach k (clustered codes' few near neighbours are invisible to a
     sample). A query predicted cheaper probes within half a scan and gives
-    up to the scan past it; once half of the first ``nq // 16`` such queries
-    of a batch (at least 4, at most 16) have given up, the rest go straight
-    to the scan. A radius query whose sampled codes within ``r`` predict
+    up to the scan past it. Once half of the first ``nq // 16`` queries of a
+    batch that probed (at least 4, at most 16) have given up, a peek that
+    found no code near enough included, the rest go straight to the scan. Batches under 16 queries
+    probe on one thread. A radius query whose sampled codes within ``r`` predict
     more than half a scan of probes and candidates goes to the scan before
     any probe. So a wrong prediction costs at most 1/16 of a scan (the
     peek) or 1/2 (the budget), and the answers are the same either way.
