@@ -550,28 +550,35 @@ PYBIND11_MODULE(_core, m) {
             py::array_t<double> weight(adopt(std::move(model.found_weight))
                                            .reshape({static_cast<py::ssize_t>(hamsearch::kMihWeighedRadii),
                                                      static_cast<py::ssize_t>(nbits + 1)}));
-            return py::make_tuple(adopt(std::move(model.cost)), weight, adopt(std::move(model.probes)));
+            return py::make_tuple(adopt(std::move(model.cost)), weight, adopt(std::move(model.probes)),
+                                  model.uniform_shared);
         },
         py::arg("nbits"), py::arg("lens"), py::arg("n"),
-        "(cost, found_weight, probes) of tables of these substring lengths over n codes at the active kernel "
-        "level (mih_policy.h, MihKnnModel): cost[D], D = 0..nbits + 1; found_weight[s, d], d = 0..nbits; "
-        "probes[s], s = 0..64.");
+        "(cost, found_weight, probes, uniform_shared) of tables of these substring lengths over n codes at the "
+        "active kernel level (mih_policy.h, MihKnnModel): cost[D], D = 0..nbits + 1; found_weight[s, d], "
+        "d = 0..nbits; probes[s], s = 0..64.");
     m.def(
         "mih_knn_plan",
-        [](py::array_t<double, py::array::c_style> cost, uint64_t mm, uint64_t n, double scan_fraction) {
+        [](py::array_t<double, py::array::c_style> cost, double uniform_shared, uint64_t mm, uint64_t n,
+           double scan_fraction, uint64_t S, uint64_t sample_shared) {
             if (cost.ndim() != 1 || cost.size() < 3) throw std::invalid_argument("cost: expected mih_knn_model's costs");
             if (!(scan_fraction > 0)) throw std::invalid_argument("scan_fraction: expected a positive number");
             hamsearch::MihKnnModel model;
             model.cost.assign(cost.data(), cost.data() + cost.size());
+            model.uniform_shared = uniform_shared;
             const int64_t nbits = static_cast<int64_t>(cost.size()) - 2;
             const auto plan = hamsearch::mih_knn_plan(model, static_cast<size_t>(mm), static_cast<size_t>(n),
                                                       static_cast<size_t>((nbits + 63) / 64),
-                                                      hamsearch::active_kernels().isa, scan_fraction);
-            return py::make_tuple(plan.dc, plan.budget, plan.peek);
+                                                      hamsearch::active_kernels().isa, scan_fraction,
+                                                      static_cast<size_t>(S), static_cast<size_t>(sample_shared));
+            return py::make_tuple(plan.dc, plan.budget, plan.peek, plan.deep_peek);
         },
-        py::arg("cost").noconvert(), py::arg("m"), py::arg("n"), py::arg("scan_fraction"),
-        "(dc, budget, peek) of a k-NN batch over m tables (mih_policy.h, MihKnnPlan).");
+        py::arg("cost").noconvert(), py::arg("uniform_shared"), py::arg("m"), py::arg("n"), py::arg("scan_fraction"),
+        py::arg("S"), py::arg("sample_shared"),
+        "(dc, budget, peek, deep_peek) of a k-NN batch over m tables (mih_policy.h, MihKnnPlan).");
     m.attr("MIH_WEIGHED_RADII") = hamsearch::kMihWeighedRadii;
+    m.attr("MIH_EVIDENCE_MARGIN") = hamsearch::kMihEvidenceMargin;
+    m.attr("MIH_STRUCTURE") = hamsearch::kMihStructure;
     m.def(
         "mih_radius_costs",
         [check_lens](int64_t nbits, std::vector<int64_t> lens, int64_t r, uint64_t n, uint64_t S,

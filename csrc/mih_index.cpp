@@ -158,9 +158,23 @@ void MIHIndex::build_tables(const FlatIndex::Reader& store) const {
         tables.push_back(std::move(t));
     }
     std::vector<uint64_t> sample;
-    for (size_t row : mih_sample_rows(n)) sample.insert(sample.end(), codes + row * w, codes + row * w + w);
+    size_t shared = 0;  // the other codes sharing a sampled code's substring, over the tables
+    for (size_t row : mih_sample_rows(n)) {
+        const uint64_t* code = codes + row * w;
+        sample.insert(sample.end(), code, code + w);
+        for (const SubstringTable& t : tables) {
+            const uint64_t key = extract(code, t.begin, t.len);
+            const size_t b = t.bucket(key);
+            const auto run = t.match(key, t.dir[b], t.dir[b + 1]);
+            for (uint32_t e = run.first; e < run.second; ++e) {
+                const uint32_t r = t.row(t.entries[e]);
+                shared += r != row && extract(codes + size_t{r} * w, t.begin, t.len) == key;
+            }
+        }
+    }
     tables_ = std::move(tables);
     sample_ = std::move(sample);
+    sample_shared_ = shared;
     knn_model_.reset();
     tables_version_ = store.version();
 }
@@ -196,12 +210,23 @@ namespace {
 // (n/8 bytes) and the list of rows set, cleared row by row between queries,
 // so a query costs what it touches, not a clear of n entries.
 // The bitmap is allocated at the first visit: a batch whose queries all go
-// to the scan before any probe does not pay for it.
+// to the scan before any probe does not pay for it. The calling thread keeps
+// its Seen from call to call (cleared row by row as ever), so that a query
+// at a time does not zero n / 8 bytes per query.
 struct Seen {
     std::vector<uint64_t> bits;
     std::vector<uint32_t> touched;
-    size_t words;
+    size_t words = 0;
+    Seen() = default;
     explicit Seen(size_t n) : words((n + 63) / 64) {}
+    /// Ready for n rows: a fresh bitmap where the size changed.
+    void reset(size_t n) {
+        next();
+        if (words != (n + 63) / 64) {
+            words = (n + 63) / 64;
+            std::vector<uint64_t>().swap(bits);
+        }
+    }
     void next() {
         for (uint32_t r : touched) bits[r >> 6] &= ~(uint64_t{1} << (r & 63));
         touched.clear();
@@ -304,8 +329,8 @@ std::vector<double> probe_counts(const std::vector<SubstringTable>& tabs, int64_
 }
 
 // What search() did with a query: answered it; gave up on it (past the
-// budget); sent it to the scan after a peek that found some codes within
-// the plan's dc (peeked) or none (peeked_far), or before any probe.
+// budget); sent it to the scan after a peek that found some codes nearer
+// than predicted (peeked) or none (peeked_far), or before any probe.
 enum class Outcome { answered, gave_up, peeked, peeked_far, predicted_scan };
 
 // Runs search(j, qj, qsub, prober) for the queries of a batch on up to
@@ -314,7 +339,7 @@ enum class Outcome { answered, gave_up, peeked, peeked_far, predicted_scan };
 // its last: near and far queries differ in cost by orders of magnitude, and
 // a static split left one thread idle while the other finished its half.
 // A query answered is a trial, one that gave up or whose peek found no code
-// near enough a trial given up; once batch_trials(nq) queries were tried
+// nearer than predicted a trial given up; once batch_trials(nq) queries were tried
 // and half gave up (far neighbours, as for uniform codes), the rest of the
 // batch is marked without a search: it goes straight to the scan. (Against
 // the batch's blocked scan, cheaper a query than a scan of one, even peeks
@@ -327,8 +352,12 @@ void search_batch(const uint64_t* q, size_t nq, size_t threads, const std::vecto
     std::atomic<size_t> tried{0}, given_up{0}, next{0};
     const size_t trials = mih_batch_trials(nq);
     const size_t T = std::max<size_t>(1, std::min(mih_probe_threads(nq, threads), kMaxThreads));
-    parallel_tasks(T, [&](size_t) {
-        Seen seen(n);
+    parallel_tasks(T, [&](size_t t) {
+        // Task 0 runs on the calling thread: its Seen outlives the call.
+        thread_local Seen kept;
+        Seen own;
+        Seen& seen = t == 0 ? kept : own;
+        seen.reset(n);
         Prober prober(codes, w, seen);
         std::vector<uint64_t> qsub(tabs.size());
         for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < nq;) {
@@ -377,18 +406,22 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     // plan, and the normal tail's quantile for the sample's estimate.
     const auto model = knn_model(isa);
     const std::vector<double>& probes = model->probes;
-    const MihKnnPlan plan = mih_knn_plan(*model, tabs.size(), n, w, isa, scan_fraction_);
+    const MihKnnPlan plan =
+        mih_knn_plan(*model, tabs.size(), n, w, isa, scan_fraction_, sample_.size() / w, sample_shared_);
     const size_t S = sample_.size() / w;
     const double z = mih_tail_z(kk, n);
     auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
         std::vector<int32_t> sample_d(S);
         for (size_t i = 0; i < S; ++i) sample_d[i] = distance_any(qj, sample_.data() + i * w, w);
-        bool tables = mih_predict_kth(sample_d.data(), S, nbits(), n, kk, z) <= plan.dc;
+        const int64_t predicted = mih_predict_kth(sample_d.data(), S, nbits(), n, kk, z);
+        bool tables = predicted <= plan.dc;
         if (!tables && plan.peek <= 0) return Outcome::predicted_scan;
         // Predicted dearer: the peek, within plan.peek, counting the codes
-        // it finds within plan.dc (near) by distance.
+        // it finds within plan.dc (near) by distance, and whether it found
+        // any nearer than predicted (closer: past radius 0 only then).
         std::vector<uint32_t> near_at(tables ? 0 : static_cast<size_t>(plan.dc) + 1, 0);
         size_t near = 0;
+        bool closer = false;
         const auto limit = [&] {
             if (!tables && near >= kk) tables = true;
             return tables ? plan.budget : plan.peek;
@@ -406,24 +439,28 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
                 // it was to find them, estimate those within plan.dc.
                 double evidence = 0;
                 for (size_t d = 0; d < near_at.size(); ++d) evidence += near_at[d] * model->weight(static_cast<size_t>(s - 1), d);
-                if (evidence >= static_cast<double>(kk)) tables = true;
+                if (evidence >= kMihEvidenceMargin * static_cast<double>(kk)) tables = true;
+                else if (!closer && !plan.deep_peek) return Outcome::peeked_far;
             }
             // A search with the budget starts no radius it cannot finish; a
             // peek takes what it can of one, a chunk at a time.
             const double allowed = limit();
             const double keys = probes[static_cast<size_t>(s)];
             if (work + (tables ? keys : std::min(keys, static_cast<double>(kMihProbeChunk))) * probe_cost > allowed)
-                return tables ? Outcome::gave_up : near ? Outcome::peeked : Outcome::peeked_far;
+                return tables ? Outcome::gave_up : closer ? Outcome::peeked : Outcome::peeked_far;
             for (int64_t sj = 0; sj < m && !done; ++sj) {
                 const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
                 const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, limit, [&](uint32_t r) {
                     ++found;
                     const int32_t d = distance_any(qj, codes + size_t{r} * w, w);
-                    if (!tables && d <= plan.dc) ++near, ++near_at[static_cast<size_t>(d)];
+                    if (!tables && d <= predicted) {
+                        closer = true;
+                        if (d <= plan.dc) ++near, ++near_at[static_cast<size_t>(d)];
+                    }
                     // The id (another random load) only for a code that can enter.
                     if (d <= top.threshold()) top.push(d, ids[r]);
                 });
-                if (!within) return tables ? Outcome::gave_up : near ? Outcome::peeked : Outcome::peeked_far;
+                if (!within) return tables ? Outcome::gave_up : closer ? Outcome::peeked : Outcome::peeked_far;
                 // Every code not yet found is at least s+1 away in
                 // substrings 0..sj and s away in the others.
                 const int64_t bound = m * s + sj;

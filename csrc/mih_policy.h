@@ -83,10 +83,18 @@ constexpr size_t kMihQueriesPerThread = 8;
 // largest D the budget affords) counts, once radius s is done, as
 // 1 / P(a code at distance d has some substring within s of the query's)
 // codes of the database within dc (MihKnnModel::found_weight); once the
-// codes found within dc, or their weights after a whole radius, reach k,
-// the tables are predicted cheaper after all and the query goes on with
-// the whole budget. A peek that finds no code within dc is a batch trial
-// given up; one that finds some, too few, is no trial.
+// codes found within dc reach k, or their weights after a whole radius
+// reach kMihEvidenceMargin * k (an estimate, so with a margin: a cluster of
+// about k codes has its k-th at the edge of what the budget affords), the
+// tables are predicted cheaper after all and the query goes on with the
+// whole budget. Where the database has no local structure (uniform-like:
+// its sampled codes share their substrings with about as many codes as
+// uniform codes would, MihKnnModel::uniform_shared), a peek goes past
+// radius 0 only if it found a code nearer than the predicted D, so a far
+// query spends about m probes; in clustered codes a query often shares no
+// substring with its cluster (a flipped bit in each), and its peek goes on
+// to radius 1 and beyond. A peek that found no code nearer than predicted
+// is a batch trial given up; one that found some is no trial.
 // So a wrong "scan" costs at most the peek, kMihPeekShare * scan_fraction
 // of a scan (1/16 by default), a wrong "tables" at most scan_fraction (1/2),
 // and the prediction itself under 1/1024 of a scan's popcounts.
@@ -97,6 +105,11 @@ constexpr size_t kMihSampleSize = 256;
 constexpr double kMihPeekShare = 0.125;
 /// Radii the found codes' weights are tabulated for (later radii weigh 1).
 constexpr size_t kMihWeighedRadii = 4;
+/// The weighed estimate of the codes within dc must reach this times k.
+constexpr double kMihEvidenceMargin = 2.0;
+/// Local structure: sampled codes share substrings with this many times
+/// the codes uniform codes would (plus one).
+constexpr double kMihStructure = 4.0;
 
 /// The sampled rows for n codes: S = min(kMihSampleSize, n / 1024) rows
 /// evenly spaced, i * n / S (none below 1024 codes, where a scan costs too
@@ -130,6 +143,9 @@ struct MihKnnModel {
     /// probes[s], s = 0..64: the keys of substring radius s over all tables
     /// (substrings are at most 64 bits: by radius 64 every code is found).
     std::vector<double> probes;
+    /// The codes that share some substring with a code, summed over the
+    /// tables, were the n codes uniform: sum over the tables of (n - 1) / 2^len.
+    double uniform_shared = 0;
     double weight(size_t s, size_t d) const {
         const size_t row = found_weight.size() / kMihWeighedRadii;
         return s < kMihWeighedRadii ? found_weight[s * row + d] : 1.0;
@@ -145,9 +161,14 @@ struct MihKnnPlan {
     int64_t dc = -1;  ///< the largest D with cost[D] <= budget, -1 for none
     double budget = 0;
     double peek = 0;
+    bool deep_peek = true;  ///< a peek may go past radius 0 with no code nearer than predicted
 };
-/// The peek needs its m radius-0 probes within its budget.
-MihKnnPlan mih_knn_plan(const MihKnnModel& model, size_t m, size_t n, size_t w, Isa isa, double scan_fraction);
+/// The peek needs its m radius-0 probes within its budget. sample_shared:
+/// over the S sampled codes and the tables, the other codes whose substring
+/// equals theirs; deep_peek where that is more than kMihStructure times the
+/// uniform expectation, plus one, a sampled code (and where S = 0).
+MihKnnPlan mih_knn_plan(const MihKnnModel& model, size_t m, size_t n, size_t w, Isa isa, double scan_fraction,
+                        size_t S, size_t sample_shared);
 
 /// The predicted work of a radius-r search over tables of lengths lens:
 /// every probe its pigeonhole steps make, and as candidates the larger of

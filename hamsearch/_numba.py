@@ -1113,18 +1113,19 @@ def _mih_evidence(near_at, weight, s):  # pragma: no cover - compiled
 
 
 @_jit
-def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, budget, peek, dc, predicted,
-             weight, trials, probes, nbits, probe_cost, cand_cost, chunk, out_d, out_i,
+def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, budget, peek, dc, deep_peek,
+             predicted, weight, margin, trials, probes, nbits, probe_cost, cand_cost, chunk, out_d, out_i,
              gave_up):  # pragma: no cover - compiled
     """k-NN of queries ``j0:j1`` by probing the tables, as the native core's
     MIHIndex::knn decides (csrc/mih_policy.h): a query whose ``predicted``
     k-th distance is within ``dc`` probes within ``budget``; any other peeks
     within ``peek`` (none where it is 0) and goes on within ``budget`` once
     it has found ``kk`` codes within ``dc``, or their ``weight`` after a whole
-    radius reaches ``kk``. A query that runs past its limit is marked in
-    ``gave_up`` and left alone, and so is every query after at least
-    ``trials`` were tried and half gave up (a peek that found no code within
-    ``dc`` is a trial given up, one that found some is no trial). Work is counted, and the limit checked, per ``chunk`` keys of a
+    radius reaches ``margin * kk``; it goes past radius 0 only if it found a
+    code nearer than predicted or ``deep_peek`` (codes with local structure). A query that runs past its limit is marked
+    in ``gave_up`` and left alone, and so is every query after at least
+    ``trials`` were tried and half gave up (a peek that found no code nearer
+    than predicted is a trial given up, one that found some is no trial). Work is counted, and the limit checked, per ``chunk`` keys of a
     table at a radius and at the radius's end, as the native prober does."""
     n = codes.shape[0]
     w = codes.shape[1]
@@ -1157,14 +1158,19 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
         tau = np.int64(64 * w + 1)  # admits every row, pad bits or not
         found = 0
         near = 0
+        closer = False
         near_at[:] = 0
         work = 0.0
         done = False
         over = False
         s = 0
         while not done and not over and s <= maxlen:
-            if not tables and s > 0 and _mih_evidence(near_at, weight, s - 1) >= kk:
-                tables = True
+            if not tables and s > 0:
+                if _mih_evidence(near_at, weight, s - 1) >= margin * kk:
+                    tables = True
+                elif not closer and not deep_peek:
+                    over = True  # the peek found nothing nearer than predicted
+                    break
             if not tables and near >= kk:
                 tables = True
             # With the budget no radius starts that cannot finish; a peek
@@ -1191,9 +1197,11 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
                             found += 1
                             nc += 1
                             d = _mih_distance(codes, r, qv)
-                            if not tables and d <= dc:
-                                near += 1
-                                near_at[d] += 1
+                            if not tables and d < predicted[j]:
+                                closer = True
+                                if d <= dc:
+                                    near += 1
+                                    near_at[d] += 1
                             if d <= tau:
                                 if cnt == cap:
                                     tau0, _ = _select(bd, bi, cnt, kk)
@@ -1244,7 +1252,7 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
             s += 1
         if over:
             gave_up[j] = 1
-            if tables or near == 0:  # a peek that found some near codes is no trial
+            if tables or not closer:  # a peek that found codes nearer than predicted is no trial
                 tried += 1
                 given_up += 1
             continue
@@ -1393,13 +1401,20 @@ class _Tables:
             dirs.append(d)
             at += d.shape[0]
         self.dirs = np.concatenate(dirs) if dirs else np.zeros(1, dtype=np.int64)
-        # The sampled codes of the per-query prediction (csrc/mih_policy.h).
-        self.sample = np.ascontiguousarray(codes[np.asarray(_policy().mih_sample_rows(n), dtype=np.int64)])
+        # The sampled codes of the per-query prediction (csrc/mih_policy.h),
+        # and how many other codes share their substrings, over the tables.
+        sampled = np.asarray(_policy().mih_sample_rows(n), dtype=np.int64)
+        self.sample = np.ascontiguousarray(codes[sampled])
+        self.sample_shared = 0
+        for begin, length, *_ in shapes:
+            _, inverse, counts = np.unique(self._extract(codes, begin, length), return_inverse=True,
+                                           return_counts=True)
+            self.sample_shared += int((counts[inverse[sampled]] - 1).sum())
         self._models: Dict[str, tuple] = {}
 
     def knn_model(self, nbits: int) -> tuple:
-        """(cost, found_weight, probes) of these tables at the active kernel
-        level (the native core's MihKnnModel), computed once per level."""
+        """(cost, found_weight, probes, uniform_shared) of these tables at the
+        active kernel level (the native core's MihKnnModel), once per level."""
         from . import _backend
 
         level = _backend.isa()
@@ -1577,8 +1592,9 @@ class MIHStore:
         core = _policy()
         # The prediction (csrc/mih_policy.h): the tables' model, the batch's
         # plan, each query's predicted k-th distance from its sample distances.
-        cost, weight, probes = tabs.knn_model(self._nbits)
-        dc, budget, peek = core.mih_knn_plan(cost, len(tabs.tlen), n, self._scan_fraction)
+        cost, weight, probes, uniform_shared = tabs.knn_model(self._nbits)
+        dc, budget, peek, deep_peek = core.mih_knn_plan(cost, uniform_shared, len(tabs.tlen), n,
+                                                        self._scan_fraction, tabs.sample.shape[0], tabs.sample_shared)
         predicted = core.mih_predict_kth(tabs.sample_distances(q), self._nbits, n, kk)
         gave_up = np.zeros(nq, dtype=np.uint8)
         T = max(1, min(int(_policy().mih_probe_threads(nq, int(threads))), MAX_THREADS, _max_threads()))
@@ -1587,7 +1603,8 @@ class MIHStore:
         trials = int(core.mih_batch_trials(nq))
         costs = self._costs()
         _run(_mih_knn, [
-            args + (q, a, b, kk, float(budget), float(peek), int(dc), predicted, weight, trials, probes, self._nbits)
+            args + (q, a, b, kk, float(budget), float(peek), int(dc), bool(deep_peek), predicted, weight,
+                    float(core.MIH_EVIDENCE_MARGIN), trials, probes, self._nbits)
             + costs + (out_d, out_i, gave_up)
             for a, b in zip(cuts, cuts[1:])
         ])

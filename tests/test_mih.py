@@ -375,9 +375,19 @@ def test_prediction_sends_far_queries_to_the_scan_and_near_ones_to_the_tables(ba
         ref = Reference(nbits)
         ref.add(bits)
         lens = [length for _, length in idx.substrings]
-        cost, _, _ = core.mih_knn_model(nbits, lens, n)
-        dc, budget, peek = core.mih_knn_plan(cost, len(lens), n, 0.5)
-        sample = codes[np.asarray(core.mih_sample_rows(n))]
+        cost, _, _, uniform_shared = core.mih_knn_model(nbits, lens, n)
+        sampled = np.asarray(core.mih_sample_rows(n))
+        shared = 0
+        for begin, length in idx.substrings:
+            keys = [row[begin : begin + length].tobytes() for row in bits]
+            counts = {}
+            for key in keys:
+                counts[key] = counts.get(key, 0) + 1
+            shared += sum(counts[keys[i]] - 1 for i in sampled)
+        dc, budget, peek, deep = core.mih_knn_plan(cost, uniform_shared, len(lens), n, 0.5, len(sampled), shared)
+        # only the clustered codes have local structure: a peek goes past radius 0
+        assert deep == (data == "clustered")
+        sample = codes[sampled]
         dist = np.bitwise_count(qc[:, None, :] ^ sample[None]).sum(axis=2).astype(np.int32)
         for k in (1, 10, 100) if data == "uniform" else (1,):
             fallbacks = 0
@@ -411,18 +421,23 @@ def test_prediction_policy_worked_examples():
     # A peek costs at most 1/8 of the budget: 1/16 of a scan by default;
     # with an infinite budget nothing is predicted dearer.
     lens = [22, 21, 21]
-    cost, weight, probes = core.mih_knn_model(64, lens, 10**6)
+    cost, weight, probes, uniform_shared = core.mih_knn_model(64, lens, 10**6)
+    assert uniform_shared == pytest.approx((10**6 - 1) * (2**-22 + 2 * 2**-21))
     assert cost.shape == (66,) and np.isinf(cost[65]) and np.all(np.diff(cost[:65]) >= 0)
     assert weight.shape == (core.MIH_WEIGHED_RADII, 65) and probes[1] == pytest.approx(64)
     # within m - 1 = 2 bits every code is found at radius 0, within 5 at radius 1
     assert weight[0, :3].tolist() == [1, 1, 1] and weight[0, 3] > 1 and weight[1, :6].tolist() == [1] * 6
-    dc, budget, peek = core.mih_knn_plan(cost, 3, 10**6, 0.5)
-    assert budget == 0.5e6 and peek == budget / 8 and cost[dc] <= budget < cost[dc + 1]
-    assert core.mih_knn_plan(cost, 3, 10**6, float("inf"))[0] == 65
+    dc, budget, peek, deep = core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.5, 256, 0)
+    assert budget == 0.5e6 and peek == budget / 8 and cost[dc] <= budget < cost[dc + 1] and not deep
+    # local structure: the sampled codes share substrings with more than
+    # 4 * 1.19 + 1 = 5.8 codes each (10^6 / 2^22 + 2 * 10^6 / 2^21 = 1.19)
+    assert not core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.5, 256, 5 * 256)[3]
+    assert core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.5, 256, 6 * 256)[3]
+    assert core.mih_knn_plan(cost, uniform_shared, 3, 10**6, float("inf"), 256, 0)[0] == 65
     with pytest.raises(ValueError, match="lens: expected substring lengths summing to nbits"):
         core.mih_knn_model(64, [22, 21], 10**6)
     with pytest.raises(ValueError, match="scan_fraction: expected a positive number"):
-        core.mih_knn_plan(cost, 3, 10**6, 0.0)
+        core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.0, 256, 0)
 
 
 def test_numba_mih_without_the_native_core_says_why(monkeypatch):
