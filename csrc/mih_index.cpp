@@ -411,8 +411,11 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     const size_t S = sample_.size() / w;
     const double z = mih_tail_z(kk, n);
     auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
-        std::vector<int32_t> sample_d(S);
-        for (size_t i = 0; i < S; ++i) sample_d[i] = distance_any(qj, sample_.data() + i * w, w);
+        // The sample's distances by the scan's own kernel (a few hundred
+        // codes, contiguous), into per-thread scratch.
+        thread_local std::vector<int32_t> sample_d;
+        sample_d.resize(S);
+        if (S) active_kernels().distances(qj, sample_.data(), S, w, sample_d.data());
         const int64_t predicted = mih_predict_kth(sample_d.data(), S, nbits(), n, kk, z);
         bool tables = predicted <= plan.dc;
         if (!tables && plan.peek <= 0) return Outcome::predicted_scan;
@@ -528,8 +531,11 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
             std::vector<Candidate>().swap(out);
             return Outcome::gave_up;
         };
+        thread_local std::vector<int32_t> sample_d;
+        sample_d.resize(S);
+        if (S) active_kernels().distances(qj, sample_.data(), S, w, sample_d.data());
         size_t sample_hits = 0;
-        for (size_t i = 0; i < S; ++i) sample_hits += distance_any(qj, sample_.data() + i * w, w) <= rr;
+        for (size_t i = 0; i < S; ++i) sample_hits += sample_d[i] <= rr;
         if (model.cost(sample_hits) > budget) return Outcome::predicted_scan;
         const auto limit = [&] { return budget; };
         double work = 0;
