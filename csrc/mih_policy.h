@@ -106,7 +106,7 @@ constexpr double kMihPeekShare = 0.125;
 /// Radii the found codes' weights are tabulated for (later radii weigh 1).
 constexpr size_t kMihWeighedRadii = 4;
 /// The weighed estimate of the codes within dc must reach this times k.
-constexpr double kMihEvidenceMargin = 2.0;
+constexpr double kMihEvidenceMargin = 4.0;
 /// Local structure: sampled codes share substrings with this many times
 /// the codes uniform codes would (plus one).
 constexpr double kMihStructure = 4.0;
