@@ -39,6 +39,13 @@ ext_modules = [
             if name.endswith(".cpp")
         ),
         include_dirs=["hamsearch/include", "csrc"],
+        # A changed header rebuilds the module (setuptools checks only the sources otherwise).
+        depends=sorted(
+            os.path.join(d, name)
+            for d in ("csrc", os.path.join("hamsearch", "include", "hamsearch"))
+            for name in os.listdir(d)
+            if name.endswith(".h")
+        ),
         cxx_std=17,
         extra_compile_args=extra_compile_args,
     ),

@@ -27,6 +27,13 @@ code a random centre with every bit flipped independently with probability
 exactly 1/20 = 0.05; the queries are drawn the same way (fresh centres picks,
 fresh flips), separately from the database.
 
+Small batches (uniform and clustered codes, every nbits, n and k): MIHIndex
+and FlatIndex answer a stream of ``STREAM`` queries (16 at 10^7; quick 8)
+asked ``batch`` at a time, 1 (one query at a time, as a retrieval service
+asks) or 4, on one thread; a round is the whole stream, queries/second is
+``STREAM / median round time``; ``extra_info["batch"]`` holds the batch and
+``mih_fallbacks`` counts the stream's queries the scan answered.
+
 Each case is ``benchmark.pedantic`` over a batch of ``nq`` queries: 1000
 (quick 50), held to 10^9 query x code pairs in the standard profile (100
 queries at 10^7) for every exact searcher alike; MultiHash 2*10^7 pairs (20
@@ -83,6 +90,11 @@ FLIP_DENOMINATOR = 20  # each bit flipped with probability exactly 1/20 = 0.05
 CLUSTER_SIZE = 100  # n // 100 centres
 GEN_CHUNK = 1 << 16  # rows of flip masks drawn at a time: (chunk, nbits) uint8 temporaries
 
+SMALL_BATCHES = (1, 4)  # queries per call of the small-batch cases
+STREAM = 32  # queries per timed round of a small-batch case (half at 10^7)
+QUICK_STREAM = 8
+STREAM_THREADS = 1  # a service answering one query at a time gives each its own core
+
 MULTIHASH_B = 16  # bits per hash table
 MULTIHASH_NFLIP = 2  # buckets within 2 flips of the query's substring are probed
 MULTIHASH_PAIRS = 2 * 10**7  # batch budget: 200 queries at 10^5, 20 at 10^6, MIN_SLOW_NQ at 10^7
@@ -106,6 +118,7 @@ class MihCase:
     threads: int
     nq: int
     rounds: int
+    batch: int = 0  # queries per call; 0: the whole nq in one call
 
     @property
     def data_key(self) -> Tuple[str, int, int]:
@@ -116,12 +129,14 @@ class MihCase:
 
     @property
     def group(self) -> str:
-        return f"data={self.data} nbits={self.nbits} n={n_label(self.n)} k={self.k}"
+        batch = f" batch={self.batch}" if self.batch else ""
+        return f"data={self.data} nbits={self.nbits} n={n_label(self.n)} k={self.k}{batch}"
 
     @property
     def id(self) -> str:
+        batch = f"-batch{self.batch}" if self.batch else ""
         return (f"{self.library}-{self.variant}-{self.data}-b{self.nbits}-n{n_label(self.n)}"
-                f"-k{self.k}-t{self.threads}-q{self.nq}")
+                f"-k{self.k}-t{self.threads}-q{self.nq}{batch}")
 
 
 def batch_nq(cfg: BenchConfig, searcher: Tuple[str, str], n: int, most: Optional[int] = None) -> int:
@@ -157,6 +172,11 @@ def trained_sizes(cfg: BenchConfig) -> Dict[str, Tuple[int, int]]:
             "trained-wiki": (WIKI_N, WIKI_NQ)}
 
 
+def stream_nq(cfg: BenchConfig, n: int) -> int:
+    """Queries per timed round of a small-batch case."""
+    return QUICK_STREAM if cfg.quick else STREAM // 2 if n >= 10**7 else STREAM
+
+
 def mih_cases(cfg: BenchConfig) -> List[MihCase]:
     data_sets = [(data, nbits, n, None) for n in cfg.ns for nbits in cfg.nbits for data in KINDS]
     for data, (n, nq) in trained_sizes(cfg).items():
@@ -170,6 +190,10 @@ def mih_cases(cfg: BenchConfig) -> List[MihCase]:
                         continue  # numpy scans on one thread only
                     if _wanted(cfg, s, data, nbits, n):
                         out.append(MihCase(data, *s, nbits, n, k, threads, batch_nq(cfg, s, n, most), ROUNDS))
+            if data in KINDS:  # small batches, MIH against its own scan
+                for batch in SMALL_BATCHES:
+                    for s in (MIH, FLAT):
+                        out.append(MihCase(data, *s, nbits, n, k, STREAM_THREADS, stream_nq(cfg, n), ROUNDS, batch))
     return out
 
 
@@ -362,6 +386,25 @@ class PeerSearcher(Searcher):
         self.peer.close()
 
 
+class Stream:
+    """``searcher``'s queries asked ``batch`` at a time, one call after the
+    other, as a retrieval service asks them; ``fallbacks`` counts the last
+    stream's queries that MIH's scan answered."""
+
+    def __init__(self, searcher: Searcher, batch: int) -> None:
+        self.searcher, self.batch, self.fallbacks = searcher, batch, 0
+
+    def __call__(self, q: np.ndarray, k: int, threads: int) -> Tuple[np.ndarray, np.ndarray]:
+        D, I, fallbacks = [], [], 0
+        for i in range(0, q.shape[0], self.batch):
+            d, ids = self.searcher.search(q[i : i + self.batch], k, threads)
+            D.append(np.asarray(d))
+            I.append(np.asarray(ids))
+            fallbacks += int(self.searcher.extra().get("mih_fallbacks", 0))
+        self.fallbacks = fallbacks
+        return np.concatenate(D), np.concatenate(I)
+
+
 def make_searcher(key: Tuple[str, str], data: MihDataset) -> Searcher:
     if key in (MIH, FLAT):
         return HamsearchSearcher(data, key[1])
@@ -460,8 +503,9 @@ def test_mih(mcase: MihCase, mih_data: MihCache, benchmark) -> None:
     ds = mih_data.dataset(c.data, c.nbits, c.n)
     q = s.prepare(ds, c.nq)
     s.set_threads(c.threads)
+    search = Stream(s, c.batch) if c.batch else s.search
     # untimed first calls (thread pools, output pages), and the rounds
-    rounds = adaptive_rounds(s.search, (q, c.k, c.threads), c.nq, c.rounds, MAX_ROUNDS, MIN_CASE_SECONDS)
+    rounds = adaptive_rounds(search, (q, c.k, c.threads), c.nq, c.rounds, MAX_ROUNDS, MIN_CASE_SECONDS)
 
     benchmark.group = c.group
     benchmark.extra_info.update(
@@ -470,6 +514,8 @@ def test_mih(mcase: MihCase, mih_data: MihCache, benchmark) -> None:
         build_seconds=s.build_seconds, memory_bytes_per_code=s.memory_bytes / c.n,
         exact=s.exact, params=s.params,
     )
+    if c.batch:
+        benchmark.extra_info["batch"] = c.batch
     if ds.source:
         benchmark.extra_info["source"] = ds.source
     try:
@@ -477,7 +523,7 @@ def test_mih(mcase: MihCase, mih_data: MihCache, benchmark) -> None:
     except OSError:  # pragma: no cover
         pass
 
-    D, I = benchmark.pedantic(s.search, args=(q, c.k, c.threads),
+    D, I = benchmark.pedantic(search, args=(q, c.k, c.threads),
                               rounds=rounds, iterations=1, warmup_rounds=0)
 
     assert np.shape(D) == (c.nq, c.k) and np.shape(I) == (c.nq, c.k)
@@ -485,6 +531,8 @@ def test_mih(mcase: MihCase, mih_data: MihCache, benchmark) -> None:
     benchmark.extra_info["median_s"] = median
     benchmark.extra_info["queries_per_second"] = c.nq / median
     benchmark.extra_info.update(s.extra())
+    if isinstance(search, Stream) and c.library == MIH[0] and c.variant == MIH[1]:
+        benchmark.extra_info["mih_fallbacks"] = search.fallbacks
     if ds.truth is not None:
         # How far the k-th neighbour lies decides MIH's speed: bench/report.py
         # plots MIH's speed-up over the flat scan against this mean.

@@ -3,7 +3,9 @@
     python -m bench.mih_report bench/results/mih.json [--out table.md]
 
 Prints Markdown: the source of each data kind that records one (the trained
-kinds), then for every (data, nbits, n, k, threads) the queries per second of
+kinds), then for every (data, nbits, n, k, threads, batch) the queries per
+second (batch: queries per call, ``all`` for the whole batch at once, 1 or 4
+for the small-batch cases, a stream of queries asked that many at a time) of
 hamsearch's MIHIndex (and how many of the batch's queries fell back to the flat
 scan), FlatIndex, faiss IndexBinaryFlat, IndexBinaryMultiHash and
 IndexBinaryHNSW (with their recall at k against the exact answer), usearch's
@@ -59,6 +61,7 @@ class Row:
     fallbacks: Optional[int]
     params: Dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     source: Optional[str] = field(default=None, compare=False)  # extra_info["source"]: where the codes came from
+    batch: int = 0  # queries per call (extra_info["batch"]); 0: the whole batch in one call
 
     @property
     def qps(self) -> float:
@@ -104,6 +107,7 @@ def rows_from_json(doc: Dict[str, Any]) -> List[Row]:
             recall=_opt(info, "recall_at_k"), fallbacks=_opt(info, "mih_fallbacks", int),
             params=dict(info.get("params") or {}),
             source=" ".join(str(info["source"]).split()) if info.get("source") else None,
+            batch=int(info.get("batch") or 0),
         ))
     return out
 
@@ -140,8 +144,8 @@ def qps_table(rows: Sequence[Row]) -> Tuple[List[str], List[List[str]]]:
     labels = _labels(rows)
     cells: Dict[Tuple, Dict[str, Row]] = {}
     for r in rows:
-        cells.setdefault((r.data, r.nbits, r.n, r.k, r.threads), {})[r.label] = r
-    header = ["data", "nbits", "n", "k", "threads"]
+        cells.setdefault((r.data, r.nbits, r.n, r.k, r.threads, r.batch), {})[r.label] = r
+    header = ["data", "nbits", "n", "k", "threads", "batch"]
     for label in labels:
         header.append(f"{label} q/s")
         if label == REFERENCE:
@@ -152,10 +156,10 @@ def qps_table(rows: Sequence[Row]) -> Tuple[List[str], List[List[str]]]:
             header.append(f"mih / {label}")
     out = []
     for key in sorted(cells, key=_sortkey):
-        data, nbits, n, k, threads = key
+        data, nbits, n, k, threads, batch = key
         c = cells[key]
         ref = c.get(REFERENCE)
-        row = [data, str(nbits), fmt_n(n), str(k), str(threads)]
+        row = [data, str(nbits), fmt_n(n), str(k), str(threads), str(batch) if batch else "all"]
         for label in labels:
             e = c.get(label)
             row.append(fmt_qps(e.qps) if e else "—")
@@ -231,6 +235,8 @@ def render(doc: Dict[str, Any], rows: Sequence[Row]) -> str:
            "that MIH answered with the flat scan.", ""]
     h, r = qps_table(rows)
     out += [markdown_table(h, r, "lrrrr" + "r" * (len(h) - 5)), ""]
+    out += ["Batch 1 and 4: a stream of queries asked that many at a time, as a retrieval service asks "
+            "(MIHIndex and FlatIndex only).", ""]
     h, r = build_table(rows)
     out += ["### Build time and memory per code (resident-set growth at build / n)", "",
             "MIH build time includes its first query (k = 1), which builds the tables.", "",

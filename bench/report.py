@@ -417,7 +417,8 @@ def points(run: Run) -> List[Point]:
         raise ReportError(f"{run.path}: expected {len(mih_raw)} MIH entries from bench.mih_report, got {len(rows)}")
     for r, raw in zip(rows, mih_raw):
         kth = (raw.get("extra_info") or {}).get("kth_distance_mean")
-        out.append(Point(run.path, "mih", (r.data, r.nbits, r.n, r.k, r.threads, "knn"), r.label,
+        kind = f"batch{r.batch}" if r.batch else "knn"
+        out.append(Point(run.path, "mih", (r.data, r.nbits, r.n, r.k, r.threads, kind), r.label,
                          r.label in MIH_HAMSEARCH or r.label.startswith("hamsearch"), r.qps, r.recall,
                          float(kth) if kth is not None else None))
     for o in ops_rows(run):
@@ -494,6 +495,8 @@ def row_text(row: Tuple[Any, ...], suite: str) -> str:
         text = f"{data} {text}"
     if kind == "single":
         text += ", one query a round"
+    elif str(kind).startswith("batch"):
+        text += f", {str(kind)[5:]} queries a call"
     return text
 
 
@@ -683,7 +686,9 @@ def mih_section(run: Run) -> List[str]:
             "same run (> 1: MIH faster). Recall at k of the approximate faiss indexes against the exact "
             "answer (a returned id counts when its distance is within the exact k-th distance); usearch's "
             "exact search and the numpy scan run on the trained data kinds only. "
-            "`mih fallbacks`: queries of the batch that MIH answered with the flat scan.", "",
+            "`mih fallbacks`: queries of the batch that MIH answered with the flat scan. `batch`: queries "
+            "per call; 1 and 4 are a stream of queries asked that many at a time, as a retrieval service "
+            "asks (`MIHIndex` and `FlatIndex` only).", "",
             markdown_table(h, body, "lrrrr" + "r" * (len(h) - 5)), ""]
     h, body = mih_report.build_table(rows)
     out += ["#### Build time and memory per code (resident-set growth at build / n)", "",

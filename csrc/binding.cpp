@@ -508,6 +508,98 @@ PYBIND11_MODULE(_core, m) {
         py::arg("scan_fraction"), py::arg("n"), py::arg("w"));
     m.def("mih_batch_trials", [](uint64_t nq) { return hamsearch::mih_batch_trials(static_cast<size_t>(nq)); },
           py::arg("nq"));
+    // The per-query prediction (mih_policy.h), for the Numba backend's kernels.
+    const auto check_lens = [check_mih](int64_t nbits, const std::vector<int64_t>& lens) {
+        check_mih(nbits, 0);
+        int64_t total = 0;
+        for (int64_t len : lens) {
+            if (len < 1 || len > 64) throw std::invalid_argument("lens: expected lengths 1 to 64, got " + std::to_string(len));
+            total += len;
+        }
+        if (lens.empty() || total != nbits) {
+            throw std::invalid_argument("lens: expected substring lengths summing to nbits = " + std::to_string(nbits));
+        }
+    };
+    m.def("mih_sample_rows", [](uint64_t n) { return hamsearch::mih_sample_rows(static_cast<size_t>(n)); },
+          py::arg("n"), "The database rows sampled for the per-query prediction, for n codes.");
+    m.def(
+        "mih_predict_kth",
+        [](py::array_t<int32_t, py::array::c_style> dist, int64_t nbits, uint64_t n, uint64_t k) {
+            if (dist.ndim() != 2) throw std::invalid_argument("dist: expected a 2-D array (queries, sample)");
+            if (k < 1) throw std::invalid_argument("k: expected k >= 1, got 0");
+            const size_t nq = static_cast<size_t>(dist.shape(0)), S = static_cast<size_t>(dist.shape(1));
+            const size_t kk = std::min<size_t>(static_cast<size_t>(k), static_cast<size_t>(n));
+            const double z = hamsearch::mih_tail_z(kk, static_cast<size_t>(n));
+            std::vector<int32_t> row(S);
+            std::vector<int64_t> out(nq);
+            for (size_t j = 0; j < nq; ++j) {
+                std::copy(dist.data() + j * S, dist.data() + (j + 1) * S, row.begin());
+                out[j] = hamsearch::mih_predict_kth(row.data(), S, nbits, static_cast<size_t>(n), kk, z);
+            }
+            return adopt(std::move(out));
+        },
+        py::arg("dist").noconvert(), py::arg("nbits"), py::arg("n"), py::arg("k"),
+        "Per query (a row of distances to the sampled codes), the predicted distance of its k-th neighbour "
+        "among n codes; nbits + 1 where the sample is empty.");
+    m.def(
+        "mih_knn_model",
+        [check_lens](int64_t nbits, std::vector<int64_t> lens, uint64_t n) {
+            check_lens(nbits, lens);
+            auto model = hamsearch::mih_knn_model(lens, nbits, static_cast<size_t>(n),
+                                                  static_cast<size_t>((nbits + 63) / 64), hamsearch::active_kernels().isa);
+            py::array_t<double> weight(adopt(std::move(model.found_weight))
+                                           .reshape({static_cast<py::ssize_t>(hamsearch::kMihWeighedRadii),
+                                                     static_cast<py::ssize_t>(nbits + 1)}));
+            return py::make_tuple(adopt(std::move(model.cost)), weight, adopt(std::move(model.probes)),
+                                  model.uniform_shared);
+        },
+        py::arg("nbits"), py::arg("lens"), py::arg("n"),
+        "(cost, found_weight, probes, uniform_shared) of tables of these substring lengths over n codes at the "
+        "active kernel level (mih_policy.h, MihKnnModel): cost[D], D = 0..nbits + 1; found_weight[s, d], "
+        "d = 0..nbits; probes[s], s = 0..64.");
+    m.def(
+        "mih_knn_plan",
+        [](py::array_t<double, py::array::c_style> cost, double uniform_shared, uint64_t mm, uint64_t n,
+           double scan_fraction, uint64_t S, uint64_t sample_shared) {
+            if (cost.ndim() != 1 || cost.size() < 3) throw std::invalid_argument("cost: expected mih_knn_model's costs");
+            if (!(scan_fraction > 0)) throw std::invalid_argument("scan_fraction: expected a positive number");
+            hamsearch::MihKnnModel model;
+            model.cost.assign(cost.data(), cost.data() + cost.size());
+            model.uniform_shared = uniform_shared;
+            const int64_t nbits = static_cast<int64_t>(cost.size()) - 2;
+            const auto plan = hamsearch::mih_knn_plan(model, static_cast<size_t>(mm), static_cast<size_t>(n),
+                                                      static_cast<size_t>((nbits + 63) / 64),
+                                                      hamsearch::active_kernels().isa, scan_fraction,
+                                                      static_cast<size_t>(S), static_cast<size_t>(sample_shared));
+            return py::make_tuple(plan.dc, plan.budget, plan.peek, plan.deep_peek);
+        },
+        py::arg("cost").noconvert(), py::arg("uniform_shared"), py::arg("m"), py::arg("n"), py::arg("scan_fraction"),
+        py::arg("S"), py::arg("sample_shared"),
+        "(dc, budget, peek, deep_peek) of a k-NN batch over m tables (mih_policy.h, MihKnnPlan).");
+    m.attr("MIH_WEIGHED_RADII") = hamsearch::kMihWeighedRadii;
+    m.attr("MIH_EVIDENCE_MARGIN") = hamsearch::kMihEvidenceMargin;
+    m.attr("MIH_STRUCTURE") = hamsearch::kMihStructure;
+    m.def(
+        "mih_radius_costs",
+        [check_lens](int64_t nbits, std::vector<int64_t> lens, int64_t r, uint64_t n, uint64_t S,
+                     py::array_t<int64_t, py::array::c_style> sample_hits) {
+            check_lens(nbits, lens);
+            if (r < 0) throw std::invalid_argument("r: expected r >= 0, got " + std::to_string(r));
+            const auto model = hamsearch::mih_radius_model(lens, std::min(r, nbits), static_cast<size_t>(n),
+                                                           static_cast<size_t>((nbits + 63) / 64),
+                                                           hamsearch::active_kernels().isa, static_cast<size_t>(S));
+            std::vector<double> out(static_cast<size_t>(sample_hits.size()));
+            for (size_t j = 0; j < out.size(); ++j) out[j] = model.cost(static_cast<size_t>(sample_hits.data()[j]));
+            return adopt(std::move(out));
+        },
+        py::arg("nbits"), py::arg("lens"), py::arg("r"), py::arg("n"), py::arg("S"), py::arg("sample_hits").noconvert(),
+        "Per query (its sampled codes within r), the predicted work of a radius-r search.");
+    m.def(
+        "mih_probe_threads",
+        [](uint64_t nq, int64_t threads) {
+            return hamsearch::mih_probe_threads(static_cast<size_t>(nq), check_threads(threads));
+        },
+        py::arg("nq"), py::arg("threads"), "Threads that probe a batch of nq queries, at most threads.");
     m.attr("MIH_SCAN_FRACTION") = hamsearch::kMihScanFraction;
     m.attr("MIH_PROBE_CHUNK") = hamsearch::kMihProbeChunk;
 

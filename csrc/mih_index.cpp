@@ -157,7 +157,25 @@ void MIHIndex::build_tables(const FlatIndex::Reader& store) const {
         }
         tables.push_back(std::move(t));
     }
+    std::vector<uint64_t> sample;
+    size_t shared = 0;  // the other codes sharing a sampled code's substring, over the tables
+    for (size_t row : mih_sample_rows(n)) {
+        const uint64_t* code = codes + row * w;
+        sample.insert(sample.end(), code, code + w);
+        for (const SubstringTable& t : tables) {
+            const uint64_t key = extract(code, t.begin, t.len);
+            const size_t b = t.bucket(key);
+            const auto run = t.match(key, t.dir[b], t.dir[b + 1]);
+            for (uint32_t e = run.first; e < run.second; ++e) {
+                const uint32_t r = t.row(t.entries[e]);
+                shared += r != row && extract(codes + size_t{r} * w, t.begin, t.len) == key;
+            }
+        }
+    }
     tables_ = std::move(tables);
+    sample_ = std::move(sample);
+    sample_shared_ = shared;
+    knn_model_.reset();
     tables_version_ = store.version();
 }
 
@@ -174,20 +192,47 @@ const std::vector<SubstringTable>& MIHIndex::tables(const FlatIndex::Reader& sto
     return tables_;
 }
 
+std::shared_ptr<const MihKnnModel> MIHIndex::knn_model(Isa isa) const {
+    std::lock_guard<std::mutex> lock(tables_mu_);
+    if (!knn_model_ || knn_model_isa_ != isa) {
+        std::vector<int64_t> lens;
+        for (const auto& t : tables_) lens.push_back(t.len);
+        const size_t n = tables_.empty() ? 0 : tables_[0].entries.size();
+        knn_model_ = std::make_shared<const MihKnnModel>(mih_knn_model(lens, nbits(), n, words(), isa));
+        knn_model_isa_ = isa;
+    }
+    return knn_model_;
+}
+
 namespace {
 
 // Per-thread scratch: which rows this query has verified already. A bitmap
 // (n/8 bytes) and the list of rows set, cleared row by row between queries,
 // so a query costs what it touches, not a clear of n entries.
+// The bitmap is allocated at the first visit: a batch whose queries all go
+// to the scan before any probe does not pay for it. The calling thread keeps
+// its Seen from call to call (cleared row by row as ever), so that a query
+// at a time does not zero n / 8 bytes per query.
 struct Seen {
     std::vector<uint64_t> bits;
     std::vector<uint32_t> touched;
-    explicit Seen(size_t n) : bits((n + 63) / 64, 0) {}
+    size_t words = 0;
+    Seen() = default;
+    explicit Seen(size_t n) : words((n + 63) / 64) {}
+    /// Ready for n rows: a fresh bitmap where the size changed.
+    void reset(size_t n) {
+        next();
+        if (words != (n + 63) / 64) {
+            words = (n + 63) / 64;
+            std::vector<uint64_t>().swap(bits);
+        }
+    }
     void next() {
         for (uint32_t r : touched) bits[r >> 6] &= ~(uint64_t{1} << (r & 63));
         touched.clear();
     }
     bool first_visit(uint32_t r) {
+        if (bits.empty()) bits.assign(words, 0);
         uint64_t& word = bits[r >> 6];
         const uint64_t bit = uint64_t{1} << (r & 63);
         if (word & bit) return false;
@@ -211,27 +256,30 @@ class Prober {
           costs_(mih_costs(w, active_kernels().isa)),
           seen_(seen) {}
 
-    template <class Visit>
-    bool probe(const SubstringTable& tb, uint64_t qs, int64_t s, double& work, double budget, Visit&& visit) {
+    /// limit() gives the work allowed at each check; it may change as the
+    /// visits find codes (the prediction's bound on the k-th distance).
+    template <class Limit, class Visit>
+    bool probe(const SubstringTable& tb, uint64_t qs, int64_t s, double& work, Limit&& limit, Visit&& visit) {
         size_t nk = 0;
         bool ok = true;
         for_each_mask(tb.len, s, [&](uint64_t mask) {
             keys_[nk++] = qs ^ mask;
             if (nk == kMihProbeChunk) {
-                ok = flush(tb, nk, work, budget, visit);
+                ok = flush(tb, nk, work, visit) <= limit();
                 nk = 0;
             }
             return ok;
         });
-        if (ok && nk > 0) ok = flush(tb, nk, work, budget, visit);
+        if (ok && nk > 0) ok = flush(tb, nk, work, visit) <= limit();
         return ok;
     }
 
    private:
     static constexpr size_t kAhead = 12;  // candidates' codes in flight at once
 
+    // Probes nk keys, visits their new rows; returns the work done so far.
     template <class Visit>
-    bool flush(const SubstringTable& tb, size_t nk, double& work, double budget, Visit& visit) {
+    double flush(const SubstringTable& tb, size_t nk, double& work, Visit& visit) {
         const uint32_t* dir = tb.dir.data();
         for (size_t i = 0; i < nk; ++i) prefetch(dir + tb.bucket(keys_[i]));
         for (size_t i = 0; i < nk; ++i) {
@@ -255,7 +303,7 @@ class Prober {
             visit(cand_[i]);
         }
         work += static_cast<double>(nk) * costs_.probe + static_cast<double>(nc) * costs_.candidate;
-        return work <= budget;
+        return work;
     }
 
     const uint64_t* codes_;
@@ -280,22 +328,36 @@ std::vector<double> probe_counts(const std::vector<SubstringTable>& tabs, int64_
     return probes;
 }
 
+// What search() did with a query: answered it; gave up on it (past the
+// budget); sent it to the scan after a peek that found some codes nearer
+// than predicted (peeked) or none (peeked_far), or before any probe.
+enum class Outcome { answered, gave_up, peeked, peeked_far, predicted_scan };
+
 // Runs search(j, qj, qsub, prober) for the queries of a batch on up to
-// `threads` threads; search returns false when query j gives up (its work
-// would pass the budget), and gave_up[j] is set. Queries go to the threads
-// one at a time as each finishes its last: near and far queries differ in
-// cost by orders of magnitude, and a static split left one thread idle while
-// the other finished its half. Once batch_trials(nq) queries were tried and
-// half gave up (far neighbours, as for uniform codes), the rest of the batch
-// is marked without a search: it goes straight to the scan.
+// mih_probe_threads(nq, threads) threads; gave_up[j] is set for any outcome
+// but answered. Queries go to the threads one at a time as each finishes
+// its last: near and far queries differ in cost by orders of magnitude, and
+// a static split left one thread idle while the other finished its half.
+// A query answered is a trial, one that gave up or whose peek found no code
+// nearer than predicted a trial given up; once batch_trials(nq) queries were tried
+// and half gave up (far neighbours, as for uniform codes), the rest of the
+// batch is marked without a search: it goes straight to the scan. (Against
+// the batch's blocked scan, cheaper a query than a scan of one, even peeks
+// are worth saving.) A peek that found some near codes, too few, says
+// little of the next query's (a cluster's size varies) and is no trial;
+// nor is a query the prediction sent to the scan before any probe.
 template <class Search>
 void search_batch(const uint64_t* q, size_t nq, size_t threads, const std::vector<SubstringTable>& tabs,
                   const uint64_t* codes, size_t n, size_t w, std::vector<char>& gave_up, Search&& search) {
     std::atomic<size_t> tried{0}, given_up{0}, next{0};
     const size_t trials = mih_batch_trials(nq);
-    const size_t T = std::max<size_t>(1, std::min({threads, nq, kMaxThreads}));
-    parallel_tasks(T, [&](size_t) {
-        Seen seen(n);
+    const size_t T = std::max<size_t>(1, std::min(mih_probe_threads(nq, threads), kMaxThreads));
+    parallel_tasks(T, [&](size_t t) {
+        // Task 0 runs on the calling thread: its Seen outlives the call.
+        thread_local Seen kept;
+        Seen own;
+        Seen& seen = t == 0 ? kept : own;
+        seen.reset(n);
         Prober prober(codes, w, seen);
         std::vector<uint64_t> qsub(tabs.size());
         for (size_t j; (j = next.fetch_add(1, std::memory_order_relaxed)) < nq;) {
@@ -304,13 +366,14 @@ void search_batch(const uint64_t* q, size_t nq, size_t threads, const std::vecto
                 gave_up[j] = 1;
                 continue;
             }
-            tried.fetch_add(1, std::memory_order_relaxed);
             const uint64_t* qj = q + j * w;
             for (size_t u = 0; u < tabs.size(); ++u) qsub[u] = extract(qj, tabs[u].begin, tabs[u].len);
             seen.next();
-            if (!search(j, qj, qsub, prober)) {
-                gave_up[j] = 1;
-                given_up.fetch_add(1, std::memory_order_relaxed);
+            const Outcome got = search(j, qj, qsub, prober);
+            if (got != Outcome::answered) gave_up[j] = 1;
+            if (got == Outcome::answered || got == Outcome::gave_up || got == Outcome::peeked_far) {
+                if (got != Outcome::answered) given_up.fetch_add(1, std::memory_order_relaxed);
+                tried.fetch_add(1, std::memory_order_relaxed);
             }
         }
     });
@@ -336,29 +399,71 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     const int64_t* ids = store.ids();
     const size_t kk = std::min(k, n);
     const int64_t m = static_cast<int64_t>(tabs.size());
-    const double budget = mih_budget(scan_fraction_, n, w);
-    const double probe_cost = mih_costs(w, active_kernels().isa).probe;
+    const Isa isa = active_kernels().isa;
+    const double probe_cost = mih_costs(w, isa).probe;
     std::vector<char> gave_up(nq, 0);
-    // Substrings are at most 64 bits: by radius 64 every code is found.
-    const std::vector<double> probes = probe_counts(tabs, 64, std::numeric_limits<int64_t>::max());
+    // The prediction (mih_policy.h): the model of these tables, the batch's
+    // plan, and the normal tail's quantile for the sample's estimate.
+    const auto model = knn_model(isa);
+    const std::vector<double>& probes = model->probes;
+    const MihKnnPlan plan =
+        mih_knn_plan(*model, tabs.size(), n, w, isa, scan_fraction_, sample_.size() / w, sample_shared_);
+    const size_t S = sample_.size() / w;
+    const double z = mih_tail_z(kk, n);
     auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
+        // The sample's distances by the scan's own kernel (a few hundred
+        // codes, contiguous), into per-thread scratch.
+        thread_local std::vector<int32_t> sample_d;
+        sample_d.resize(S);
+        if (S) active_kernels().distances(qj, sample_.data(), S, w, sample_d.data());
+        const int64_t predicted = mih_predict_kth(sample_d.data(), S, nbits(), n, kk, z);
+        bool tables = predicted <= plan.dc;
+        if (!tables && plan.peek <= 0) return Outcome::predicted_scan;
+        // Predicted dearer: the peek, within plan.peek, counting the codes
+        // it finds within plan.dc (near) by distance, and whether it found
+        // any nearer than predicted (closer: past radius 0 only then).
+        std::vector<uint32_t> near_at(tables ? 0 : static_cast<size_t>(plan.dc) + 1, 0);
+        size_t near = 0;
+        bool closer = false;
+        const auto limit = [&] {
+            if (!tables && near >= kk) tables = true;
+            return tables ? plan.budget : plan.peek;
+        };
         TopK top(kk);
         size_t found = 0;
         double work = 0;
         bool done = false;
-        for (int64_t s = 0; !done; ++s) {
+        int64_t s = 0;
+        for (; !done; ++s) {
             // Probing radius s costs sum_j C(len_j, s) probes: give up
-            // before starting a radius that would overrun the budget.
-            if (work + probes[static_cast<size_t>(s)] * probe_cost > budget) return false;
+            // before starting a radius that would overrun the limit.
+            if (!tables && s > 0) {
+                // Radius s - 1 done: the near codes, weighed by how likely
+                // it was to find them, estimate those within plan.dc.
+                double evidence = 0;
+                for (size_t d = 0; d < near_at.size(); ++d) evidence += near_at[d] * model->weight(static_cast<size_t>(s - 1), d);
+                if (evidence >= kMihEvidenceMargin * static_cast<double>(kk)) tables = true;
+                else if (!closer && !plan.deep_peek) return Outcome::peeked_far;
+            }
+            // A search with the budget starts no radius it cannot finish; a
+            // peek takes what it can of one, a chunk at a time.
+            const double allowed = limit();
+            const double keys = probes[static_cast<size_t>(s)];
+            if (work + (tables ? keys : std::min(keys, static_cast<double>(kMihProbeChunk))) * probe_cost > allowed)
+                return tables ? Outcome::gave_up : closer ? Outcome::peeked : Outcome::peeked_far;
             for (int64_t sj = 0; sj < m && !done; ++sj) {
                 const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
-                const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t r) {
+                const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, limit, [&](uint32_t r) {
                     ++found;
                     const int32_t d = distance_any(qj, codes + size_t{r} * w, w);
+                    if (!tables && d <= predicted) {
+                        closer = true;
+                        if (d <= plan.dc) ++near, ++near_at[static_cast<size_t>(d)];
+                    }
                     // The id (another random load) only for a code that can enter.
                     if (d <= top.threshold()) top.push(d, ids[r]);
                 });
-                if (!within) return false;
+                if (!within) return tables ? Outcome::gave_up : closer ? Outcome::peeked : Outcome::peeked_far;
                 // Every code not yet found is at least s+1 away in
                 // substrings 0..sj and s away in the others.
                 const int64_t bound = m * s + sj;
@@ -366,7 +471,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
             }
         }
         top.finish(D + j * k, I + j * k, k);
-        return true;
+        return Outcome::answered;
     };
     search_batch(q, nq, threads, tabs, codes, n, w, gave_up, search);
     // The queries that gave up: one blocked, threaded scan for all of them.
@@ -414,19 +519,32 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     // Probing alone past the budget: every query would give up after
     // spending it, so the whole batch goes to the scan at once.
     std::vector<char> gave_up(nq, all_probes * probe_cost > budget ? 1 : 0);
+    // Per query, the prediction (mih_policy.h): the hits its sample
+    // distances predict priced with the probes against the budget.
+    std::vector<int64_t> lens;
+    for (const auto& t : tabs) lens.push_back(t.len);
+    const size_t S = sample_.size() / w;
+    const MihRadiusModel model = mih_radius_model(lens, rr, n, w, active_kernels().isa, S);
     auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
         auto& out = hits[j];
         const auto give_up = [&] {
             std::vector<Candidate>().swap(out);
-            return false;
+            return Outcome::gave_up;
         };
+        thread_local std::vector<int32_t> sample_d;
+        sample_d.resize(S);
+        if (S) active_kernels().distances(qj, sample_.data(), S, w, sample_d.data());
+        size_t sample_hits = 0;
+        for (size_t i = 0; i < S; ++i) sample_hits += sample_d[i] <= rr;
+        if (model.cost(sample_hits) > budget) return Outcome::predicted_scan;
+        const auto limit = [&] { return budget; };
         double work = 0;
         // After radius s of substring sj, every code within m*s + sj is found.
         for (int64_t s = 0; s <= smax; ++s) {
             if (work + probes[static_cast<size_t>(s)] * probe_cost > budget) return give_up();
             for (int64_t sj = 0; sj < m && m * s + sj <= rr; ++sj) {
                 const SubstringTable& tb = tabs[static_cast<size_t>(sj)];
-                const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, budget, [&](uint32_t row) {
+                const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, limit, [&](uint32_t row) {
                     const int32_t d = distance_any(qj, codes + size_t{row} * w, w);
                     if (d <= rr) out.push_back({d, ids[row]});
                 });
@@ -434,7 +552,7 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
             }
         }
         std::sort(out.begin(), out.end());
-        return true;
+        return Outcome::answered;
     };
     if (!gave_up[0]) search_batch(q, nq, threads, tabs, codes, n, w, gave_up, search);
     std::vector<size_t> rest;

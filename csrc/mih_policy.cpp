@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace hamsearch {
 
@@ -54,6 +55,34 @@ constexpr size_t kMaxTrials = 16;
 // 3 tables at 64 bits, 5 at 128, 8 at 256.
 constexpr double kTableOverhead = 0.4;
 constexpr double kTableBytesPerCode = 4.0 + 0.25 + kTableOverhead;
+
+// Radius-0 weights are computed up to this distance (mih_knn_model).
+constexpr size_t kMaxWeighed = 256;
+
+// The sample: one code per kSampleSpacing at most, so that its popcounts
+// (by the portable count, a few times a scan word's cost) stay within about
+// 1% of the scan the prediction may save.
+constexpr size_t kSampleSpacing = 1024;
+
+double binom(int64_t n, int64_t k) {
+    if (k < 0 || k > n) return 0.0;
+    return std::exp(std::lgamma(double(n) + 1) - std::lgamma(double(k) + 1) - std::lgamma(double(n - k) + 1));
+}
+
+// The work of probing table j at substring radius s: its keys, and their
+// candidates at uniform occupancy (n / 2^len a key).
+struct StepWork {
+    double probes = 0;
+    double candidates = 0;
+    void add(int64_t len, int64_t s, size_t n) {
+        const double keys = binom(len, s);
+        probes += keys;
+        candidates += keys * std::ldexp(static_cast<double>(n), -static_cast<int>(len));
+    }
+    double cost(const MihCosts& c, size_t n) const {
+        return probes * c.probe + std::min(static_cast<double>(n), candidates) * c.candidate;
+    }
+};
 
 }  // namespace
 
@@ -123,5 +152,159 @@ double mih_budget(double scan_fraction, size_t n, size_t w) {
 }
 
 size_t mih_batch_trials(size_t nq) { return std::min(kMaxTrials, std::max(kMinTrials, nq / 16)); }
+
+size_t mih_probe_threads(size_t nq, size_t threads) {
+    return std::max<size_t>(1, std::min(threads, (nq + kMihQueriesPerThread - 1) / kMihQueriesPerThread));
+}
+
+std::vector<size_t> mih_sample_rows(size_t n) {
+    const size_t S = std::min(kMihSampleSize, n / kSampleSpacing);
+    std::vector<size_t> rows(S);
+    for (size_t i = 0; i < S; ++i) rows[i] = static_cast<size_t>(static_cast<uint64_t>(i) * n / S);
+    return rows;
+}
+
+double mih_tail_z(size_t k, size_t n) {
+    if (k == 0) return -std::numeric_limits<double>::infinity();
+    if (k >= n) return std::numeric_limits<double>::infinity();
+    // Phi(z) = p by Acklam's rational approximation (relative error under
+    // 1.2e-9), then one Halley step on erfc: a few hundred nanoseconds a
+    // batch, where a bisection on erfc cost microseconds (a single query's).
+    const double p = static_cast<double>(k) / static_cast<double>(n);
+    static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+                               1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00};
+    static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                               6.680131188771972e+01, -1.328068155288572e+01};
+    static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                               -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00};
+    static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                               3.754408661907416e+00};
+    double z;
+    if (p < 0.02425) {
+        const double q = std::sqrt(-2 * std::log(p));
+        z = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+    } else if (p <= 1 - 0.02425) {
+        const double q = p - 0.5, r = q * q;
+        z = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+            (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+    } else {
+        const double q = std::sqrt(-2 * std::log1p(-p));
+        z = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+    }
+    const double e = 0.5 * std::erfc(-z / std::sqrt(2.0)) - p;
+    const double u = e * std::sqrt(2 * 3.14159265358979323846) * std::exp(z * z / 2);
+    return z - u / (1 + z * u / 2);
+}
+
+int64_t mih_predict_kth(int32_t* dist, size_t S, int64_t nbits, size_t n, size_t k, double z) {
+    if (S == 0 || n == 0) return nbits + 1;
+    // Empirical: the sample's ceil(k S / n)-th smallest distance has about
+    // k codes of the database within it.
+    const double share = static_cast<double>(k) * static_cast<double>(S) / static_cast<double>(n);
+    const size_t need = std::min(S, std::max<size_t>(1, static_cast<size_t>(std::ceil(share))));
+    double sum = 0, sum2 = 0;
+    int32_t lowest = dist[0];
+    for (size_t i = 0; i < S; ++i) {
+        const double d = dist[i];
+        sum += d;
+        sum2 += d * d;
+        lowest = std::min(lowest, dist[i]);
+    }
+    int64_t est = lowest;
+    if (need > 1) {
+        std::nth_element(dist, dist + (need - 1), dist + S);
+        est = dist[need - 1];
+    }
+    // Below the sample's resolution (k / n under 1 / S), a normal tail with
+    // the sample's mean and variance: the smallest r whose continuity-
+    // corrected normal count n * Phi((r + 0.5 - mean) / sd) reaches k.
+    if (share < 1.0 && std::isfinite(z)) {
+        const double mean = sum / static_cast<double>(S);
+        const double var = std::max(0.0, sum2 / static_cast<double>(S) - mean * mean);
+        const double r = std::ceil(mean + std::sqrt(var) * z - 0.5);
+        est = std::min<int64_t>(est, static_cast<int64_t>(std::max(0.0, r)));
+    }
+    return std::min<int64_t>(std::max<int64_t>(est, 0), nbits);
+}
+
+MihKnnModel mih_knn_model(const std::vector<int64_t>& lens, int64_t nbits, size_t n, size_t w, Isa isa) {
+    const MihCosts c = mih_costs(w, isa);
+    const int64_t m = static_cast<int64_t>(lens.size());
+    const size_t nb = static_cast<size_t>(nbits);
+    MihKnnModel model;
+    model.cost.assign(nb + 2, std::numeric_limits<double>::infinity());
+    // The search stops after the step (radius s, table j) with m*s + j >= D:
+    // cost[D] is every step up to and including (D / m, D % m).
+    for (int64_t len : lens) model.uniform_shared += std::ldexp(static_cast<double>(n) - 1.0, -static_cast<int>(len));
+    model.probes.assign(65, 0.0);
+    for (size_t s = 0; s <= 64; ++s)
+        for (int64_t len : lens) model.probes[s] += binom(len, static_cast<int64_t>(s));
+    StepWork work;
+    for (int64_t D = 0; D <= nbits && m > 0; ++D) {
+        work.add(lens[static_cast<size_t>(D % m)], D / m, n);
+        model.cost[static_cast<size_t>(D)] = work.cost(c, n);
+    }
+    // P(no substring within s) for d differing bits: placements with more
+    // than s in every table over all C(nbits, d), counted table by table
+    // (positive terms only, so no cancellation for any m), for d up to
+    // kMaxWeighed (beyond, weight 0: such codes are not counted).
+    const size_t dmax = std::min<size_t>(nb, kMaxWeighed);
+    model.found_weight.assign(kMihWeighedRadii * (nb + 1), 0.0);
+    std::vector<double> ways(dmax + 1), next(dmax + 1), choose;
+    for (size_t s = 0; s < kMihWeighedRadii; ++s) {
+        std::fill(ways.begin(), ways.end(), 0.0);
+        ways[0] = 1.0;
+        for (int64_t len : lens) {
+            choose.resize(static_cast<size_t>(len) + 1);
+            for (int64_t x = 0; x <= len; ++x) choose[static_cast<size_t>(x)] = binom(len, x);
+            std::fill(next.begin(), next.end(), 0.0);
+            for (size_t b = 0; b <= dmax; ++b) {
+                if (ways[b] == 0) continue;
+                for (size_t x = s + 1; x <= static_cast<size_t>(len) && b + x <= dmax; ++x) next[b + x] += ways[b] * choose[x];
+            }
+            ways.swap(next);
+        }
+        for (size_t d = 0; d <= dmax; ++d) {
+            const double found = 1.0 - ways[d] / binom(nbits, static_cast<int64_t>(d));
+            model.found_weight[s * (nb + 1) + d] = found > 1e-12 ? 1.0 / found : 0.0;
+        }
+    }
+    return model;
+}
+
+MihKnnPlan mih_knn_plan(const MihKnnModel& model, size_t m, size_t n, size_t w, Isa isa, double scan_fraction,
+                        size_t S, size_t sample_shared) {
+    MihKnnPlan plan;
+    plan.deep_peek = S == 0 || static_cast<double>(sample_shared) >
+                                   (kMihStructure * model.uniform_shared + 1.0) * static_cast<double>(S);
+    plan.budget = mih_budget(scan_fraction, n, w);
+    const int64_t nbits = static_cast<int64_t>(model.cost.size()) - 2;
+    if (std::isinf(plan.budget)) {
+        plan.dc = nbits + 1;
+        plan.peek = plan.budget;
+        return plan;
+    }
+    for (int64_t D = 0; D <= nbits && model.cost[static_cast<size_t>(D)] <= plan.budget; ++D) plan.dc = D;
+    const double peek = kMihPeekShare * plan.budget;
+    if (static_cast<double>(m) * mih_costs(w, isa).probe <= peek) plan.peek = peek;
+    return plan;
+}
+
+MihRadiusModel mih_radius_model(const std::vector<int64_t>& lens, int64_t r, size_t n, size_t w, Isa isa, size_t S) {
+    const int64_t m = static_cast<int64_t>(lens.size());
+    StepWork work;
+    for (int64_t s = 0; m > 0 && m * s <= r; ++s)
+        for (int64_t j = 0; j < m && m * s + j <= r; ++j) work.add(lens[static_cast<size_t>(j)], s, n);
+    const MihCosts c = mih_costs(w, isa);
+    MihRadiusModel model;
+    model.probe_work = work.probes * c.probe;
+    model.uniform_candidates = work.candidates;
+    model.candidate_cost = c.candidate;
+    model.n = static_cast<double>(n);
+    model.S = static_cast<double>(S);
+    return model;
+}
 
 }  // namespace hamsearch

@@ -5,6 +5,7 @@
 // same m, the same tables and the same fallbacks on the same data.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -56,7 +57,136 @@ MihCosts mih_costs(size_t w, Isa isa);
 double mih_budget(double scan_fraction, size_t n, size_t w);
 
 /// Queries of a batch tried on the tables before half of them giving up
-/// sends the rest straight to the scan.
+/// sends the rest straight to the scan. Only queries that probed count: one
+/// the prediction sent to the scan before any probe is not a trial.
 size_t mih_batch_trials(size_t nq);
+
+/// Threads that probe a batch of nq queries: at most threads, and one per
+/// kMihQueriesPerThread queries, so that a small batch (a query at a time)
+/// does not start a thread for probes that cost less than starting it.
+size_t mih_probe_threads(size_t nq, size_t threads);
+constexpr size_t kMihQueriesPerThread = 8;
+
+// -- the per-query prediction ---------------------------------------------
+//
+// Before a k-NN query probes, its distances to a small fixed sample of the
+// database (mih_sample_rows: at most kMihSampleSize codes, one per 1024)
+// predict the distance D of its k-th neighbour (mih_predict_kth), and the
+// model of the tables (MihKnnModel::cost) prices a search that stops at D.
+// Where that is within the budget (scan_fraction of a scan) the query
+// probes with that budget, as before. Where not, the scan answers it, after
+// a peek: the near neighbours of clustered codes are too few for a sample
+// of a few hundred codes to see, so a query predicted dearer first probes
+// as the search would, within a small budget (the peek, kMihPeekShare of
+// the budget; unlike the search with the budget, a peek starts a radius it
+// cannot finish, a chunk of keys at a time). Each code it finds at distance d <= dc (the
+// largest D the budget affords) counts, once radius s is done, as
+// 1 / P(a code at distance d has some substring within s of the query's)
+// codes of the database within dc (MihKnnModel::found_weight); once the
+// codes found within dc reach k, or their weights after a whole radius
+// reach kMihEvidenceMargin * k (an estimate, so with a margin: a cluster of
+// about k codes has its k-th at the edge of what the budget affords), the
+// tables are predicted cheaper after all and the query goes on with the
+// whole budget. Where the database has no local structure (uniform-like:
+// its sampled codes share their substrings with about as many codes as
+// uniform codes would, MihKnnModel::uniform_shared), a peek goes past
+// radius 0 only if it found a code nearer than the predicted D, so a far
+// query spends about m probes; in clustered codes a query often shares no
+// substring with its cluster (a flipped bit in each), and its peek goes on
+// to radius 1 and beyond. A peek that found no code nearer than predicted
+// is a batch trial given up; one that found some is no trial.
+// So a wrong "scan" costs at most the peek, kMihPeekShare * scan_fraction
+// of a scan (1/16 by default), a wrong "tables" at most scan_fraction (1/2),
+// and the prediction itself under 1/1024 of a scan's popcounts.
+
+/// Codes sampled per table build for the prediction, at most.
+constexpr size_t kMihSampleSize = 256;
+/// The peek's budget, as a share of the query's budget (scan_fraction of a scan).
+constexpr double kMihPeekShare = 0.125;
+/// Radii the found codes' weights are tabulated for (later radii weigh 1).
+constexpr size_t kMihWeighedRadii = 4;
+/// The weighed estimate of the codes within dc must reach this times k.
+constexpr double kMihEvidenceMargin = 4.0;
+/// Local structure: sampled codes share substrings with this many times
+/// the codes uniform codes would (plus one).
+constexpr double kMihStructure = 4.0;
+
+/// The sampled rows for n codes: S = min(kMihSampleSize, n / 1024) rows
+/// evenly spaced, i * n / S (none below 1024 codes, where a scan costs too
+/// little for a sample to pay).
+std::vector<size_t> mih_sample_rows(size_t n);
+
+/// The standard normal quantile of k / n (the prediction's tail), computed
+/// once per batch; -infinity for k = 0 and +infinity once k >= n.
+double mih_tail_z(size_t k, size_t n);
+
+/// The predicted distance of the k-th neighbour, 0..nbits, from the query's
+/// distances to the S sampled codes (dist is reordered): the smaller of the
+/// empirical estimate (the ceil(k * S / n)-th smallest sample distance, at
+/// least the first) and, where k / n is below the sample's resolution, a
+/// normal tail fitted to the sample's mean and variance at quantile k / n
+/// (z = mih_tail_z(k, n)). nbits + 1 where S = 0 (no estimate).
+int64_t mih_predict_kth(int32_t* dist, size_t S, int64_t nbits, size_t n, size_t k, double z);
+
+/// What the prediction knows of one set of tables (substring lengths lens,
+/// n codes of w words) at a kernel level; built once per table build.
+struct MihKnnModel {
+    /// cost[D], D = 0..nbits + 1: the predicted work of a k-NN search whose
+    /// k-th neighbour lies at distance D: every probe up to the step (radius
+    /// D / m, table D % m) after which it stops, and their candidates at
+    /// uniform occupancy (n / 2^len a key, at most n); infinite at nbits + 1.
+    std::vector<double> cost;
+    /// found_weight[s * (nbits + 1) + d], s < kMihWeighedRadii, d = 0..nbits:
+    /// 1 / P(some substring of a code at distance d, its differing bits
+    /// placed at random, is within s of the query's); 0 beyond distance 256.
+    std::vector<double> found_weight;
+    /// probes[s], s = 0..64: the keys of substring radius s over all tables
+    /// (substrings are at most 64 bits: by radius 64 every code is found).
+    std::vector<double> probes;
+    /// The codes that share some substring with a code, summed over the
+    /// tables, were the n codes uniform: sum over the tables of (n - 1) / 2^len.
+    double uniform_shared = 0;
+    double weight(size_t s, size_t d) const {
+        const size_t row = found_weight.size() / kMihWeighedRadii;
+        return s < kMihWeighedRadii ? found_weight[s * row + d] : 1.0;
+    }
+};
+MihKnnModel mih_knn_model(const std::vector<int64_t>& lens, int64_t nbits, size_t n, size_t w, Isa isa);
+
+/// A batch's k-NN plan: a query whose predicted D is at most dc probes
+/// within budget; any other peeks within peek (0: none, it goes to the scan
+/// before any probe) and goes on within budget once the evidence reaches k.
+/// An infinite budget (scan_fraction infinite) never gives up: dc = nbits + 1.
+struct MihKnnPlan {
+    int64_t dc = -1;  ///< the largest D with cost[D] <= budget, -1 for none
+    double budget = 0;
+    double peek = 0;
+    bool deep_peek = true;  ///< a peek may go past radius 0 with no code nearer than predicted
+};
+/// The peek needs its m radius-0 probes within its budget. sample_shared:
+/// over the S sampled codes and the tables, the other codes whose substring
+/// equals theirs; deep_peek where that is more than kMihStructure times the
+/// uniform expectation, plus one, a sampled code (and where S = 0).
+MihKnnPlan mih_knn_plan(const MihKnnModel& model, size_t m, size_t n, size_t w, Isa isa, double scan_fraction,
+                        size_t S, size_t sample_shared);
+
+/// The predicted work of a radius-r search over tables of lengths lens:
+/// every probe its pigeonhole steps make, and as candidates the larger of
+/// their uniform occupancy and the hits the query's sample predicts
+/// (sample_hits of the S sampled codes within r: sample_hits * n / S), at
+/// most n. A query predicted dearer than its budget goes to the scan before
+/// any probe. Built once per batch; cost() per query.
+struct MihRadiusModel {
+    double probe_work = 0;          ///< the probes' cost
+    double uniform_candidates = 0;  ///< their candidates at uniform occupancy
+    double candidate_cost = 0;
+    double n = 0;
+    double S = 0;
+    double cost(size_t sample_hits) const {
+        const double hits = S > 0 ? static_cast<double>(sample_hits) * n / S : 0.0;
+        return probe_work + std::min(n, std::max(uniform_candidates, hits)) * candidate_cost;
+    }
+};
+MihRadiusModel mih_radius_model(const std::vector<int64_t>& lens, int64_t r, size_t n, size_t w, Isa isa, size_t S);
 
 }  // namespace hamsearch

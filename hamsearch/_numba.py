@@ -29,7 +29,7 @@ import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numba
 import numpy as np
@@ -1101,13 +1101,32 @@ def _mih_distance(codes, row, qv):  # pragma: no cover - compiled
 
 
 @_jit
-def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, budget, trials, probes, nbits,
-             probe_cost, cand_cost, chunk, out_d, out_i, gave_up):  # pragma: no cover - compiled
-    """k-NN of queries ``j0:j1`` by probing the tables; a query whose work
-    would pass ``budget`` is marked in ``gave_up`` and left alone, and so is
-    every query after at least ``trials`` were tried and half gave up. Work
-    is counted, and the budget checked, per ``chunk`` keys of a table at a
-    radius and at the radius's end, as the native core's prober does."""
+def _mih_evidence(near_at, weight, s):  # pragma: no cover - compiled
+    """The codes found within the plan's dc, weighed by how likely radius
+    ``s`` was to find them (1 beyond the tabulated radii), summed by
+    ascending distance as the native core does (csrc/mih_index.cpp)."""
+    e = 0.0
+    for d in range(near_at.shape[0]):
+        wd = weight[s, d] if s < weight.shape[0] else 1.0
+        e += float(near_at[d]) * wd
+    return e
+
+
+@_jit
+def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, budget, peek, dc, deep_peek,
+             predicted, weight, margin, trials, probes, nbits, probe_cost, cand_cost, chunk, out_d, out_i,
+             gave_up):  # pragma: no cover - compiled
+    """k-NN of queries ``j0:j1`` by probing the tables, as the native core's
+    MIHIndex::knn decides (csrc/mih_policy.h): a query whose ``predicted``
+    k-th distance is within ``dc`` probes within ``budget``; any other peeks
+    within ``peek`` (none where it is 0) and goes on within ``budget`` once
+    it has found ``kk`` codes within ``dc``, or their ``weight`` after a whole
+    radius reaches ``margin * kk``; it goes past radius 0 only if it found a
+    code nearer than predicted or ``deep_peek`` (codes with local structure). A query that runs past its limit is marked
+    in ``gave_up`` and left alone, and so is every query after at least
+    ``trials`` were tried and half gave up (a peek that found no code nearer
+    than predicted is a trial given up, one that found some is no trial). Work is counted, and the limit checked, per ``chunk`` keys of a
+    table at a radius and at the radius's end, as the native prober does."""
     n = codes.shape[0]
     w = codes.shape[1]
     m = tbegin.shape[0]
@@ -1120,13 +1139,17 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
     cap = kk + max(kk, 256)
     bd = np.empty(cap, np.int32)
     bi = np.empty(cap, np.int64)
+    near_at = np.zeros(max(dc, 0) + 1, np.int64)
     tried = 0
     given_up = 0
     for j in range(j0, j1):
         if tried >= trials and 2 * given_up >= tried:
             gave_up[j] = 1
             continue
-        tried += 1
+        tables = predicted[j] <= dc
+        if not tables and peek <= 0.0:
+            gave_up[j] = 1  # predicted dearer, no peek: the scan, no trial
+            continue
         qv = q[j]
         for t in range(m):
             qsub[t] = _mih_extract(qv, tbegin[t], tlen[t])
@@ -1134,12 +1157,26 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
         cnt = 0
         tau = np.int64(64 * w + 1)  # admits every row, pad bits or not
         found = 0
+        near = 0
+        closer = False
+        near_at[:] = 0
         work = 0.0
         done = False
         over = False
         s = 0
         while not done and not over and s <= maxlen:
-            if work + probes[s] * probe_cost > budget:
+            if not tables and s > 0:
+                if _mih_evidence(near_at, weight, s - 1) >= margin * kk:
+                    tables = True
+                elif not closer and not deep_peek:
+                    over = True  # the peek found nothing nearer than predicted
+                    break
+            if not tables and near >= kk:
+                tables = True
+            # With the budget no radius starts that cannot finish; a peek
+            # takes what it can of one, a chunk at a time.
+            keys = probes[s] if tables else min(probes[s], float(chunk))
+            if work + keys * probe_cost > (budget if tables else peek):
                 over = True
                 break
             for t in range(m):
@@ -1160,6 +1197,11 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
                             found += 1
                             nc += 1
                             d = _mih_distance(codes, r, qv)
+                            if not tables and d < predicted[j]:
+                                closer = True
+                                if d <= dc:
+                                    near += 1
+                                    near_at[d] += 1
                             if d <= tau:
                                 if cnt == cap:
                                     tau0, _ = _select(bd, bi, cnt, kk)
@@ -1174,7 +1216,9 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
                             work += _mih_chunk_cost(nk, nc, probe_cost, cand_cost)
                             nk = 0
                             nc = 0
-                            if work > budget:
+                            if not tables and near >= kk:
+                                tables = True
+                            if work > (budget if tables else peek):
                                 over = True
                                 break
                         mask, ok = _mih_next_mask(mask, length)
@@ -1182,7 +1226,9 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
                             break
                     if not over and nk > 0:
                         work += _mih_chunk_cost(nk, nc, probe_cost, cand_cost)
-                        over = work > budget
+                        if not tables and near >= kk:
+                            tables = True
+                        over = work > (budget if tables else peek)
                 if over:
                     break
                 # Every code not yet found is at least s+1 away in substrings
@@ -1206,8 +1252,11 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
             s += 1
         if over:
             gave_up[j] = 1
-            given_up += 1
+            if tables or not closer:  # a peek that found codes nearer than predicted is no trial
+                tried += 1
+                given_up += 1
             continue
+        tried += 1
         if cnt > kk:
             _select(bd, bi, cnt, kk)
             cnt = kk
@@ -1225,7 +1274,9 @@ def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, rr,
     says how many are query ``j``'s. ``probes[s]`` counts the keys of radius
     ``s`` in the tables that radius ``rr`` probes. A query whose work would
     pass ``budget`` is marked in ``gave_up`` and has none, and so is every
-    query after at least ``trials`` were tried and half gave up."""
+    query after at least ``trials`` were tried and half gave up; one marked
+    in ``gave_up`` before the call (the prediction's scan) is skipped and is
+    no trial."""
     n = codes.shape[0]
     m = tbegin.shape[0]
     rowmask = (np.uint64(1) << np.uint64(tinfo[0, 1])) - np.uint64(1) if m else np.uint64(0)
@@ -1241,6 +1292,8 @@ def _mih_radius(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, rr,
         if tried >= trials and 2 * given_up >= tried:
             gave_up[j] = 1
             continue
+        if gave_up[j]:
+            continue  # predicted dearer than the budget: the scan, no trial
         tried += 1
         qv = q[j]
         for t in range(m):
@@ -1348,6 +1401,37 @@ class _Tables:
             dirs.append(d)
             at += d.shape[0]
         self.dirs = np.concatenate(dirs) if dirs else np.zeros(1, dtype=np.int64)
+        # The sampled codes of the per-query prediction (csrc/mih_policy.h),
+        # and how many other codes share their substrings, over the tables.
+        sampled = np.asarray(_policy().mih_sample_rows(n), dtype=np.int64)
+        self.sample = np.ascontiguousarray(codes[sampled])
+        self.sample_shared = 0
+        for begin, length, *_ in shapes:
+            _, inverse, counts = np.unique(self._extract(codes, begin, length), return_inverse=True,
+                                           return_counts=True)
+            self.sample_shared += int((counts[inverse[sampled]] - 1).sum())
+        self._models: Dict[str, tuple] = {}
+
+    def knn_model(self, nbits: int) -> tuple:
+        """(cost, found_weight, probes, uniform_shared) of these tables at the
+        active kernel level (the native core's MihKnnModel), once per level."""
+        from . import _backend
+
+        level = _backend.isa()
+        got = self._models.get(level)
+        if got is None:
+            got = tuple(_policy().mih_knn_model(nbits, [int(v) for v in self.tlen], self.n))
+            self._models[level] = got
+        return got
+
+    def sample_distances(self, q: np.ndarray) -> np.ndarray:
+        """(nq, S) int32: each query's distances to the sampled codes."""
+        if self.sample.shape[0] == 0:
+            return np.zeros((q.shape[0], 0), dtype=np.int32)
+        d = np.zeros((q.shape[0], self.sample.shape[0]), dtype=np.int32)
+        for u in range(q.shape[1]):
+            d += np.bitwise_count(q[:, u, None] ^ self.sample[None, :, u]).astype(np.int32)
+        return d
 
     @staticmethod
     def _extract(codes: np.ndarray, begin: int, length: int) -> np.ndarray:
@@ -1361,10 +1445,6 @@ class _Tables:
 
     def args(self) -> tuple:
         return (self.codes, self.ids, self.tbegin, self.tlen, self.tinfo, self.dirs, self.entries)
-
-    def probes(self) -> np.ndarray:
-        """``probes[s]``: keys at distance ``s`` summed over the tables, s = 0..64."""
-        return np.array([float(sum(math.comb(int(ln), s) for ln in self.tlen)) for s in range(65)])
 
     def radius_probes(self, rr: int) -> np.ndarray:
         """``probes[s]``, s = 0..rr // m: the keys at distance ``s`` that a
@@ -1395,7 +1475,6 @@ class MIHStore:
         self._flat = FlatStore(nbits)
         self._lock = threading.RLock()  # re-entered by _consistent's last try
         self._tables: Optional[_Tables] = None
-        self._probes = np.zeros(65)
         self._scan_fraction = float(_policy().MIH_SCAN_FRACTION)
 
     @property
@@ -1469,7 +1548,6 @@ class MIHStore:
                 tabs = _Tables(self._flat.codes(), self._flat.ids(), self._shapes(n))
                 tabs.version = version
                 self._tables = tabs
-                self._probes = tabs.probes()
             return tabs
 
     def _budget(self, n: int) -> float:
@@ -1509,18 +1587,25 @@ class MIHStore:
         if nq == 0 or self.size() == 0:
             return out_d, out_i, 0
         tabs = self._current()
-        probes = self._probes
         n = tabs.n
         kk = min(k, n)
-        budget = self._budget(n)
+        core = _policy()
+        # The prediction (csrc/mih_policy.h): the tables' model, the batch's
+        # plan, each query's predicted k-th distance from its sample distances.
+        cost, weight, probes, uniform_shared = tabs.knn_model(self._nbits)
+        dc, budget, peek, deep_peek = core.mih_knn_plan(cost, uniform_shared, len(tabs.tlen), n,
+                                                        self._scan_fraction, tabs.sample.shape[0], tabs.sample_shared)
+        predicted = core.mih_predict_kth(tabs.sample_distances(q), self._nbits, n, kk)
         gave_up = np.zeros(nq, dtype=np.uint8)
-        T = max(1, min(int(threads), nq, MAX_THREADS, _max_threads()))
+        T = max(1, min(int(_policy().mih_probe_threads(nq, int(threads))), MAX_THREADS, _max_threads()))
         cuts = _bounds(nq, T)
         args = tabs.args()
-        trials = int(_policy().mih_batch_trials(nq))
+        trials = int(core.mih_batch_trials(nq))
         costs = self._costs()
         _run(_mih_knn, [
-            args + (q, a, b, kk, budget, trials, probes, self._nbits) + costs + (out_d, out_i, gave_up)
+            args + (q, a, b, kk, float(budget), float(peek), int(dc), bool(deep_peek), predicted, weight,
+                    float(core.MIH_EVIDENCE_MARGIN), trials, probes, self._nbits)
+            + costs + (out_d, out_i, gave_up)
             for a, b in zip(cuts, cuts[1:])
         ])
         rest = np.flatnonzero(gave_up)
@@ -1549,7 +1634,7 @@ class MIHStore:
         budget = self._budget(tabs.n)
         probes = tabs.radius_probes(rr)
         counts = np.zeros(nq, dtype=np.int64)
-        T = max(1, min(int(threads), nq, MAX_THREADS, _max_threads()))
+        T = max(1, min(int(_policy().mih_probe_threads(nq, int(threads))), MAX_THREADS, _max_threads()))
         cuts = _bounds(nq, T)
         results: List[Any] = [(np.zeros(0, np.int32), np.zeros(0, np.int64))] * T
         # Probing alone past the budget: every query would give up after
@@ -1557,6 +1642,13 @@ class MIHStore:
         costs = self._costs()
         gave_up = np.full(nq, 1 if float(probes.sum()) * costs[0] > budget else 0, dtype=np.uint8)
         if not gave_up[0]:
+            # The prediction: a query whose sampled codes within r predict
+            # more work than the budget goes to the scan before any probe.
+            hits = np.ascontiguousarray(np.count_nonzero(tabs.sample_distances(q) <= rr, axis=1).astype(np.int64))
+            predicted = _policy().mih_radius_costs(self._nbits, [int(v) for v in tabs.tlen], rr, tabs.n,
+                                                   tabs.sample.shape[0], hits)
+            gave_up[predicted > budget] = 1
+        if not gave_up.all():
             args = tabs.args()
             trials = int(_policy().mih_batch_trials(nq))
 

@@ -48,13 +48,25 @@ class MIHIndex(_Index):
     the search stops as soon as the k-th verified distance is within that
     bound, so ties are complete and break by id as in the flat scan.
     ``radius(q, r)`` probes substring radius ``s`` in table ``j`` for every
-    ``m*s + j <= r`` (the pigeonhole bound). ``rank`` uses the flat scan. A
-    query whose probing would cost more than half a scan (far neighbours:
-    uniform random codes) gives up and is answered by the flat scan, in one
-    blocked batch with the others; once half of the first ``nq // 16``
-    queries of a batch (at least 4, at most 16) have given up, the rest go
-    straight to the scan. A radius whose probes alone cost more than half a
-    scan sends the whole batch to the scan before any probe.
+    ``m*s + j <= r`` (the pigeonhole bound). ``rank`` uses the flat scan.
+
+    Each query is priced before it probes: its distances to a fixed sample
+    of the codes (one in 1024, at most 256, taken when the tables are built)
+    predict how far its k-th neighbour lies, hence what probing would cost.
+    A query predicted to cost more than half a scan (far neighbours: uniform
+    random codes, or k beyond its cluster) is answered by the flat scan, in
+    one blocked batch with the others, after a peek of at most 1/16 of a
+    scan: it probes as the search would, and goes on with the tables if the
+    codes it finds that near, weighed by how likely the peek was to find
+    them, reach k (clustered codes' few near neighbours are invisible to a
+    sample). A query predicted cheaper probes within half a scan and gives
+    up to the scan past it. Once half of the first ``nq // 16`` queries of a
+    batch that probed (at least 4, at most 16) have given up, a peek that
+    found no code near enough included, the rest go straight to the scan. Batches under 16 queries
+    probe on one thread. A radius query whose sampled codes within ``r`` predict
+    more than half a scan of probes and candidates goes to the scan before
+    any probe. So a wrong prediction costs at most 1/16 of a scan (the
+    peek) or 1/2 (the budget), and the answers are the same either way.
     ``last_fallbacks`` counts the queries of the calling thread's last
     ``query`` or ``radius`` call that the scan answered. Tables are (re)built
     on the first search after an ``add``. Thread safety as for

@@ -75,13 +75,17 @@ def test_mih_large_clustered_uses_tables_and_uniform_falls_back(backend):
     _skip_numba(backend)
     rng = np.random.default_rng(11)
     # Large enough that a scan costs more than probing for near neighbours.
+    # The sample cannot see clusters of 20, so each query peeks; at 10^5
+    # codes the peek affords radius 0 only, which finds enough of a query's
+    # neighbours within 2 flipped bits in 100 (at 3 in 100, about half of
+    # the queries the tables could answer go to the scan after their peek).
     nbits, n = 64, 100000
-    bits = clustered_bits(rng, n, nbits, flip=0.03)
+    bits = clustered_bits(rng, n, nbits, flip=0.02)
     idx = hs.MIHIndex(nbits, backend=backend)
     idx.add(codes_from_bits(bits))
     ref = Reference(nbits)
     ref.add(bits)
-    q = bits[rng.integers(0, n, 50)] ^ (rng.random((50, nbits)) < 0.03).astype(np.uint8)
+    q = bits[rng.integers(0, n, 50)] ^ (rng.random((50, nbits)) < 0.02).astype(np.uint8)
     assert_knn_equal(idx.query(codes_from_bits(q), 10), ref.knn(q, 10))
     assert idx.last_fallbacks < 25  # near neighbours: most answered by the tables
     uq = rng.integers(0, 2, size=(40, nbits), dtype=np.uint8)
@@ -99,18 +103,27 @@ def test_mih_large_clustered_uses_tables_and_uniform_falls_back(backend):
 def test_mih_batch_goes_to_the_scan_after_its_trials(backend, nq, far, trials):
     # The documented rule: once half of the first nq // 16 queries (at least
     # 4, at most 16) tried on the tables have given up, the rest of the batch
-    # goes to the scan. `far` fresh random queries (they give up) lead a
-    # batch of exact copies of database codes (each answered by one probe of
-    # the first table, whose bucket holds about one code of a uniform set).
+    # goes to the scan. A trial is a query the prediction sent to the
+    # tables: here `far` copies of a fresh random code q0, which the
+    # prediction misjudges because every other sampled row holds q0's
+    # complement (distance 64: the sample's spread puts the normal tail's
+    # k-th distance at 0) while its true nearest code is far; they give up
+    # at the budget. They lead a batch of exact copies of database codes,
+    # each answered by one probe of the first table (its bucket holds about
+    # one code of a uniform set), after a peek, as their sample predicts
+    # the scan.
     rng = np.random.default_rng(21)
     nbits, n = 64, 20000
     bits = rng.integers(0, 2, size=(n, nbits), dtype=np.uint8)
+    q0 = rng.integers(0, 2, size=nbits, dtype=np.uint8)
+    sampled = np.asarray(hs._core.mih_sample_rows(n))
+    bits[sampled[::2]] = 1 - q0
     idx = hs.MIHIndex(nbits, backend=backend, threads=1)
     idx.add(codes_from_bits(bits))
     ref = Reference(nbits)
     ref.add(bits)
     q = bits[rng.integers(0, n, nq)].copy()
-    q[:far] = rng.integers(0, 2, size=(far, nbits), dtype=np.uint8)
+    q[:far] = q0
     assert_knn_equal(idx.query(codes_from_bits(q), 1), ref.knn(q, 1))
     # half of the trials gave up: the rest of the batch went to the scan
     want = far + nq - trials if 2 * far >= trials else far
@@ -118,6 +131,11 @@ def test_mih_batch_goes_to_the_scan_after_its_trials(backend, nq, far, trials):
     # the same near queries alone: none falls back
     assert_knn_equal(idx.query(codes_from_bits(q[far:]), 1), ref.knn(q[far:], 1))
     assert idx.last_fallbacks == 0
+    # a peek that finds nothing near is a trial given up too: fresh random
+    # codes (predicted far) leading the batch
+    q[:far] = rng.integers(0, 2, size=(far, nbits), dtype=np.uint8)
+    assert_knn_equal(idx.query(codes_from_bits(q), 1), ref.knn(q, 1))
+    assert idx.last_fallbacks == want
 
 
 def _radius_keys(substrings, r):
@@ -159,21 +177,34 @@ def test_mih_radius_batch_goes_to_the_scan_after_its_trials(backend, nq, far, tr
     # query gives up on its candidates: 2000 database rows hold one code,
     # and `far` queries equal to it lead a batch of exact copies of other
     # database codes; radius 2 probes one key in each of the first 3 tables.
+    # The 2000 rows avoid the sampled ones, so the prediction (sampled codes
+    # within r: none) sends those queries to the tables; where the sample
+    # sees the copies, it sends them to the scan before any probe, no trial.
     rng = np.random.default_rng(23)
     nbits, n, r = 64, 20000, 2
     bits = rng.integers(0, 2, size=(n, nbits), dtype=np.uint8)
-    bits[:2000] = bits[0]
+    sampled = np.asarray(hs._core.mih_sample_rows(n))
+    copies = np.setdiff1d(np.arange(n), sampled)[:2000]
+    bits[copies] = bits[copies[0]]
+    rest = np.setdiff1d(np.arange(n), copies)
     idx = hs.MIHIndex(nbits, backend=backend, threads=1)
     idx.add(codes_from_bits(bits))
     ref = Reference(nbits)
     ref.add(bits)
-    q = bits[rng.integers(2000, n, nq)].copy()
-    q[:far] = bits[0]
+    q = bits[rng.choice(rest, nq)].copy()
+    q[:far] = bits[copies[0]]
     assert_radius_equal(idx.radius(codes_from_bits(q), r), ref.radius(q, r))
     want = far + nq - trials if 2 * far >= trials else far
     assert idx.last_fallbacks == want
     assert_radius_equal(idx.radius(codes_from_bits(q[far:]), r), ref.radius(q[far:], r))
     assert idx.last_fallbacks == 0
+    seen = hs.MIHIndex(nbits, backend=backend, threads=1)
+    bits[sampled] = bits[copies[0]]
+    seen.add(codes_from_bits(bits))
+    ref = Reference(nbits)
+    ref.add(bits)
+    assert_radius_equal(seen.radius(codes_from_bits(q), r), ref.radius(q, r))
+    assert seen.last_fallbacks == far
 
 
 @pytest.mark.parametrize("m, exc", [(1, ValueError), (300, ValueError), (0, ValueError), (2.5, TypeError), (True, TypeError)])
@@ -277,7 +308,7 @@ def test_backends_choose_the_same_tables_and_fallbacks(nbits, n, m):
     batches.append(np.concatenate([batches[0][:20], batches[3][:20]]))
     numba = hs.MIHIndex(nbits, m, backend="numba")
     numba.add(codes)
-    seen = set()
+    seen, single = set(), set()
     for level in _backend.available_isas():
         previous = _backend.set_isa(level)
         try:
@@ -290,7 +321,7 @@ def test_backends_choose_the_same_tables_and_fallbacks(nbits, n, m):
             for fraction in (0.5, 2.0):
                 native._store.scan_fraction = numba._store.scan_fraction = fraction
                 for q in batches:
-                    for k in (1, 3):
+                    for k in (1, 3, 10):
                         assert_knn_equal(native.query(q, k, threads=1), numba.query(q, k, threads=1))
                         assert native.last_fallbacks == numba.last_fallbacks, (level, fraction, k)
                         seen.add(native.last_fallbacks)
@@ -298,9 +329,115 @@ def test_backends_choose_the_same_tables_and_fallbacks(nbits, n, m):
                     assert_radius_equal(native.radius(q, r, threads=1), numba.radius(q, r, threads=1))
                     assert native.last_fallbacks == numba.last_fallbacks, (level, fraction, r)
                     seen.add(native.last_fallbacks)
+                # Query by query (no batch trials): the same prediction, peek
+                # and give-up for each.
+                for j in range(0, 40, 3):
+                    q = batches[4][j : j + 1]
+                    for k in (1, 10):
+                        assert_knn_equal(native.query(q, k), numba.query(q, k))
+                        assert native.last_fallbacks == numba.last_fallbacks, (level, fraction, k, j)
+                        single.add(native.last_fallbacks)
+                    assert_radius_equal(native.radius(q, nbits // 16), numba.radius(q, nbits // 16))
+                    assert native.last_fallbacks == numba.last_fallbacks, (level, fraction, j)
         finally:
             _backend.set_isa(previous)
     assert 0 in seen and 40 in seen  # batches all on the tables and all on the scan
+    assert single == {0, 1}  # single queries both ways
+
+
+def _bench_clusters(rng: np.random.Generator, n: int, nbits: int) -> np.ndarray:
+    """The benchmark's clustered codes: n // 100 centres, 5 bits in 100 flipped."""
+    return _clustered(rng, n, nbits, max(1, n // 100), 0.05)
+
+
+@pytest.mark.parametrize("nbits", [64, 256])
+def test_prediction_sends_far_queries_to_the_scan_and_near_ones_to_the_tables(backend, nbits):
+    # One query at a time, as a retrieval service asks (no batch trials to
+    # learn from). Uniform codes: the sample predicts a k-th neighbour far
+    # beyond what the budget affords, for every query and k, and the scan
+    # answers each after a peek of at most 1/16 of a scan. Clustered codes at k = 1: the sample cannot see a
+    # cluster of 100 in 200,000, but the peek finds its members and the
+    # tables answer almost every query (at k = 10 the 10th neighbour lies
+    # beyond what half a scan of 200,000 codes affords, with or without the
+    # prediction).
+    rng = np.random.default_rng(nbits)
+    n, nq = 200_000, 12
+    core = hs._core
+    for data in ("uniform", "clustered"):
+        bits = (rng.integers(0, 2, size=(n, nbits), dtype=np.uint8) if data == "uniform"
+                else _bench_clusters(rng, n, nbits))
+        codes = codes_from_bits(bits)
+        idx = hs.MIHIndex(nbits, backend=backend, threads=1)
+        idx.add(codes)
+        q = (rng.integers(0, 2, size=(nq, nbits), dtype=np.uint8) if data == "uniform"
+             else bits[rng.integers(0, n, nq)] ^ (rng.random((nq, nbits)) < 0.05).astype(np.uint8))
+        qc = codes_from_bits(q)
+        ref = Reference(nbits)
+        ref.add(bits)
+        lens = [length for _, length in idx.substrings]
+        cost, _, _, uniform_shared = core.mih_knn_model(nbits, lens, n)
+        sampled = np.asarray(core.mih_sample_rows(n))
+        shared = 0
+        for begin, length in idx.substrings:
+            keys = [row[begin : begin + length].tobytes() for row in bits]
+            counts = {}
+            for key in keys:
+                counts[key] = counts.get(key, 0) + 1
+            shared += sum(counts[keys[i]] - 1 for i in sampled)
+        dc, budget, peek, deep = core.mih_knn_plan(cost, uniform_shared, len(lens), n, 0.5, len(sampled), shared)
+        # only the clustered codes have local structure: a peek goes past radius 0
+        assert deep == (data == "clustered")
+        sample = codes[sampled]
+        dist = np.bitwise_count(qc[:, None, :] ^ sample[None]).sum(axis=2).astype(np.int32)
+        for k in (1, 10, 100) if data == "uniform" else (1,):
+            fallbacks = 0
+            for j in range(nq):
+                assert_knn_equal(idx.query(qc[j : j + 1], k), ref.knn(q[j : j + 1], k))
+                fallbacks += idx.last_fallbacks
+            predicted = core.mih_predict_kth(dist, nbits, n, k)
+            if data == "uniform":
+                assert (predicted > dc).all(), (k, dc, predicted)
+                assert fallbacks == nq
+            else:
+                assert fallbacks <= 2, (k, fallbacks)
+        assert budget == 0.5 * n * ((nbits + 63) // 64) and peek == budget / 8
+
+
+def test_prediction_policy_worked_examples():
+    # csrc/mih_policy.h by hand. Rows: none below 1024 codes; then one per
+    # 1024, at most 256, evenly spaced.
+    core = hs._core
+    assert core.mih_sample_rows(1023) == []
+    assert core.mih_sample_rows(4096) == [0, 1024, 2048, 3072]
+    assert core.mih_sample_rows(10**6)[:3] == [0, 3906, 7812] and len(core.mih_sample_rows(10**6)) == 256
+    # Four sampled codes of 4096 at distances 10, 20, 30 and 40. k = 2048:
+    # ceil(2048 * 4 / 4096) = the 2nd smallest, 20. k = 1: the smallest, 10,
+    # or the normal tail (mean 25, sd sqrt(125), Phi^-1(1/4096) = -3.35:
+    # 25 - 37.5 - 0.5 < 0), so 0.
+    dist = np.array([[40, 10, 30, 20]], dtype=np.int32)
+    assert core.mih_predict_kth(dist, 64, 4096, 2048).tolist() == [20]
+    assert core.mih_predict_kth(dist, 64, 4096, 1).tolist() == [0]
+    assert core.mih_predict_kth(np.zeros((1, 0), np.int32), 64, 500, 1).tolist() == [65]  # no sample
+    # A peek costs at most 1/8 of the budget: 1/16 of a scan by default;
+    # with an infinite budget nothing is predicted dearer.
+    lens = [22, 21, 21]
+    cost, weight, probes, uniform_shared = core.mih_knn_model(64, lens, 10**6)
+    assert uniform_shared == pytest.approx((10**6 - 1) * (2**-22 + 2 * 2**-21))
+    assert cost.shape == (66,) and np.isinf(cost[65]) and np.all(np.diff(cost[:65]) >= 0)
+    assert weight.shape == (core.MIH_WEIGHED_RADII, 65) and probes[1] == pytest.approx(64)
+    # within m - 1 = 2 bits every code is found at radius 0, within 5 at radius 1
+    assert weight[0, :3].tolist() == [1, 1, 1] and weight[0, 3] > 1 and weight[1, :6].tolist() == [1] * 6
+    dc, budget, peek, deep = core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.5, 256, 0)
+    assert budget == 0.5e6 and peek == budget / 8 and cost[dc] <= budget < cost[dc + 1] and not deep
+    # local structure: the sampled codes share substrings with more than
+    # 4 * 1.19 + 1 = 5.8 codes each (10^6 / 2^22 + 2 * 10^6 / 2^21 = 1.19)
+    assert not core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.5, 256, 5 * 256)[3]
+    assert core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.5, 256, 6 * 256)[3]
+    assert core.mih_knn_plan(cost, uniform_shared, 3, 10**6, float("inf"), 256, 0)[0] == 65
+    with pytest.raises(ValueError, match="lens: expected substring lengths summing to nbits"):
+        core.mih_knn_model(64, [22, 21], 10**6)
+    with pytest.raises(ValueError, match="scan_fraction: expected a positive number"):
+        core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.0, 256, 0)
 
 
 def test_numba_mih_without_the_native_core_says_why(monkeypatch):

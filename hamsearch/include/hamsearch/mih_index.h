@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <vector>
@@ -12,6 +13,8 @@
 #include "flat_index.h"
 
 namespace hamsearch {
+
+struct MihKnnModel;  // csrc/mih_policy.h
 
 /// One substring's table, stored compactly: a directory over the top
 /// `dir_bits` bits of the key (one offset per 4 to 32 codes) and one
@@ -90,12 +93,23 @@ class MIHIndex {
    private:
     void build_tables(const FlatIndex::Reader& store) const;  // caller holds tables_mu_
     const std::vector<SubstringTable>& tables(const FlatIndex::Reader& store) const;
+    // The k-NN model of the current tables (call tables() first).
+    std::shared_ptr<const MihKnnModel> knn_model(Isa isa) const;
 
     FlatIndex flat_;
     int64_t m_;
     double scan_fraction_;
     mutable std::mutex tables_mu_;
     mutable std::vector<SubstringTable> tables_;
+    // Kept with the tables for the per-query prediction (csrc/mih_policy.h):
+    // copies of the sampled codes, and how many other codes share their
+    // substrings (over the tables).
+    mutable std::vector<uint64_t> sample_;
+    mutable size_t sample_shared_ = 0;
+    // The k-NN prediction's model of these tables at a kernel level (its
+    // costs depend on it), built on first use.
+    mutable std::shared_ptr<const MihKnnModel> knn_model_;
+    mutable Isa knn_model_isa_ = Isa::scalar;
     mutable uint64_t tables_version_ = ~uint64_t{0};  // the store's version the tables cover
 };
 
