@@ -1404,7 +1404,8 @@ class _Tables:
         # The sampled codes of the per-query prediction (csrc/mih_policy.h),
         # and how many other codes share their substrings, over the tables.
         sampled = np.asarray(_policy().mih_sample_rows(n), dtype=np.int64)
-        self.sample = np.ascontiguousarray(codes[sampled])
+        # Word-major (W, S), the block layout the scan's _distances kernel reads.
+        self.sample = np.ascontiguousarray(codes[sampled].T)
         self.sample_shared = 0
         for begin, length, *_ in shapes:
             _, inverse, counts = np.unique(self._extract(codes, begin, length), return_inverse=True,
@@ -1425,12 +1426,13 @@ class _Tables:
         return got
 
     def sample_distances(self, q: np.ndarray) -> np.ndarray:
-        """(nq, S) int32: each query's distances to the sampled codes."""
-        if self.sample.shape[0] == 0:
-            return np.zeros((q.shape[0], 0), dtype=np.int32)
-        d = np.zeros((q.shape[0], self.sample.shape[0]), dtype=np.int32)
-        for u in range(q.shape[1]):
-            d += np.bitwise_count(q[:, u, None] ^ self.sample[None, :, u]).astype(np.int32)
+        """(nq, S) int32: each query's distances to the sampled codes, by the
+        scan's own kernel (as the native core uses its scan's)."""
+        S = self.sample.shape[1]
+        d = np.zeros((q.shape[0], S), dtype=np.int32)
+        if S:
+            for j in range(q.shape[0]):
+                _distances(self.sample, S, q[j], d[j])
         return d
 
     @staticmethod
@@ -1594,7 +1596,7 @@ class MIHStore:
         # plan, each query's predicted k-th distance from its sample distances.
         cost, weight, probes, uniform_shared = tabs.knn_model(self._nbits)
         dc, budget, peek, deep_peek = core.mih_knn_plan(cost, uniform_shared, len(tabs.tlen), n,
-                                                        self._scan_fraction, tabs.sample.shape[0], tabs.sample_shared)
+                                                        self._scan_fraction, tabs.sample.shape[1], tabs.sample_shared)
         predicted = core.mih_predict_kth(tabs.sample_distances(q), self._nbits, n, kk)
         gave_up = np.zeros(nq, dtype=np.uint8)
         T = max(1, min(int(_policy().mih_probe_threads(nq, int(threads))), MAX_THREADS, _max_threads()))
@@ -1646,7 +1648,7 @@ class MIHStore:
             # more work than the budget goes to the scan before any probe.
             hits = np.ascontiguousarray(np.count_nonzero(tabs.sample_distances(q) <= rr, axis=1).astype(np.int64))
             predicted = _policy().mih_radius_costs(self._nbits, [int(v) for v in tabs.tlen], rr, tabs.n,
-                                                   tabs.sample.shape[0], hits)
+                                                   tabs.sample.shape[1], hits)
             gave_up[predicted > budget] = 1
         if not gave_up.all():
             args = tabs.args()
