@@ -1,12 +1,14 @@
 #include "hamsearch/storage.h"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <system_error>
 
 #if defined(__unix__) || defined(__APPLE__)
 #define HS_HAVE_MMAP 1
 #include <sys/mman.h>
+#include <unistd.h>
 #else
 #define HS_HAVE_MMAP 0
 #endif
@@ -14,6 +16,23 @@
 namespace hamsearch {
 
 bool FileMap::supported() { return HS_HAVE_MMAP != 0; }
+
+void advise_huge_pages(const void* p, size_t bytes) noexcept {
+#if HS_HAVE_MMAP && defined(MADV_HUGEPAGE)
+    constexpr size_t kMin = size_t{4} << 20;
+    if (p == nullptr || bytes < kMin) return;
+    static const uintptr_t page = [] {
+        const long got = ::sysconf(_SC_PAGESIZE);
+        return got > 0 ? static_cast<uintptr_t>(got) : uintptr_t{4096};
+    }();
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
+    if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
 
 #if HS_HAVE_MMAP
 

