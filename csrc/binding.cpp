@@ -576,6 +576,15 @@ PYBIND11_MODULE(_core, m) {
         py::arg("cost").noconvert(), py::arg("uniform_shared"), py::arg("m"), py::arg("n"), py::arg("scan_fraction"),
         py::arg("S"), py::arg("sample_shared"),
         "(dc, budget, peek, deep_peek) of a k-NN batch over m tables (mih_policy.h, MihKnnPlan).");
+    m.def(
+        "mih_peek_may_reach",
+        [](uint64_t near, double evidence, double work, double radius_cost, double peek, uint64_t k) {
+            if (k < 1) throw std::invalid_argument("k: expected k >= 1, got 0");
+            return hamsearch::mih_peek_may_reach(static_cast<double>(near), evidence, work, radius_cost, peek,
+                                                 static_cast<size_t>(k));
+        },
+        py::arg("near"), py::arg("evidence"), py::arg("work"), py::arg("radius_cost"), py::arg("peek"), py::arg("k"),
+        "Whether a peek that finished a radius goes on to the next (mih_policy.h).");
     m.attr("MIH_WEIGHED_RADII") = hamsearch::kMihWeighedRadii;
     m.attr("MIH_EVIDENCE_MARGIN") = hamsearch::kMihEvidenceMargin;
     m.attr("MIH_STRUCTURE") = hamsearch::kMihStructure;

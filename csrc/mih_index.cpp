@@ -437,6 +437,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
         for (; !done; ++s) {
             // Probing radius s costs sum_j C(len_j, s) probes: give up
             // before starting a radius that would overrun the limit.
+            const double keys = probes[static_cast<size_t>(s)];
             if (!tables && s > 0) {
                 // Radius s - 1 done: the near codes, weighed by how likely
                 // it was to find them, estimate those within plan.dc.
@@ -444,11 +445,12 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
                 for (size_t d = 0; d < near_at.size(); ++d) evidence += near_at[d] * model->weight(static_cast<size_t>(s - 1), d);
                 if (evidence >= kMihEvidenceMargin * static_cast<double>(kk)) tables = true;
                 else if (!closer && !plan.deep_peek) return Outcome::peeked_far;
+                else if (!mih_peek_may_reach(near, evidence, work, keys * probe_cost, plan.peek, kk))
+                    return closer ? Outcome::peeked : Outcome::peeked_far;
             }
             // A search with the budget starts no radius it cannot finish; a
             // peek takes what it can of one, a chunk at a time.
             const double allowed = limit();
-            const double keys = probes[static_cast<size_t>(s)];
             if (work + (tables ? keys : std::min(keys, static_cast<double>(kMihProbeChunk))) * probe_cost > allowed)
                 return tables ? Outcome::gave_up : closer ? Outcome::peeked : Outcome::peeked_far;
             for (int64_t sj = 0; sj < m && !done; ++sj) {
@@ -456,7 +458,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
                 const bool within = prober.probe(tb, qsub[static_cast<size_t>(sj)], s, work, limit, [&](uint32_t r) {
                     ++found;
                     const int32_t d = distance_any(qj, codes + size_t{r} * w, w);
-                    if (!tables && d <= predicted) {
+                    if (!tables && d < predicted) {
                         closer = true;
                         if (d <= plan.dc) ++near, ++near_at[static_cast<size_t>(d)];
                     }

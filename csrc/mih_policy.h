@@ -111,6 +111,25 @@ constexpr double kMihEvidenceMargin = 4.0;
 /// the codes uniform codes would (plus one).
 constexpr double kMihStructure = 4.0;
 
+/// Whether a peek that has finished a radius (near codes counted within
+/// dc, evidence their weighed estimate) should go on to the next, which
+/// costs radius_cost more work (peek - work left). The tables need kk codes
+/// within dc; the peek gets there by its evidence after a whole radius
+/// reaching kMihEvidenceMargin * kk, or by counting kk directly. Where it
+/// found some codes within dc and the estimate is under kk (a cluster of
+/// fewer than k codes near the query), neither will happen, and where it
+/// cannot afford the whole next radius only the direct count can: of the
+/// codes within dc not found yet (evidence - near) the part of the radius
+/// it affords finds at most that share. A peek that found none within dc
+/// knows nothing yet of a cluster the next radius may find: it goes on.
+inline bool mih_peek_may_reach(double near, double evidence, double work, double radius_cost, double peek, size_t kk) {
+    if (near == 0) return true;
+    if (evidence < static_cast<double>(kk)) return false;
+    if (work + radius_cost <= peek) return true;
+    const double share = radius_cost > 0 ? std::max(0.0, peek - work) / radius_cost : 1.0;
+    return near + share * (evidence - near) >= static_cast<double>(kk);
+}
+
 /// The sampled rows for n codes: S = min(kMihSampleSize, n / 1024) rows
 /// evenly spaced, i * n / S (none below 1024 codes, where a scan costs too
 /// little for a sample to pay).

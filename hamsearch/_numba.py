@@ -1113,6 +1113,20 @@ def _mih_evidence(near_at, weight, s):  # pragma: no cover - compiled
 
 
 @_jit
+def _mih_peek_may_reach(near, evidence, work, radius_cost, peek, kk):  # pragma: no cover - compiled
+    """Whether a peek that finished a radius goes on to the next:
+    mih_peek_may_reach in csrc/mih_policy.h, the same arithmetic."""
+    if near == 0:
+        return True
+    if evidence < float(kk):
+        return False
+    if work + radius_cost <= peek:
+        return True
+    share = max(0.0, peek - work) / radius_cost if radius_cost > 0 else 1.0
+    return float(near) + share * (evidence - float(near)) >= float(kk)
+
+
+@_jit
 def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, budget, peek, dc, deep_peek,
              predicted, weight, margin, trials, probes, nbits, probe_cost, cand_cost, chunk, out_d, out_i,
              gave_up):  # pragma: no cover - compiled
@@ -1166,10 +1180,14 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
         s = 0
         while not done and not over and s <= maxlen:
             if not tables and s > 0:
-                if _mih_evidence(near_at, weight, s - 1) >= margin * kk:
+                evidence = _mih_evidence(near_at, weight, s - 1)
+                if evidence >= margin * kk:
                     tables = True
                 elif not closer and not deep_peek:
                     over = True  # the peek found nothing nearer than predicted
+                    break
+                elif not _mih_peek_may_reach(near, evidence, work, probes[s] * probe_cost, peek, kk):
+                    over = True  # the rest of the peek cannot count kk codes
                     break
             if not tables and near >= kk:
                 tables = True

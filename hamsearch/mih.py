@@ -59,7 +59,9 @@ class MIHIndex(_Index):
     scan: it probes as the search would, and goes on with the tables if the
     codes it finds that near, weighed by how likely the peek was to find
     them, reach k (clustered codes' few near neighbours are invisible to a
-    sample). A query predicted cheaper probes within half a scan and gives
+    sample). A peek stops at the end of a radius once the near codes it
+    found estimate a cluster of fewer than k, or the next radius is beyond
+    it and what it could count there falls short of k. A query predicted cheaper probes within half a scan and gives
     up to the scan past it. Once half of the first ``nq // 16`` queries of a
     batch that probed (at least 4, at most 16) have given up, a peek that
     found no code near enough included, the rest go straight to the scan. Batches under 16 queries

@@ -440,6 +440,34 @@ def test_prediction_policy_worked_examples():
         core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.0, 256, 0)
 
 
+def test_peek_rule_worked_examples():
+    # mih_policy.h's mih_peek_may_reach by hand, native and the Numba twin
+    # alike. k = 100, a peek of 1000 units.
+    core = hs._core
+    cases = [
+        # found none within dc: nothing known yet, it goes on
+        ((0, 0.0, 900.0, 5000.0, 1000.0, 100), True),
+        # an estimated cluster of 47 near codes: fewer than k, it stops
+        ((19, 47.0, 100.0, 200.0, 1000.0, 100), False),
+        # an estimate of k or more and the next radius affordable: on
+        ((40, 100.0, 100.0, 900.0, 1000.0, 100), True),
+        # ... not affordable: a fifth of it (200 of 1000 left) adds at most
+        # 0.2 * (135 - 85) = 10 to the 85 counted, short of 100
+        ((85, 135.0, 800.0, 1000.0, 1000.0, 100), False),
+        # ... with 92 counted of 150 it may reach 92 + 0.2 * 58 = 103.6
+        ((92, 150.0, 800.0, 1000.0, 1000.0, 100), True),
+        # past the peek already: no share of the radius left
+        ((99, 400.0, 1200.0, 10.0, 1000.0, 100), False),
+    ]
+    from hamsearch._numba import _mih_peek_may_reach as twin
+
+    for args, want in cases:
+        assert core.mih_peek_may_reach(*args) is want, args
+        assert bool(twin(*args)) is want, args
+    with pytest.raises(ValueError, match="k: expected k >= 1"):
+        core.mih_peek_may_reach(1, 1.0, 0.0, 1.0, 1.0, 0)
+
+
 def test_numba_mih_without_the_native_core_says_why(monkeypatch):
     # MIH's policy lives in the native core: without it the Numba backend's
     # MIHIndex refuses at construction, naming the build problem; the flat
