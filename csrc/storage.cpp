@@ -17,7 +17,7 @@ namespace hamsearch {
 
 bool FileMap::supported() { return HS_HAVE_MMAP != 0; }
 
-void advise_huge_pages(const void* p, size_t bytes) noexcept {
+void advise_huge_pages(void* p, size_t bytes) noexcept {
 #if HS_HAVE_MMAP && defined(MADV_HUGEPAGE)
     constexpr size_t kMin = size_t{4} << 20;
     if (p == nullptr || bytes < kMin) return;
