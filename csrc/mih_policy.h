@@ -87,7 +87,8 @@ constexpr size_t kMihQueriesPerThread = 8;
 // reach kMihEvidenceMargin * k (an estimate, so with a margin: a cluster of
 // about k codes has its k-th at the edge of what the budget affords), the
 // tables are predicted cheaper after all and the query goes on with the
-// whole budget. Where the database has no local structure (uniform-like:
+// whole budget; where they cannot get there (mih_peek_may_reach: the near
+// codes found estimate fewer than k), the peek stops at the end of a radius. Where the database has no local structure (uniform-like:
 // its sampled codes share their substrings with about as many codes as
 // uniform codes would, MihKnnModel::uniform_shared), a peek goes past
 // radius 0 only if it found a code nearer than the predicted D, so a far

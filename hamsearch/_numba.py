@@ -1135,7 +1135,8 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
     k-th distance is within ``dc`` probes within ``budget``; any other peeks
     within ``peek`` (none where it is 0) and goes on within ``budget`` once
     it has found ``kk`` codes within ``dc``, or their ``weight`` after a whole
-    radius reaches ``margin * kk``; it goes past radius 0 only if it found a
+    radius reaches ``margin * kk``, and stops at the end of a radius where
+    the rest cannot (_mih_peek_may_reach); it goes past radius 0 only if it found a
     code nearer than predicted or ``deep_peek`` (codes with local structure). A query that runs past its limit is marked
     in ``gave_up`` and left alone, and so is every query after at least
     ``trials`` were tried and half gave up (a peek that found no code nearer

@@ -61,8 +61,8 @@ class MIHIndex(_Index):
     them, reach k (clustered codes' few near neighbours are invisible to a
     sample). A peek stops at the end of a radius once the near codes it
     found estimate a cluster of fewer than k, or the next radius is beyond
-    it and what it could count there falls short of k. A query predicted cheaper probes within half a scan and gives
-    up to the scan past it. Once half of the first ``nq // 16`` queries of a
+    it and what it could count there falls short of k. A query predicted
+    cheaper probes within half a scan and gives up to the scan past it. Once half of the first ``nq // 16`` queries of a
     batch that probed (at least 4, at most 16) have given up, a peek that
     found no code near enough included, the rest go straight to the scan. Batches under 16 queries
     probe on one thread. A radius query whose sampled codes within ``r`` predict
