@@ -305,11 +305,13 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
     // short otherwise (kMinPrimeRows): priming costs several passes a row
     // where the filter kernel costs one, which small indexes would feel.
     const size_t prime = std::min(row_end - row_begin, std::max(kMinPrimeRows, std::min<size_t>(64 * k, size_t{1} << 20)));
-    // Room for kFilterBatch queries' survivors of one block (and the priming run).
-    const size_t stride = std::max(block, prime);
+    // Room for kFilterBatch queries' survivors of one block (and the priming
+    // run), no larger than the rows scanned: uninitialized, so that a call
+    // over a small index does not clear (and fault in) a whole block's room.
+    const size_t stride = std::max(std::min(block, row_end - row_begin), prime);
     const size_t batch = std::min(nq, kFilterBatch);
-    std::vector<uint32_t> rows(stride * batch);
-    std::vector<int32_t> dists(stride * batch);
+    UninitVector<uint32_t> rows(stride * batch);
+    UninitVector<int32_t> dists(stride * batch);
     size_t counts[kFilterBatch];
     int32_t taus[kFilterBatch];
     {
@@ -416,8 +418,9 @@ RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, siz
     std::vector<std::vector<std::vector<Candidate>>> hits(nparts, std::vector<std::vector<Candidate>>(nq));
     auto scan = [&](size_t part, size_t q0, size_t q1, size_t row_begin, size_t row_end) {
         const size_t batch = std::max<size_t>(1, std::min(q1 - q0, kFilterBatch));
-        std::vector<uint32_t> rows(block * batch);
-        std::vector<int32_t> dists(block * batch);
+        const size_t stride = std::max<size_t>(1, std::min(block, row_end - row_begin));
+        UninitVector<uint32_t> rows(stride * batch);
+        UninitVector<int32_t> dists(stride * batch);
         size_t counts[kFilterBatch];
         int32_t taus[kFilterBatch];
         std::fill(taus, taus + kFilterBatch, tau);
@@ -427,11 +430,11 @@ RadiusResult FlatIndex::radius_impl(const uint64_t* q, size_t nq, int64_t r, siz
             filter.load(cp_ + b0 * w_, len);
             for (size_t j0 = q0; j0 < q1; j0 += batch) {
                 const size_t m = std::min(batch, q1 - j0);
-                filter.filter(q + j0 * w_, m, taus, rows.data(), dists.data(), block, counts);
+                filter.filter(q + j0 * w_, m, taus, rows.data(), dists.data(), stride, counts);
                 for (size_t j = 0; j < m; ++j) {
                     auto& out = hits[part][j0 + j];
-                    const uint32_t* r = rows.data() + j * block;
-                    const int32_t* d = dists.data() + j * block;
+                    const uint32_t* r = rows.data() + j * stride;
+                    const int32_t* d = dists.data() + j * stride;
                     for (size_t t = 0; t < counts[j]; ++t) out.push_back({d[t], ip_[b0 + r[t]]});
                 }
             }
@@ -559,8 +562,8 @@ uint64_t popcount_probe(const uint64_t* q, size_t nq, const uint64_t* codes, siz
         // comparisons alone.
         // As in the scan, the codes are sliced once for all the queries where
         // the kernel works on sliced codes.
-        std::vector<uint32_t> rows(n * kFilterBatch);
-        std::vector<int32_t> dists(n * kFilterBatch);
+        UninitVector<uint32_t> rows(n * kFilterBatch);
+        UninitVector<int32_t> dists(n * kFilterBatch);
         size_t counts[kFilterBatch];
         const int32_t taus[kFilterBatch] = {};
         uint64_t s = 0;
