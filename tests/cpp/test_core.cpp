@@ -306,6 +306,42 @@ void file_tests(const std::string& dir) {
 
 }  // namespace
 
+// PodBuffer, the store's memory: every value aligned to a cache line and
+// kept, against a std::vector given the same appends, through growth from a
+// few values (malloc's heap) to 64 MiB (its own maps, remapped on growth),
+// and after a second buffer's allocations move the heap.
+void buffer_tests() {
+    std::mt19937_64 gen(11);
+    PodBuffer<uint64_t> buf;
+    PodBuffer<int64_t> other;
+    std::vector<uint64_t> want;
+    std::vector<uint64_t> chunk;
+    for (size_t step = 1; want.size() < (size_t{8} << 20); step = step * 3 + 1) {
+        chunk.resize(step);
+        for (auto& v : chunk) v = gen();
+        buf.append(chunk.data(), chunk.size());
+        want.insert(want.end(), chunk.begin(), chunk.end());
+        std::vector<int64_t> noise(step % 977 + 1, 7);
+        other.append(noise.data(), noise.size());
+        CHECK(reinterpret_cast<uintptr_t>(buf.data()) % PodBuffer<uint64_t>::kAlign == 0, "buffer: %zu values at %p",
+              buf.size(), static_cast<void*>(buf.data()));
+        CHECK(reinterpret_cast<uintptr_t>(other.data()) % PodBuffer<int64_t>::kAlign == 0, "buffer: other at %p",
+              static_cast<void*>(other.data()));
+        CHECK(buf.size() == want.size() && std::equal(want.begin(), want.end(), buf.data()),
+              "buffer: values lost growing to %zu", want.size());
+    }
+    buf.truncate(5);
+    buf.resize(6);
+    CHECK(buf.size() == 6 && std::equal(want.begin(), want.begin() + 5, buf.data()), "buffer: truncate and resize");
+    PodBuffer<uint64_t> fresh;
+    const uint64_t seven = 7;
+    fresh.append(&seven, 1);
+    buf.swap(fresh);
+    CHECK(fresh.size() == 6 && buf.size() == 1 && buf.data()[0] == 7, "buffer: swap");
+    buf.release();
+    CHECK(buf.size() == 0 && buf.data() == nullptr, "buffer: release");
+}
+
 int main(int argc, char** argv) {
     if (argc != 2) {
         std::fprintf(stderr, "usage: %s DIR\n", argv[0]);
@@ -318,6 +354,7 @@ int main(int argc, char** argv) {
           HAMSEARCH_EXPECTED_VERSION);
 #endif
     try {
+        buffer_tests();
         search_tests();
         batch_tests();
         reader_tests();

@@ -25,21 +25,29 @@ namespace hamsearch {
 /// of 256 bits measured up to 1.2x faster on huge pages (Zen 4).
 void advise_huge_pages(void* p, size_t bytes) noexcept;
 
-/// A growable array of a trivially copyable T on malloc / realloc. Growing a
-/// large buffer lets the allocator move its pages instead of copying them
-/// (glibc remaps buffers above its mmap threshold), so appending to a big
-/// index needs no second copy of everything held at once. The room each
-/// growth adds is advised for huge pages (advise_huge_pages) before it is
-/// written.
+/// A growable array of a trivially copyable T on malloc / realloc, its
+/// values aligned to kAlign bytes (a cache line, so that the kernels' vector
+/// loads of codes never straddle two lines; malloc alone gives 16, and where
+/// within a line a buffer starts then depends on the allocator's history: a
+/// copy of 10^6 64-bit codes 16 bytes past a line scanned 8% slower).
+/// Growing a large buffer lets the allocator move its pages instead of
+/// copying them (glibc remaps buffers above its mmap threshold), so
+/// appending to a big index needs no second copy of everything held at
+/// once; the values move within the block only where its alignment changed.
+/// The room each growth adds is advised for huge pages (advise_huge_pages)
+/// before it is written.
 template <class T>
 class PodBuffer {
     static_assert(std::is_trivially_copyable<T>::value, "PodBuffer holds plain values");
+    static_assert(alignof(T) <= 16, "PodBuffer aligns within malloc's 16-byte blocks");
 
    public:
+    static constexpr size_t kAlign = 64;
+
     PodBuffer() = default;
     PodBuffer(const PodBuffer&) = delete;
     PodBuffer& operator=(const PodBuffer&) = delete;
-    ~PodBuffer() { std::free(data_); }
+    ~PodBuffer() { std::free(raw_); }
 
     T* data() { return data_; }
     const T* data() const { return data_; }
@@ -53,11 +61,17 @@ class PodBuffer {
         if (need <= cap_) return;
         size_t cap = cap_ + cap_ / 2;
         if (cap < need) cap = need;
-        if (cap > std::numeric_limits<size_t>::max() / sizeof(T)) throw std::bad_alloc();
-        void* p = std::realloc(data_, cap * sizeof(T));
+        if (cap > (std::numeric_limits<size_t>::max() - kAlign) / sizeof(T)) throw std::bad_alloc();
+        const size_t old_offset = static_cast<size_t>(reinterpret_cast<char*>(data_) - static_cast<char*>(raw_));
+        void* p = std::realloc(raw_, cap * sizeof(T) + kAlign);
         if (p == nullptr) throw std::bad_alloc();
-        advise_huge_pages(static_cast<T*>(p) + size_, (cap - size_) * sizeof(T));
-        data_ = static_cast<T*>(p);
+        char* base = static_cast<char*>(p);
+        const size_t offset = (kAlign - reinterpret_cast<uintptr_t>(base) % kAlign) % kAlign;
+        if (size_ && offset != old_offset) std::memmove(base + offset, base + old_offset, size_ * sizeof(T));
+        T* data = reinterpret_cast<T*>(base + offset);
+        advise_huge_pages(data + size_, (cap - size_) * sizeof(T));
+        raw_ = p;
+        data_ = data;
         cap_ = cap;
     }
 
@@ -79,6 +93,7 @@ class PodBuffer {
     void truncate(size_t n) { size_ = n < size_ ? n : size_; }
 
     void swap(PodBuffer& other) noexcept {
+        std::swap(raw_, other.raw_);
         std::swap(data_, other.data_);
         std::swap(size_, other.size_);
         std::swap(cap_, other.cap_);
@@ -86,13 +101,15 @@ class PodBuffer {
 
     /// Drops everything and returns the memory.
     void release() {
-        std::free(data_);
+        std::free(raw_);
+        raw_ = nullptr;
         data_ = nullptr;
         size_ = cap_ = 0;
     }
 
    private:
-    T* data_ = nullptr;
+    void* raw_ = nullptr;  // the block malloc gave
+    T* data_ = nullptr;    // the first value, kAlign-aligned within it
     size_t size_ = 0;
     size_t cap_ = 0;
 };
