@@ -74,11 +74,6 @@ inline void prefetch(const void* p) {
 #endif
 }
 
-double binom(int64_t n, int64_t k) {
-    if (k < 0 || k > n) return 0.0;
-    return std::exp(std::lgamma(double(n) + 1) - std::lgamma(double(k) + 1) - std::lgamma(double(n - k) + 1));
-}
-
 }  // namespace
 
 std::pair<uint32_t, uint32_t> SubstringTable::match(uint64_t key, uint32_t first, uint32_t last) const {
@@ -217,8 +212,6 @@ struct Seen {
     std::vector<uint64_t> bits;
     std::vector<uint32_t> touched;
     size_t words = 0;
-    Seen() = default;
-    explicit Seen(size_t n) : words((n + 63) / 64) {}
     /// Ready for n rows: a fresh bitmap where the size changed.
     void reset(size_t n) {
         next();
@@ -315,17 +308,14 @@ class Prober {
     std::vector<uint32_t> cand_;
 };
 
-// probes[s], s = 0..smax: the keys at substring distance s that a search
-// probes, summed over the tables it probes at that distance: table sj where
-// m*s + sj <= rr (the pigeonhole bound of a radius search; every table for
-// k-NN, rr = the largest int64_t). Computed once per batch, not per query.
-std::vector<double> probe_counts(const std::vector<SubstringTable>& tabs, int64_t smax, int64_t rr) {
-    const int64_t m = static_cast<int64_t>(tabs.size());
-    std::vector<double> probes(static_cast<size_t>(smax + 1), 0.0);
-    for (int64_t s = 0; s <= smax; ++s)
-        for (int64_t sj = 0; sj < m && m * s + sj <= rr; ++sj)
-            probes[static_cast<size_t>(s)] += binom(tabs[static_cast<size_t>(sj)].len, s);
-    return probes;
+// The query's distances to the sampled codes (mih_policy.h) by the scan's
+// own kernel (a few hundred codes, contiguous), into per-thread scratch.
+int32_t* sample_distances(const uint64_t* q, const std::vector<uint64_t>& sample, size_t w) {
+    thread_local std::vector<int32_t> dist;
+    const size_t S = sample.size() / w;
+    dist.resize(S);
+    if (S) active_kernels().distances(q, sample.data(), S, w, dist.data());
+    return dist.data();
 }
 
 // What search() did with a query: answered it; gave up on it (past the
@@ -411,12 +401,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     const size_t S = sample_.size() / w;
     const double z = mih_tail_z(kk, n);
     auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
-        // The sample's distances by the scan's own kernel (a few hundred
-        // codes, contiguous), into per-thread scratch.
-        thread_local std::vector<int32_t> sample_d;
-        sample_d.resize(S);
-        if (S) active_kernels().distances(qj, sample_.data(), S, w, sample_d.data());
-        const int64_t predicted = mih_predict_kth(sample_d.data(), S, nbits(), n, kk, z);
+        const int64_t predicted = mih_predict_kth(sample_distances(qj, sample_, w), S, nbits(), n, kk, z);
         bool tables = predicted <= plan.dc;
         if (!tables && plan.peek <= 0) return Outcome::predicted_scan;
         // Predicted dearer: the peek, within plan.peek, counting the codes
@@ -514,7 +499,9 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     // query's with m*s + sj <= rr; those (s, sj) are every probe a query
     // makes, whatever the data. Probes of radius s, tables within that bound:
     const int64_t smax = rr / m;
-    const std::vector<double> probes = probe_counts(tabs, smax, rr);
+    std::vector<int64_t> lens;
+    for (const auto& t : tabs) lens.push_back(t.len);
+    const std::vector<double> probes = mih_probe_counts(lens, smax, rr);
     double all_probes = 0;
     for (double p : probes) all_probes += p;
     std::vector<std::vector<Candidate>> hits(nq);
@@ -523,8 +510,6 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
     std::vector<char> gave_up(nq, all_probes * probe_cost > budget ? 1 : 0);
     // Per query, the prediction (mih_policy.h): the hits its sample
     // distances predict priced with the probes against the budget.
-    std::vector<int64_t> lens;
-    for (const auto& t : tabs) lens.push_back(t.len);
     const size_t S = sample_.size() / w;
     const MihRadiusModel model = mih_radius_model(lens, rr, n, w, active_kernels().isa, S);
     auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
@@ -533,9 +518,7 @@ RadiusResult MIHIndex::radius(const uint64_t* q, size_t nq, int64_t r, size_t th
             std::vector<Candidate>().swap(out);
             return Outcome::gave_up;
         };
-        thread_local std::vector<int32_t> sample_d;
-        sample_d.resize(S);
-        if (S) active_kernels().distances(qj, sample_.data(), S, w, sample_d.data());
+        const int32_t* sample_d = sample_distances(qj, sample_, w);
         size_t sample_hits = 0;
         for (size_t i = 0; i < S; ++i) sample_hits += sample_d[i] <= rr;
         if (model.cost(sample_hits) > budget) return Outcome::predicted_scan;

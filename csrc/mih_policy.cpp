@@ -143,6 +143,15 @@ std::vector<MihTableShape> mih_table_shapes(int64_t nbits, int64_t m, size_t n) 
     return out;
 }
 
+std::vector<double> mih_probe_counts(const std::vector<int64_t>& lens, int64_t smax, int64_t rr) {
+    const int64_t m = static_cast<int64_t>(lens.size());
+    std::vector<double> probes(static_cast<size_t>(smax + 1), 0.0);
+    for (int64_t s = 0; s <= smax; ++s)
+        for (int64_t j = 0; j < m && m * s + j <= rr; ++j)
+            probes[static_cast<size_t>(s)] += binom(lens[static_cast<size_t>(j)], s);
+    return probes;
+}
+
 MihCosts mih_costs(size_t w, Isa isa) {
     return MihCosts{kProbeCost, kCandidateCost * scan_speed(isa) + static_cast<double>(w)};
 }
@@ -238,9 +247,7 @@ MihKnnModel mih_knn_model(const std::vector<int64_t>& lens, int64_t nbits, size_
     // The search stops after the step (radius s, table j) with m*s + j >= D:
     // cost[D] is every step up to and including (D / m, D % m).
     for (int64_t len : lens) model.uniform_shared += std::ldexp(static_cast<double>(n) - 1.0, -static_cast<int>(len));
-    model.probes.assign(65, 0.0);
-    for (size_t s = 0; s <= 64; ++s)
-        for (int64_t len : lens) model.probes[s] += binom(len, static_cast<int64_t>(s));
+    model.probes = mih_probe_counts(lens, 64, std::numeric_limits<int64_t>::max());
     StepWork work;
     for (int64_t D = 0; D <= nbits && m > 0; ++D) {
         work.add(lens[static_cast<size_t>(D % m)], D / m, n);

@@ -47,6 +47,12 @@ int64_t mih_choose_m(int64_t nbits, int64_t m, size_t n);
 /// (first bit, length) of m nearly equal substrings, the longer ones first.
 std::vector<std::pair<int64_t, int64_t>> mih_substrings(int64_t nbits, int64_t m);
 
+/// probes[s], s = 0..smax: the keys at substring distance s that a search
+/// probes over tables of lengths lens, summed over the tables it probes at
+/// that distance: table j where m*s + j <= rr (the pigeonhole bound of a
+/// radius search; every table for k-NN, rr = the largest int64_t).
+std::vector<double> mih_probe_counts(const std::vector<int64_t>& lens, int64_t smax, int64_t rr);
+
 /// The tables for n codes (m as asked, 0: automatic).
 std::vector<MihTableShape> mih_table_shapes(int64_t nbits, int64_t m, size_t n);
 
