@@ -551,43 +551,56 @@ PYBIND11_MODULE(_core, m) {
                                            .reshape({static_cast<py::ssize_t>(hamsearch::kMihWeighedRadii),
                                                      static_cast<py::ssize_t>(nbits + 1)}));
             return py::make_tuple(adopt(std::move(model.cost)), weight, adopt(std::move(model.probes)),
-                                  model.uniform_shared);
+                                  model.uniform_near);
         },
         py::arg("nbits"), py::arg("lens"), py::arg("n"),
-        "(cost, found_weight, probes, uniform_shared) of tables of these substring lengths over n codes at the "
+        "(cost, found_weight, probes, uniform_near) of tables of these substring lengths over n codes at the "
         "active kernel level (mih_policy.h, MihKnnModel): cost[D], D = 0..nbits + 1; found_weight[s, d], "
         "d = 0..nbits; probes[s], s = 0..64.");
     m.def(
         "mih_knn_plan",
-        [](py::array_t<double, py::array::c_style> cost, double uniform_shared, uint64_t mm, uint64_t n,
-           double scan_fraction, uint64_t S, uint64_t sample_shared) {
+        [](py::array_t<double, py::array::c_style> cost, double uniform_near, uint64_t mm, uint64_t n,
+           double scan_fraction, uint64_t S, uint64_t sample_near) {
             if (cost.ndim() != 1 || cost.size() < 3) throw std::invalid_argument("cost: expected mih_knn_model's costs");
             if (!(scan_fraction > 0)) throw std::invalid_argument("scan_fraction: expected a positive number");
             hamsearch::MihKnnModel model;
             model.cost.assign(cost.data(), cost.data() + cost.size());
-            model.uniform_shared = uniform_shared;
+            model.uniform_near = uniform_near;
             const int64_t nbits = static_cast<int64_t>(cost.size()) - 2;
             const auto plan = hamsearch::mih_knn_plan(model, static_cast<size_t>(mm), static_cast<size_t>(n),
                                                       static_cast<size_t>((nbits + 63) / 64),
                                                       hamsearch::active_kernels().isa, scan_fraction,
-                                                      static_cast<size_t>(S), static_cast<size_t>(sample_shared));
+                                                      static_cast<size_t>(S), static_cast<size_t>(sample_near));
             return py::make_tuple(plan.dc, plan.budget, plan.peek, plan.deep_peek);
         },
-        py::arg("cost").noconvert(), py::arg("uniform_shared"), py::arg("m"), py::arg("n"), py::arg("scan_fraction"),
-        py::arg("S"), py::arg("sample_shared"),
+        py::arg("cost").noconvert(), py::arg("uniform_near"), py::arg("m"), py::arg("n"), py::arg("scan_fraction"),
+        py::arg("S"), py::arg("sample_near"),
         "(dc, budget, peek, deep_peek) of a k-NN batch over m tables (mih_policy.h, MihKnnPlan).");
     m.def(
         "mih_peek_may_reach",
-        [](uint64_t near, double evidence, double work, double radius_cost, double peek, uint64_t k) {
+        [](uint64_t s, uint64_t near, double evidence, double work, double radius_cost, double peek, uint64_t k) {
             if (k < 1) throw std::invalid_argument("k: expected k >= 1, got 0");
-            return hamsearch::mih_peek_may_reach(static_cast<double>(near), evidence, work, radius_cost, peek,
-                                                 static_cast<size_t>(k));
+            return hamsearch::mih_peek_may_reach(static_cast<int64_t>(s), static_cast<double>(near), evidence, work,
+                                                 radius_cost, peek, static_cast<size_t>(k));
         },
-        py::arg("near"), py::arg("evidence"), py::arg("work"), py::arg("radius_cost"), py::arg("peek"), py::arg("k"),
+        py::arg("s"), py::arg("near"), py::arg("evidence"), py::arg("work"), py::arg("radius_cost"), py::arg("peek"), py::arg("k"),
         "Whether a peek that finished a radius goes on to the next (mih_policy.h).");
     m.attr("MIH_WEIGHED_RADII") = hamsearch::kMihWeighedRadii;
     m.attr("MIH_EVIDENCE_MARGIN") = hamsearch::kMihEvidenceMargin;
+    m.attr("MIH_EVIDENCE_SPREAD") = hamsearch::kMihEvidenceSpread;
     m.attr("MIH_STRUCTURE") = hamsearch::kMihStructure;
+    m.attr("MIH_SAMPLE_RUN") = hamsearch::kMihSampleRun;
+    m.def(
+        "mih_near_bound",
+        [check_mih](int64_t nbits, int64_t len) {
+            check_mih(nbits, 0);
+            if (len < 1 || len > 64 || len > nbits)
+                throw std::invalid_argument("len: expected 1 <= len <= min(64, nbits), got " + std::to_string(len));
+            return hamsearch::mih_near_bound(nbits, len);
+        },
+        py::arg("nbits"), py::arg("len"),
+        "The largest distance at which a code sharing a len-bit substring with a sampled code counts as near "
+        "(mih_policy.h); -1 for none.");
     m.def(
         "mih_radius_costs",
         [check_lens](int64_t nbits, std::vector<int64_t> lens, int64_t r, uint64_t n, uint64_t S,

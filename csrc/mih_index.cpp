@@ -153,23 +153,27 @@ void MIHIndex::build_tables(const FlatIndex::Reader& store) const {
         tables.push_back(std::move(t));
     }
     std::vector<uint64_t> sample;
-    size_t shared = 0;  // the other codes sharing a sampled code's substring, over the tables
+    size_t near = 0;  // the near codes sharing a sampled code's substring, over the tables
     for (size_t row : mih_sample_rows(n)) {
         const uint64_t* code = codes + row * w;
         sample.insert(sample.end(), code, code + w);
         for (const SubstringTable& t : tables) {
             const uint64_t key = extract(code, t.begin, t.len);
+            const int64_t bound = mih_near_bound(nbits(), t.len);
             const size_t b = t.bucket(key);
             const auto run = t.match(key, t.dir[b], t.dir[b + 1]);
-            for (uint32_t e = run.first; e < run.second; ++e) {
-                const uint32_t r = t.row(t.entries[e]);
-                shared += r != row && extract(codes + size_t{r} * w, t.begin, t.len) == key;
+            size_t looked = 0;  // the first kMihSampleRun sharing rows, ascending
+            for (uint32_t e = run.first; e < run.second && looked < kMihSampleRun; ++e) {
+                const uint64_t* other = codes + size_t{t.row(t.entries[e])} * w;
+                if (other == code || extract(other, t.begin, t.len) != key) continue;
+                ++looked;
+                near += distance_any(code, other, w) <= bound;
             }
         }
     }
     tables_ = std::move(tables);
     sample_ = std::move(sample);
-    sample_shared_ = shared;
+    sample_near_ = near;
     knn_model_.reset();
     tables_version_ = store.version();
 }
@@ -397,7 +401,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
     const auto model = knn_model(isa);
     const std::vector<double>& probes = model->probes;
     const MihKnnPlan plan =
-        mih_knn_plan(*model, tabs.size(), n, w, isa, scan_fraction_, sample_.size() / w, sample_shared_);
+        mih_knn_plan(*model, tabs.size(), n, w, isa, scan_fraction_, sample_.size() / w, sample_near_);
     const size_t S = sample_.size() / w;
     const double z = mih_tail_z(kk, n);
     auto search = [&](size_t j, const uint64_t* qj, const std::vector<uint64_t>& qsub, Prober& prober) {
@@ -430,7 +434,7 @@ void MIHIndex::knn(const uint64_t* q, size_t nq, size_t k, size_t threads, int32
                 for (size_t d = 0; d < near_at.size(); ++d) evidence += near_at[d] * model->weight(static_cast<size_t>(s - 1), d);
                 if (evidence >= kMihEvidenceMargin * static_cast<double>(kk)) tables = true;
                 else if (!closer && !plan.deep_peek) return Outcome::peeked_far;
-                else if (!mih_peek_may_reach(near, evidence, work, keys * probe_cost, plan.peek, kk))
+                else if (!mih_peek_may_reach(s - 1, near, evidence, work, keys * probe_cost, plan.peek, kk))
                     return closer ? Outcome::peeked : Outcome::peeked_far;
             }
             // A search with the budget starts no radius it cannot finish; a

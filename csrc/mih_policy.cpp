@@ -152,6 +152,11 @@ std::vector<double> mih_probe_counts(const std::vector<int64_t>& lens, int64_t s
     return probes;
 }
 
+int64_t mih_near_bound(int64_t nbits, int64_t len) {
+    const double rest = static_cast<double>(nbits - len);
+    return std::max<int64_t>(-1, static_cast<int64_t>(std::floor(rest / 2 - 2 * std::sqrt(rest))));
+}
+
 MihCosts mih_costs(size_t w, Isa isa) {
     return MihCosts{kProbeCost, kCandidateCost * scan_speed(isa) + static_cast<double>(w)};
 }
@@ -246,7 +251,11 @@ MihKnnModel mih_knn_model(const std::vector<int64_t>& lens, int64_t nbits, size_
     model.cost.assign(nb + 2, std::numeric_limits<double>::infinity());
     // The search stops after the step (radius s, table j) with m*s + j >= D:
     // cost[D] is every step up to and including (D / m, D % m).
-    for (int64_t len : lens) model.uniform_shared += std::ldexp(static_cast<double>(n) - 1.0, -static_cast<int>(len));
+    for (int64_t len : lens) {
+        double near = 0;  // P(Binomial(nbits - len, 1/2) <= the bound)
+        for (int64_t x = 0; x <= mih_near_bound(nbits, len); ++x) near += binom(nbits - len, x);
+        model.uniform_near += std::ldexp((static_cast<double>(n) - 1.0) * near, -static_cast<int>(nbits));
+    }
     model.probes = mih_probe_counts(lens, 64, std::numeric_limits<int64_t>::max());
     StepWork work;
     for (int64_t D = 0; D <= nbits && m > 0; ++D) {
@@ -282,10 +291,10 @@ MihKnnModel mih_knn_model(const std::vector<int64_t>& lens, int64_t nbits, size_
 }
 
 MihKnnPlan mih_knn_plan(const MihKnnModel& model, size_t m, size_t n, size_t w, Isa isa, double scan_fraction,
-                        size_t S, size_t sample_shared) {
+                        size_t S, size_t sample_near) {
     MihKnnPlan plan;
-    plan.deep_peek = S == 0 || static_cast<double>(sample_shared) >
-                                   (kMihStructure * model.uniform_shared + 1.0) * static_cast<double>(S);
+    plan.deep_peek = S == 0 || static_cast<double>(sample_near) >
+                                   (kMihStructure * model.uniform_near + 1.0) * static_cast<double>(S);
     plan.budget = mih_budget(scan_fraction, n, w);
     const int64_t nbits = static_cast<int64_t>(model.cost.size()) - 2;
     if (std::isinf(plan.budget)) {

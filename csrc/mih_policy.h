@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -85,23 +86,25 @@ constexpr size_t kMihQueriesPerThread = 8;
 // of a few hundred codes to see, so a query predicted dearer first probes
 // as the search would, within a small budget (the peek, kMihPeekShare of
 // the budget; unlike the search with the budget, a peek starts a radius it
-// cannot finish, a chunk of keys at a time). Each code it finds at distance d <= dc (the
-// largest D the budget affords) counts, once radius s is done, as
-// 1 / P(a code at distance d has some substring within s of the query's)
+// cannot finish, a chunk of keys at a time). Each code it finds at distance
+// d <= dc (the largest D the budget affords) counts, once radius s is done,
+// as 1 / P(a code at distance d has some substring within s of the query's)
 // codes of the database within dc (MihKnnModel::found_weight); once the
 // codes found within dc reach k, or their weights after a whole radius
 // reach kMihEvidenceMargin * k (an estimate, so with a margin: a cluster of
 // about k codes has its k-th at the edge of what the budget affords), the
 // tables are predicted cheaper after all and the query goes on with the
-// whole budget; where they cannot get there (mih_peek_may_reach: the near
-// codes found estimate fewer than k), the peek stops at the end of a radius. Where the database has no local structure (uniform-like:
-// its sampled codes share their substrings with about as many codes as
-// uniform codes would, MihKnnModel::uniform_shared), a peek goes past
-// radius 0 only if it found a code nearer than the predicted D, so a far
-// query spends about m probes; in clustered codes a query often shares no
-// substring with its cluster (a flipped bit in each), and its peek goes on
-// to radius 1 and beyond. A peek that found no code nearer than predicted
-// is a batch trial given up; one that found some is no trial.
+// whole budget; where they cannot get there (mih_peek_may_reach: even the
+// estimate's upper bound is under k), the peek stops at the end of a
+// radius. Where the database has no local structure (uniform-like: the
+// codes sharing a substring with a sampled code are no nearer to it than
+// uniform codes sharing that substring would be, MihKnnModel::uniform_near),
+// a peek goes past radius 0 only if it found a code nearer than the
+// predicted D, so a far query spends about m probes; in clustered codes a
+// query often shares no substring with its cluster (a flipped bit in each),
+// and its peek goes on to radius 1 and beyond. A peek that found no code
+// nearer than predicted is a batch trial given up; one that found some is
+// no trial.
 // So a wrong "scan" costs at most the peek, kMihPeekShare * scan_fraction
 // of a scan (1/16 by default), a wrong "tables" at most scan_fraction (1/2),
 // and the prediction itself under 1/1024 of a scan's popcounts.
@@ -114,27 +117,53 @@ constexpr double kMihPeekShare = 0.125;
 constexpr size_t kMihWeighedRadii = 4;
 /// The weighed estimate of the codes within dc must reach this times k.
 constexpr double kMihEvidenceMargin = 4.0;
-/// Local structure: sampled codes share substrings with this many times
-/// the codes uniform codes would (plus one).
+/// Local structure: the codes sharing a substring with a sampled code
+/// include this many times the near ones (mih_near_bound) uniform codes
+/// would give, plus one a sampled code.
 constexpr double kMihStructure = 4.0;
+/// The estimate's upper bound: this many standard deviations of the near
+/// count (Poisson) above it.
+constexpr double kMihEvidenceSpread = 2.0;
 
-/// Whether a peek that has finished a radius (near codes counted within
+/// Codes sharing a sampled code's substring that are looked at, a table:
+/// the first so many rows, so that duplicated codes (a run of n rows) do
+/// not make a build look at n rows a sampled code.
+constexpr size_t kMihSampleRun = 4096;
+
+/// The largest distance at which a code sharing a len-bit substring with a
+/// sampled code counts as near to it: four standard deviations below what
+/// the other nbits - len bits give uniform codes, floor((nbits - len) / 2 -
+/// 2 sqrt(nbits - len)), -1 for none. Uniform codes are that near with a
+/// probability under 1e-4; clustered ones (a cluster's codes within 0.1
+/// nbits of each other) mostly are, where they also share a substring.
+int64_t mih_near_bound(int64_t nbits, int64_t len);
+
+/// Whether a peek that has finished radius s (near codes counted within
 /// dc, evidence their weighed estimate) should go on to the next, which
 /// costs radius_cost more work (peek - work left). The tables need kk codes
 /// within dc; the peek gets there by its evidence after a whole radius
-/// reaching kMihEvidenceMargin * kk, or by counting kk directly. Where it
-/// found some codes within dc and the estimate is under kk (a cluster of
-/// fewer than k codes near the query), neither will happen, and where it
-/// cannot afford the whole next radius only the direct count can: of the
-/// codes within dc not found yet (evidence - near) the part of the radius
-/// it affords finds at most that share. A peek that found none within dc
-/// knows nothing yet of a cluster the next radius may find: it goes on.
-inline bool mih_peek_may_reach(double near, double evidence, double work, double radius_cost, double peek, size_t kk) {
+/// reaching kMihEvidenceMargin * kk, or by counting kk directly.
+/// - Where it found some codes within dc and the estimate is under kk (a
+///   cluster of fewer than k codes near the query), neither will happen: it
+///   stops. Not after radius 0: the weights take each code's differing bits
+///   as placed at random, but a cluster's codes share the query's own
+///   distance from the cluster's centre, and where that puts a bit in every
+///   substring radius 0 finds almost none of the cluster, however large.
+/// - Where it cannot afford the whole next radius only the direct count can
+///   get there: of the codes within dc not found yet (estimate - near) the
+///   part of the radius it affords finds at most that share.
+/// Both take the estimate's upper bound, evidence * (1 + kMihEvidenceSpread
+/// / sqrt(near)): the near count's Poisson bound at the same average weight.
+/// A peek that found none within dc knows nothing yet of a cluster the next
+/// radius may find: it goes on.
+inline bool mih_peek_may_reach(int64_t s, double near, double evidence, double work, double radius_cost, double peek,
+                               size_t kk) {
     if (near == 0) return true;
-    if (evidence < static_cast<double>(kk)) return false;
+    const double upper = evidence * (1.0 + kMihEvidenceSpread / std::sqrt(near));
+    if (s > 0 && upper < static_cast<double>(kk)) return false;
     if (work + radius_cost <= peek) return true;
     const double share = radius_cost > 0 ? std::max(0.0, peek - work) / radius_cost : 1.0;
-    return near + share * (evidence - near) >= static_cast<double>(kk);
+    return near + share * std::max(0.0, upper - near) >= static_cast<double>(kk);
 }
 
 /// The sampled rows for n codes: S = min(kMihSampleSize, n / 1024) rows
@@ -169,9 +198,10 @@ struct MihKnnModel {
     /// probes[s], s = 0..64: the keys of substring radius s over all tables
     /// (substrings are at most 64 bits: by radius 64 every code is found).
     std::vector<double> probes;
-    /// The codes that share some substring with a code, summed over the
-    /// tables, were the n codes uniform: sum over the tables of (n - 1) / 2^len.
-    double uniform_shared = 0;
+    /// The near codes (mih_near_bound) that share a substring with a code,
+    /// summed over the tables, were the n codes uniform: sum over the tables
+    /// of (n - 1) / 2^len * P(Binomial(nbits - len, 1/2) <= the bound).
+    double uniform_near = 0;
     double weight(size_t s, size_t d) const {
         const size_t row = found_weight.size() / kMihWeighedRadii;
         return s < kMihWeighedRadii ? found_weight[s * row + d] : 1.0;
@@ -189,12 +219,14 @@ struct MihKnnPlan {
     double peek = 0;
     bool deep_peek = true;  ///< a peek may go past radius 0 with no code nearer than predicted
 };
-/// The peek needs its m radius-0 probes within its budget. sample_shared:
+/// The peek needs its m radius-0 probes within its budget. sample_near:
 /// over the S sampled codes and the tables, the other codes whose substring
-/// equals theirs; deep_peek where that is more than kMihStructure times the
-/// uniform expectation, plus one, a sampled code (and where S = 0).
+/// equals theirs (the first kMihSampleRun rows) and which lie within
+/// mih_near_bound of them; deep_peek
+/// where that is more than kMihStructure times the uniform expectation,
+/// plus one, a sampled code (and where S = 0).
 MihKnnPlan mih_knn_plan(const MihKnnModel& model, size_t m, size_t n, size_t w, Isa isa, double scan_fraction,
-                        size_t S, size_t sample_shared);
+                        size_t S, size_t sample_near);
 
 /// The predicted work of a radius-r search over tables of lengths lens:
 /// every probe its pigeonhole steps make, and as candidates the larger of

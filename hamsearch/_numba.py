@@ -1101,6 +1101,32 @@ def _mih_distance(codes, row, qv):  # pragma: no cover - compiled
 
 
 @_jit
+def _mih_sample_near(codes, tbegin, tlen, tinfo, dirs, entries, sampled, bounds, cap):  # pragma: no cover - compiled
+    """Over the ``sampled`` rows and the tables, the other rows sharing a
+    sampled row's substring (the first ``cap`` of them, ascending) within
+    ``bounds[t]`` of it: MIHIndex's sample_near (csrc/mih_index.cpp)."""
+    rowmask = (np.uint64(1) << np.uint64(tinfo[0, 1])) - np.uint64(1) if tbegin.shape[0] else np.uint64(0)
+    near = 0
+    for i in range(sampled.shape[0]):
+        row = sampled[i]
+        qv = codes[row]
+        for t in range(tbegin.shape[0]):
+            key = _mih_extract(qv, tbegin[t], tlen[t])
+            a, b = _mih_run(key, t, tlen, tinfo, dirs, entries)
+            looked = 0
+            for e in range(a, b):
+                if looked >= cap:
+                    break
+                r = np.int64(np.uint64(entries[t, e]) & rowmask)
+                if r == row or _mih_extract(codes[r], tbegin[t], tlen[t]) != key:
+                    continue
+                looked += 1
+                if _mih_distance(codes, r, qv) <= bounds[t]:
+                    near += 1
+    return near
+
+
+@_jit
 def _mih_evidence(near_at, weight, s):  # pragma: no cover - compiled
     """The codes found within the plan's dc, weighed by how likely radius
     ``s`` was to find them (1 beyond the tabulated radii), summed by
@@ -1113,22 +1139,24 @@ def _mih_evidence(near_at, weight, s):  # pragma: no cover - compiled
 
 
 @_jit
-def _mih_peek_may_reach(near, evidence, work, radius_cost, peek, kk):  # pragma: no cover - compiled
+def _mih_peek_may_reach(s, near, evidence, work, radius_cost, peek, kk, spread):  # pragma: no cover - compiled
     """Whether a peek that finished a radius goes on to the next:
-    mih_peek_may_reach in csrc/mih_policy.h, the same arithmetic."""
+    mih_peek_may_reach in csrc/mih_policy.h, the same arithmetic (``spread``:
+    kMihEvidenceSpread)."""
     if near == 0:
         return True
-    if evidence < float(kk):
+    upper = evidence * (1.0 + spread / np.sqrt(float(near)))
+    if s > 0 and upper < float(kk):
         return False
     if work + radius_cost <= peek:
         return True
     share = max(0.0, peek - work) / radius_cost if radius_cost > 0 else 1.0
-    return float(near) + share * (evidence - float(near)) >= float(kk)
+    return float(near) + share * max(0.0, upper - float(near)) >= float(kk)
 
 
 @_jit
 def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, budget, peek, dc, deep_peek,
-             predicted, weight, margin, trials, probes, nbits, probe_cost, cand_cost, chunk, out_d, out_i,
+             predicted, weight, margin, spread, trials, probes, nbits, probe_cost, cand_cost, chunk, out_d, out_i,
              gave_up):  # pragma: no cover - compiled
     """k-NN of queries ``j0:j1`` by probing the tables, as the native core's
     MIHIndex::knn decides (csrc/mih_policy.h): a query whose ``predicted``
@@ -1187,7 +1215,7 @@ def _mih_knn(codes, dbids, tbegin, tlen, tinfo, dirs, entries, q, j0, j1, kk, bu
                 elif not closer and not deep_peek:
                     over = True  # the peek found nothing nearer than predicted
                     break
-                elif not _mih_peek_may_reach(near, evidence, work, probes[s] * probe_cost, peek, kk):
+                elif not _mih_peek_may_reach(s - 1, near, evidence, work, probes[s] * probe_cost, peek, kk, spread):
                     over = True  # the rest of the peek cannot count kk codes
                     break
             if not tables and near >= kk:
@@ -1421,19 +1449,21 @@ class _Tables:
             at += d.shape[0]
         self.dirs = np.concatenate(dirs) if dirs else np.zeros(1, dtype=np.int64)
         # The sampled codes of the per-query prediction (csrc/mih_policy.h),
-        # and how many other codes share their substrings, over the tables.
-        sampled = np.asarray(_policy().mih_sample_rows(n), dtype=np.int64)
+        # and how many near codes share their substrings, over the tables:
+        # of the first MIH_SAMPLE_RUN other rows sharing one (ascending),
+        # those within mih_near_bound.
+        core = _policy()
+        sampled = np.asarray(core.mih_sample_rows(n), dtype=np.int64)
         # Word-major (W, S), the block layout the scan's _distances kernel reads.
         self.sample = np.ascontiguousarray(codes[sampled].T)
-        self.sample_shared = 0
-        for begin, length, *_ in shapes:
-            _, inverse, counts = np.unique(self._extract(codes, begin, length), return_inverse=True,
-                                           return_counts=True)
-            self.sample_shared += int((counts[inverse[sampled]] - 1).sum())
+        nbits = int(self.tlen.sum())
+        bounds = np.array([core.mih_near_bound(nbits, int(v)) for v in self.tlen], dtype=np.int64)
+        self.sample_near = int(_mih_sample_near(self.codes, self.tbegin, self.tlen, self.tinfo, self.dirs,
+                                                self.entries, sampled, bounds, int(core.MIH_SAMPLE_RUN)))
         self._models: Dict[str, tuple] = {}
 
     def knn_model(self, nbits: int) -> tuple:
-        """(cost, found_weight, probes, uniform_shared) of these tables at the
+        """(cost, found_weight, probes, uniform_near) of these tables at the
         active kernel level (the native core's MihKnnModel), once per level."""
         from . import _backend
 
@@ -1613,9 +1643,9 @@ class MIHStore:
         core = _policy()
         # The prediction (csrc/mih_policy.h): the tables' model, the batch's
         # plan, each query's predicted k-th distance from its sample distances.
-        cost, weight, probes, uniform_shared = tabs.knn_model(self._nbits)
-        dc, budget, peek, deep_peek = core.mih_knn_plan(cost, uniform_shared, len(tabs.tlen), n,
-                                                        self._scan_fraction, tabs.sample.shape[1], tabs.sample_shared)
+        cost, weight, probes, uniform_near = tabs.knn_model(self._nbits)
+        dc, budget, peek, deep_peek = core.mih_knn_plan(cost, uniform_near, len(tabs.tlen), n,
+                                                        self._scan_fraction, tabs.sample.shape[1], tabs.sample_near)
         predicted = core.mih_predict_kth(tabs.sample_distances(q), self._nbits, n, kk)
         gave_up = np.zeros(nq, dtype=np.uint8)
         T = max(1, min(int(_policy().mih_probe_threads(nq, int(threads))), MAX_THREADS, _max_threads()))
@@ -1625,7 +1655,7 @@ class MIHStore:
         costs = self._costs()
         _run(_mih_knn, [
             args + (q, a, b, kk, float(budget), float(peek), int(dc), bool(deep_peek), predicted, weight,
-                    float(core.MIH_EVIDENCE_MARGIN), trials, probes, self._nbits)
+                    float(core.MIH_EVIDENCE_MARGIN), float(core.MIH_EVIDENCE_SPREAD), trials, probes, self._nbits)
             + costs + (out_d, out_i, gave_up)
             for a, b in zip(cuts, cuts[1:])
         ])

@@ -350,8 +350,8 @@ def _bench_clusters(rng: np.random.Generator, n: int, nbits: int) -> np.ndarray:
     return _clustered(rng, n, nbits, max(1, n // 100), 0.05)
 
 
-@pytest.mark.parametrize("nbits", [64, 256])
-def test_prediction_sends_far_queries_to_the_scan_and_near_ones_to_the_tables(backend, nbits):
+@pytest.mark.parametrize("nbits, m", [(64, None), (64, 5), (256, None)])
+def test_prediction_sends_far_queries_to_the_scan_and_near_ones_to_the_tables(backend, nbits, m):
     # One query at a time, as a retrieval service asks (no batch trials to
     # learn from). Uniform codes: the sample predicts a k-th neighbour far
     # beyond what the budget affords, for every query and k, and the scan
@@ -359,7 +359,9 @@ def test_prediction_sends_far_queries_to_the_scan_and_near_ones_to_the_tables(ba
     # cluster of 100 in 200,000, but the peek finds its members and the
     # tables answer almost every query (at k = 10 the 10th neighbour lies
     # beyond what half a scan of 200,000 codes affords, with or without the
-    # prediction).
+    # prediction). m = 5 at 64 bits: substrings of 13 bits, which uniform
+    # codes share with 24 others each, about as many as a cluster's codes
+    # share with their cluster: only their distance tells the two apart.
     rng = np.random.default_rng(nbits)
     n, nq = 200_000, 12
     core = hs._core
@@ -367,7 +369,7 @@ def test_prediction_sends_far_queries_to_the_scan_and_near_ones_to_the_tables(ba
         bits = (rng.integers(0, 2, size=(n, nbits), dtype=np.uint8) if data == "uniform"
                 else _bench_clusters(rng, n, nbits))
         codes = codes_from_bits(bits)
-        idx = hs.MIHIndex(nbits, backend=backend, threads=1)
+        idx = hs.MIHIndex(nbits, m, backend=backend, threads=1)
         idx.add(codes)
         q = (rng.integers(0, 2, size=(nq, nbits), dtype=np.uint8) if data == "uniform"
              else bits[rng.integers(0, n, nq)] ^ (rng.random((nq, nbits)) < 0.05).astype(np.uint8))
@@ -375,18 +377,27 @@ def test_prediction_sends_far_queries_to_the_scan_and_near_ones_to_the_tables(ba
         ref = Reference(nbits)
         ref.add(bits)
         lens = [length for _, length in idx.substrings]
-        cost, _, _, uniform_shared = core.mih_knn_model(nbits, lens, n)
+        cost, _, _, uniform_near = core.mih_knn_model(nbits, lens, n)
         sampled = np.asarray(core.mih_sample_rows(n))
-        shared = 0
+        # Over the tables, the codes sharing a sampled code's substring
+        # within floor((nbits - len) / 2 - 2 sqrt(nbits - len)) of it.
+        near = 0
         for begin, length in idx.substrings:
-            keys = [row[begin : begin + length].tobytes() for row in bits]
-            counts = {}
-            for key in keys:
-                counts[key] = counts.get(key, 0) + 1
-            shared += sum(counts[keys[i]] - 1 for i in sampled)
-        dc, budget, peek, deep = core.mih_knn_plan(cost, uniform_shared, len(lens), n, 0.5, len(sampled), shared)
+            bound = math.floor((nbits - length) / 2 - 2 * math.sqrt(nbits - length))
+            keys = (bits[:, begin : begin + length].astype(np.uint64) << np.arange(length, dtype=np.uint64)).sum(axis=1)
+            for i in sampled:
+                same = np.flatnonzero(keys == keys[i])
+                same = same[same != i]
+                near += int(((bits[same] != bits[i]).sum(axis=1) <= bound).sum())
+        dc, budget, peek, deep = core.mih_knn_plan(cost, uniform_near, len(lens), n, 0.5, len(sampled), near)
         # only the clustered codes have local structure: a peek goes past radius 0
-        assert deep == (data == "clustered")
+        assert deep == (data == "clustered"), (near, uniform_near)
+        if backend == "numba":
+            # the twin counts the same (and the native core decides as the
+            # twin: test_backends_choose_the_same_tables_and_fallbacks)
+            assert idx._store._current().sample_near == near
+        if m is not None:
+            continue  # 13-bit substrings: a peek cannot afford the 5 probes of radius 0 at 200,000 codes
         sample = codes[sampled]
         dist = np.bitwise_count(qc[:, None, :] ^ sample[None]).sum(axis=2).astype(np.int32)
         for k in (1, 10, 100) if data == "uniform" else (1,):
@@ -421,51 +432,69 @@ def test_prediction_policy_worked_examples():
     # A peek costs at most 1/8 of the budget: 1/16 of a scan by default;
     # with an infinite budget nothing is predicted dearer.
     lens = [22, 21, 21]
-    cost, weight, probes, uniform_shared = core.mih_knn_model(64, lens, 10**6)
-    assert uniform_shared == pytest.approx((10**6 - 1) * (2**-22 + 2 * 2**-21))
+    cost, weight, probes, uniform_near = core.mih_knn_model(64, lens, 10**6)
+    # A code sharing a substring is near within floor((64 - len) / 2 -
+    # 2 sqrt(64 - len)): 8 for 42 and 43 other bits; uniform codes share a
+    # substring and are that near with (n - 1) * P(Binomial(42 or 43) <= 8)
+    # / 2^len, the sum over the tables.
+    assert [core.mih_near_bound(64, v) for v in (22, 21, 64)] == [8, 8, 0]
+    assert core.mih_near_bound(256, 32) == 82 and core.mih_near_bound(3, 1) == -1
+    tail = sum(math.comb(42, x) for x in range(9)) + 2 * sum(math.comb(43, x) for x in range(9))
+    assert uniform_near == pytest.approx((10**6 - 1) * tail / 2**64)
     assert cost.shape == (66,) and np.isinf(cost[65]) and np.all(np.diff(cost[:65]) >= 0)
     assert weight.shape == (core.MIH_WEIGHED_RADII, 65) and probes[1] == pytest.approx(64)
     # within m - 1 = 2 bits every code is found at radius 0, within 5 at radius 1
     assert weight[0, :3].tolist() == [1, 1, 1] and weight[0, 3] > 1 and weight[1, :6].tolist() == [1] * 6
-    dc, budget, peek, deep = core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.5, 256, 0)
+    dc, budget, peek, deep = core.mih_knn_plan(cost, uniform_near, 3, 10**6, 0.5, 256, 0)
     assert budget == 0.5e6 and peek == budget / 8 and cost[dc] <= budget < cost[dc + 1] and not deep
-    # local structure: the sampled codes share substrings with more than
-    # 4 * 1.19 + 1 = 5.8 codes each (10^6 / 2^22 + 2 * 10^6 / 2^21 = 1.19)
-    assert not core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.5, 256, 5 * 256)[3]
-    assert core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.5, 256, 6 * 256)[3]
-    assert core.mih_knn_plan(cost, uniform_shared, 3, 10**6, float("inf"), 256, 0)[0] == 65
+    # local structure: the sampled codes share substrings with more near
+    # codes than 4 * 2.2e-5 + 1 each
+    assert not core.mih_knn_plan(cost, uniform_near, 3, 10**6, 0.5, 256, 256)[3]
+    assert core.mih_knn_plan(cost, uniform_near, 3, 10**6, 0.5, 256, 257)[3]
+    assert core.mih_knn_plan(cost, uniform_near, 3, 10**6, float("inf"), 256, 0)[0] == 65
     with pytest.raises(ValueError, match="lens: expected substring lengths summing to nbits"):
         core.mih_knn_model(64, [22, 21], 10**6)
     with pytest.raises(ValueError, match="scan_fraction: expected a positive number"):
-        core.mih_knn_plan(cost, uniform_shared, 3, 10**6, 0.0, 256, 0)
+        core.mih_knn_plan(cost, uniform_near, 3, 10**6, 0.0, 256, 0)
+    with pytest.raises(ValueError, match="len: expected 1 <= len <= min"):
+        core.mih_near_bound(64, 65)
 
 
 def test_peek_rule_worked_examples():
     # mih_policy.h's mih_peek_may_reach by hand, native and the Numba twin
-    # alike. k = 100, a peek of 1000 units.
+    # alike. k = 100, a peek of 1000 units; the estimate's upper bound is
+    # evidence * (1 + 2 / sqrt(near)).
     core = hs._core
+    assert core.MIH_EVIDENCE_SPREAD == 2.0
     cases = [
         # found none within dc: nothing known yet, it goes on
-        ((0, 0.0, 900.0, 5000.0, 1000.0, 100), True),
-        # an estimated cluster of 47 near codes: fewer than k, it stops
-        ((19, 47.0, 100.0, 200.0, 1000.0, 100), False),
+        ((1, 0, 0.0, 900.0, 5000.0, 1000.0, 100), True),
+        # an estimated cluster of 47 from 25 near codes, at most
+        # 47 * (1 + 2 / 5) = 65.8: fewer than k, it stops
+        ((1, 25, 47.0, 100.0, 200.0, 1000.0, 100), False),
+        # ... but not after radius 0, where the estimate says little
+        ((0, 25, 47.0, 100.0, 200.0, 1000.0, 100), True),
+        # 4 near codes estimating 60: at most 60 * 2 = 120, it goes on
+        ((1, 4, 60.0, 100.0, 200.0, 1000.0, 100), True),
         # an estimate of k or more and the next radius affordable: on
-        ((40, 100.0, 100.0, 900.0, 1000.0, 100), True),
+        ((1, 40, 100.0, 100.0, 900.0, 1000.0, 100), True),
         # ... not affordable: a fifth of it (200 of 1000 left) adds at most
-        # 0.2 * (135 - 85) = 10 to the 85 counted, short of 100
-        ((85, 135.0, 800.0, 1000.0, 1000.0, 100), False),
-        # ... with 92 counted of 150 it may reach 92 + 0.2 * 58 = 103.6
-        ((92, 150.0, 800.0, 1000.0, 1000.0, 100), True),
+        # 0.2 * (135 * (1 + 2 / 8) - 64) = 20.95 to the 64 counted, short of 100
+        ((1, 64, 135.0, 800.0, 1000.0, 1000.0, 100), False),
+        # ... with 81 counted of 150, at most 150 * (1 + 2 / 9) = 183.3, it
+        # may reach 81 + 0.2 * 102.3 = 101.5
+        ((1, 81, 150.0, 800.0, 1000.0, 1000.0, 100), True),
         # past the peek already: no share of the radius left
-        ((99, 400.0, 1200.0, 10.0, 1000.0, 100), False),
+        ((1, 99, 400.0, 1200.0, 10.0, 1000.0, 100), False),
+        ((0, 99, 400.0, 1200.0, 10.0, 1000.0, 100), False),
     ]
     from hamsearch._numba import _mih_peek_may_reach as twin
 
     for args, want in cases:
         assert core.mih_peek_may_reach(*args) is want, args
-        assert bool(twin(*args)) is want, args
+        assert bool(twin(*args, core.MIH_EVIDENCE_SPREAD)) is want, args
     with pytest.raises(ValueError, match="k: expected k >= 1"):
-        core.mih_peek_may_reach(1, 1.0, 0.0, 1.0, 1.0, 0)
+        core.mih_peek_may_reach(1, 1, 1.0, 0.0, 1.0, 1.0, 0)
 
 
 def test_numba_mih_without_the_native_core_says_why(monkeypatch):

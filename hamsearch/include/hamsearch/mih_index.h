@@ -102,10 +102,10 @@ class MIHIndex {
     mutable std::mutex tables_mu_;
     mutable std::vector<SubstringTable> tables_;
     // Kept with the tables for the per-query prediction (csrc/mih_policy.h):
-    // copies of the sampled codes, and how many other codes share their
-    // substrings (over the tables).
+    // copies of the sampled codes, and how many near codes share their
+    // substrings (over the tables; mih_knn_plan's sample_near).
     mutable std::vector<uint64_t> sample_;
-    mutable size_t sample_shared_ = 0;
+    mutable size_t sample_near_ = 0;
     // The k-NN prediction's model of these tables at a kernel level (its
     // costs depend on it), built on first use.
     mutable std::shared_ptr<const MihKnnModel> knn_model_;
