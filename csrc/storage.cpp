@@ -27,7 +27,14 @@ void advise_huge_pages(void* p, size_t bytes) noexcept {
     }();
     const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
     const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(page - 1);
-    if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+    if (end <= begin) return;
+    (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#if defined(__linux__)
+    // Memory the allocator hands back from its free lists was touched before
+    // on small pages, which the advice leaves as they are: collapse them now
+    // (Linux 6.1's MADV_COLLAPSE, 25; earlier kernels refuse it, harmlessly).
+    (void)::madvise(reinterpret_cast<void*>(begin), end - begin, 25);
+#endif
 #else
     (void)p;
     (void)bytes;

@@ -19,7 +19,9 @@ namespace hamsearch {
 /// Asks the kernel to back [p, p + bytes) with huge pages where it can
 /// (Linux: madvise MADV_HUGEPAGE on the whole pages inside the range, for
 /// ranges of 4 MiB and more; a no-op elsewhere and on failure). Pages
-/// already touched keep their size; pages touched after it come in huge.
+/// touched after it come in huge; pages touched before (memory the
+/// allocator reuses) are collapsed into huge ones at once where the kernel
+/// can (MADV_COLLAPSE, Linux 6.1 on) and otherwise keep their size.
 /// A scan over 4 KiB pages stalls at every page boundary (the hardware
 /// prefetcher stops there) and misses the TLB: one query over 10^6 codes
 /// of 256 bits measured up to 1.2x faster on huge pages (Zen 4).
