@@ -510,25 +510,38 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, UninitVecto
     // Counting sort by distance, visiting rows in id order so ties come out
     // by id; bucket b's slots [offset[b], offset[b + 1]) hold distance b.
     auto place = [&](const int32_t* dist, int64_t* row_out, int32_t* d_out, std::vector<size_t>& offset) {
+        // Locals, not the captures: the loops' stores could alias a captured
+        // n, nbins or ip_, which the compiler would then reload at every row.
+        const size_t rows = n, bins = nbins;
+        const int64_t* ids = ip_;
+        size_t* off = offset.data();
+        // Four counts per distance, a row of four at a time into each: a run
+        // of one distance does not chain its increments through memory.
         std::fill(offset.begin(), offset.end(), 0);
-        for (size_t i = 0; i < n; ++i) ++offset[static_cast<size_t>(dist[i]) + 1];
-        for (size_t b = 1; b < offset.size(); ++b) offset[b] += offset[b - 1];
+        size_t* h = off + 1;
+        size_t i = 0;
+        for (; i + 4 <= rows; i += 4) {
+            ++h[static_cast<size_t>(dist[i])];
+            ++h[bins + static_cast<size_t>(dist[i + 1])];
+            ++h[2 * bins + static_cast<size_t>(dist[i + 2])];
+            ++h[3 * bins + static_cast<size_t>(dist[i + 3])];
+        }
+        for (; i < rows; ++i) ++h[static_cast<size_t>(dist[i])];
+        for (size_t b = 0; b < bins; ++b) off[b + 1] = off[b] + h[b] + h[bins + b] + h[2 * bins + b] + h[3 * bins + b];
         if (d_out) {
-            for (size_t b = 0; b + 1 < offset.size(); ++b) {
-                std::fill(d_out + offset[b], d_out + offset[b + 1], static_cast<int32_t>(b));
-            }
+            for (size_t b = 0; b < bins; ++b) std::fill(d_out + off[b], d_out + off[b + 1], static_cast<int32_t>(b));
         }
         if (order) {
-            for (size_t i : *order) row_out[offset[static_cast<size_t>(dist[i])]++] = ip_[i];
+            for (size_t r : *order) row_out[off[static_cast<size_t>(dist[r])]++] = ids[r];
         } else {
-            for (size_t i = 0; i < n; ++i) row_out[offset[static_cast<size_t>(dist[i])]++] = ip_[i];
+            for (size_t r = 0; r < rows; ++r) row_out[off[static_cast<size_t>(dist[r])]++] = ids[r];
         }
     };
     if (T == 1 || nq >= T) {
         parallel_tasks(T, [&](size_t t) {
             const auto range = split_range(nq, T, t);
             std::vector<int32_t> dist(n);
-            std::vector<size_t> offset(nbins + 1);
+            std::vector<size_t> offset(4 * nbins + 1);
             for (size_t j = range.first; j < range.second; ++j) {
                 K.distances(q + j * w_, cp_, n, w_, dist.data());
                 place(dist.data(), out + j * n, dout ? dout + j * n : nullptr, offset);
@@ -536,7 +549,7 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, UninitVecto
         });
     } else {
         std::vector<int32_t> dist(n);
-        std::vector<size_t> offset(nbins + 1);
+        std::vector<size_t> offset(4 * nbins + 1);
         for (size_t j = 0; j < nq; ++j) {
             parallel_tasks(T, [&](size_t t) {
                 const auto range = split_range(n, T, t);

@@ -17,7 +17,7 @@ namespace hamsearch {
 
 bool FileMap::supported() { return HS_HAVE_MMAP != 0; }
 
-void advise_huge_pages(void* p, size_t bytes) noexcept {
+void advise_huge_pages(void* p, size_t bytes, bool collapse) noexcept {
 #if HS_HAVE_MMAP && defined(MADV_HUGEPAGE)
     constexpr size_t kMin = size_t{4} << 20;
     if (p == nullptr || bytes < kMin) return;
@@ -33,11 +33,14 @@ void advise_huge_pages(void* p, size_t bytes) noexcept {
     // Memory the allocator hands back from its free lists was touched before
     // on small pages, which the advice leaves as they are: collapse them now
     // (Linux 6.1's MADV_COLLAPSE, 25; earlier kernels refuse it, harmlessly).
-    (void)::madvise(reinterpret_cast<void*>(begin), end - begin, 25);
+    if (collapse) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, 25);
+#else
+    (void)collapse;
 #endif
 #else
     (void)p;
     (void)bytes;
+    (void)collapse;
 #endif
 }
 

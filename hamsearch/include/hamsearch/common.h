@@ -30,10 +30,24 @@
 
 namespace hamsearch {
 
+/// Asks the kernel to back [p, p + bytes) with huge pages where it can
+/// (Linux: madvise MADV_HUGEPAGE on the whole pages inside the range, for
+/// ranges of 4 MiB and more; a no-op elsewhere and on failure). Pages
+/// touched after it come in huge. With collapse, pages touched before
+/// (memory the allocator reuses) are collapsed into huge ones at once where
+/// the kernel can (MADV_COLLAPSE, Linux 6.1 on); otherwise they keep their
+/// size. A scan over 4 KiB pages stalls at every page boundary (the
+/// hardware prefetcher stops there) and misses the TLB: one query over 10^6
+/// codes of 256 bits measured up to 1.2x faster on huge pages (Zen 4). A
+/// large result written once faults a page at a time: 20 rankings of 10^6
+/// ids (160 MB) took 40,000 faults, half the call's time, on 4 KiB pages.
+void advise_huge_pages(void* p, size_t bytes, bool collapse) noexcept;
+
 /// An allocator that leaves elements default-initialised (no zeroing of
 /// integers): for outputs every element of which is written before it is read,
 /// so that a large result is touched once, by the threads that fill it,
-/// instead of first by a serial zeroing pass.
+/// instead of first by a serial zeroing pass. A large block is advised for
+/// huge pages (advise_huge_pages) before anything touches it.
 template <class T, class A = std::allocator<T>>
 struct DefaultInitAllocator : A {
     template <class U>
@@ -41,6 +55,11 @@ struct DefaultInitAllocator : A {
         using other = DefaultInitAllocator<U, typename std::allocator_traits<A>::template rebind_alloc<U>>;
     };
     using A::A;
+    typename std::allocator_traits<A>::pointer allocate(size_t n) {
+        auto p = A::allocate(n);
+        advise_huge_pages(static_cast<void*>(p), n * sizeof(T), false);
+        return p;
+    }
     template <class U>
     void construct(U* p) noexcept(std::is_nothrow_default_constructible<U>::value) {
         ::new (static_cast<void*>(p)) U;
