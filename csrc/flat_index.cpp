@@ -18,7 +18,7 @@ constexpr size_t kMinWorkPerThread = size_t{1} << 17;
 // of the k-NN states (about 32 MiB per thread) when k is large.
 constexpr size_t kStateBytesPerThread = size_t{32} << 20;
 // The shortest first run of rows whose distances set a k-NN threshold (priming).
-constexpr size_t kMinPrimeRows = 1024;
+constexpr size_t kMinPrimeRows = 256;
 
 // Below this many queries sharing a block, slicing the block costs more than
 // the sliced kernel saves (slicing costs about 4 queries' scan of the block;
@@ -317,19 +317,22 @@ void FlatIndex::scan_knn(const Kernels& K, const uint64_t* q, size_t nq, size_t 
     {
         const uint64_t* base = cp_ + row_begin * w_;
         const int64_t* ids = ip_ + row_begin;
-        int32_t* d = dists.data();
-        uint32_t* r = rows.data();
+        UninitVector<int32_t> d(prime);
+        int32_t* pd = dists.data();
+        uint32_t* pr = rows.data();
+        std::vector<uint32_t> hist;
         for (size_t j = 0; j < nq; ++j) {
             TopK& s = states[j];
-            K.distances(q + j * w_, base, prime, w_, d);
-            s.prime(d, prime, static_cast<int32_t>(64 * w_));
-            const int32_t tau = s.threshold();
-            size_t c = 0;
-            for (size_t i = 0; i < prime; ++i) {  // branch-free gather of the rows to push
-                r[c] = static_cast<uint32_t>(i);
-                c += d[i] <= tau;
+            const uint64_t* qj = q + j * w_;
+            if (prime >= k) {
+                K.distances(qj, base, prime, w_, d.data());
+                s.prime(kth_distance(d.data(), prime, k, static_cast<int32_t>(64 * w_), hist));
             }
-            for (size_t t = 0; t < c; ++t) s.push(d[r[t]], ids[r[t]]);
+            // The rows within the threshold by the filter kernel (vector
+            // compares; a scalar pass over the distances cost more than the
+            // kernel's second count): about k of them, with ties.
+            const size_t c = K.filter(qj, base, prime, w_, s.threshold(), pr, pd);
+            for (size_t t = 0; t < c; ++t) s.push(pd[t], ids[pr[t]]);
         }
     }
     BlockFilter filter(K, w_, block, nq);

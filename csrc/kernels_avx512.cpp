@@ -172,45 +172,63 @@ HS_AVX512 HS_INLINE __m512i dist_sliced(const Slices<W>& s, const __m512i* qb) {
     return d;
 }
 
+// Lane l of a step's distances holds code kLaneCode[l] (slice's order); the
+// permutation that puts them in code order: code c from lane kCodeLane[c].
+template <size_t W>
+HS_AVX512 HS_INLINE __m512i code_order();
+template <>
+HS_AVX512 HS_INLINE __m512i code_order<2>() {  // lanes: codes 0 4 1 5 2 6 3 7
+    return _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+}
+template <>
+HS_AVX512 HS_INLINE __m512i code_order<4>() {  // lanes: codes 0 2 1 3 4 6 5 7
+    return _mm512_setr_epi64(0, 2, 1, 3, 4, 6, 5, 7);
+}
+
 // A step: 8 codes, each load serving 8 queries (Zen 4, 128 KiB of codes,
 // against one query a load: 4 queries 1.64x at 128 bits and 1.23x at 256,
 // 6 queries 1.61x and 1.55x, 8 queries 1.77x and 1.61x). Codes through scalar
 // POPCNT beside them, as the avx2 kernels do, cost here: with 4 queries, 2 a
 // step 0.98x and 0.91x, 4 a step 0.65x and 0.59x; none are taken.
-template <size_t W>
-constexpr size_t kBatchVectorGroups = 1;
-template <size_t W>
-constexpr size_t kBatchScalarSide = 0;
+// A step where some query passes recounts each query's 8 distances in
+// vectors and appends its passing rows from their lanes: where the
+// threshold stays loose (k = 10 of 2,173 codes, a pass in most steps) the
+// scalar recount of the step's 64 pairs took 6 times the vector scan.
 constexpr size_t kBatchQueries = 8;
 
 template <size_t W, size_t Q>
 HS_AVX512 void filter_batch_fixed(const uint64_t* q, const uint64_t* codes, size_t n, const int32_t* tau,
                                   uint32_t* rows, int32_t* dists, size_t stride, size_t* counts) {
-    constexpr size_t G = kBatchVectorGroups<W>;
-    constexpr size_t S = kBatchScalarSide<W>;
-    constexpr size_t step = 8 * G + S;
     __m512i qb[Q][W];
     __m512i thr[Q];
     for (size_t j = 0; j < Q; ++j) {
         for (size_t t = 0; t < W; ++t) qb[j][t] = _mm512_set1_epi64(static_cast<long long>(q[j * W + t]));
         thr[j] = _mm512_set1_epi64(tau[j]);
     }
+    const __m512i order = code_order<W>();
     size_t i = 0;
-    for (; i + step <= n; i += step) {
-        const uint64_t* c = codes + i * W;
+    for (; i + 8 <= n; i += 8) {
+        Slices<W> s;
+        slice(codes + i * W, s);
         __mmask8 pass = 0;
-        for (size_t g = 0; g < G; ++g) {
-            Slices<W> s;
-            slice(c + 8 * g * W, s);
-            for (size_t j = 0; j < Q; ++j) pass |= _mm512_cmple_epi64_mask(dist_sliced(s, qb[j]), thr[j]);
-        }
-        bool side_hit = false;
-        for (size_t t = 0; t < S; ++t) {
-            const uint64_t* cs = c + (8 * G + t) * W;
-            for (size_t j = 0; j < Q; ++j) side_hit |= portable::distance<HardwarePop, W>(q + j * W, cs, W) <= tau[j];
-        }
-        if (HS_UNLIKELY(pass != 0 || side_hit)) {
-            portable::emit_rows<HardwarePop, W>(q, Q, codes, W, i, i + step, tau, rows, dists, stride, counts);
+        for (size_t j = 0; j < Q; ++j) pass |= _mm512_cmple_epi64_mask(dist_sliced(s, qb[j]), thr[j]);
+        if (HS_UNLIKELY(pass != 0)) {
+            alignas(64) int64_t lane[8];
+            for (size_t j = 0; j < Q; ++j) {
+                const __m512i d = _mm512_permutexvar_epi64(order, dist_sliced(s, qb[j]));
+                unsigned m = _mm512_cmple_epi64_mask(d, thr[j]);
+                if (m == 0) continue;
+                _mm512_store_si512(reinterpret_cast<void*>(lane), d);
+                uint32_t* r = rows + j * stride;
+                int32_t* dd = dists + j * stride;
+                size_t c = counts[j];
+                for (; m != 0; m &= m - 1) {  // lowest bit first: ascending row order
+                    const unsigned t = static_cast<unsigned>(__builtin_ctz(m));
+                    r[c] = static_cast<uint32_t>(i + t);
+                    dd[c++] = static_cast<int32_t>(lane[t]);
+                }
+                counts[j] = c;
+            }
         }
     }
     portable::emit_rows<HardwarePop, W>(q, Q, codes, W, i, n, tau, rows, dists, stride, counts);

@@ -26,6 +26,30 @@ inline bool operator<(const Candidate& a, const Candidate& b) { return a.d < b.d
 /// at tau the smallest ids stay. From then on a candidate is admitted only if
 /// it beats (tau, tau_id), so a scan needs the exact pair only for the rare
 /// codes with distance <= tau (threshold()).
+/// The k-th smallest of d[0, len) (1 <= k <= len), every d in [0, max_d],
+/// by a histogram in hist (room made there): four counts per distance, a
+/// run of four rows at a time into each, so that rows of one distance do not
+/// chain their increments through memory.
+inline int32_t kth_distance(const int32_t* d, size_t len, size_t k, int32_t max_d, std::vector<uint32_t>& hist) {
+    const size_t bins = static_cast<size_t>(max_d) + 1;
+    hist.assign(4 * bins, 0);
+    uint32_t* h = hist.data();
+    size_t i = 0;
+    for (; i + 4 <= len; i += 4) {
+        ++h[static_cast<size_t>(d[i])];
+        ++h[bins + static_cast<size_t>(d[i + 1])];
+        ++h[2 * bins + static_cast<size_t>(d[i + 2])];
+        ++h[3 * bins + static_cast<size_t>(d[i + 3])];
+    }
+    for (; i < len; ++i) ++h[static_cast<size_t>(d[i])];
+    size_t seen = 0;
+    for (size_t b = 0; b < bins; ++b) {
+        seen += size_t{h[b]} + h[bins + b] + h[2 * bins + b] + h[3 * bins + b];
+        if (seen >= k) return static_cast<int32_t>(b);
+    }
+    return max_d;
+}
+
 class TopK {
    public:
     explicit TopK(size_t k) : k_(k), cap_(capacity(k)) { buf_.reserve(std::min<size_t>(cap_, 4096)); }
@@ -49,22 +73,11 @@ class TopK {
         if (buf_.size() >= cap_) compact();
     }
 
-    /// Starts a fresh selection from the distances of a first run of codes:
-    /// tau becomes the k-th smallest of them (when there are k), so the codes
-    /// of that run worth pushing are only those with d <= threshold().
-    /// ``max_d`` bounds every distance (64 per word: pad bits never exceed it).
-    void prime(const int32_t* d, size_t len, int32_t max_d) {
-        if (len < k_ || !buf_.empty()) return;
-        hist_.assign(static_cast<size_t>(max_d) + 1, 0);
-        for (size_t i = 0; i < len; ++i) ++hist_[static_cast<size_t>(d[i])];
-        size_t seen = 0;
-        for (size_t b = 0; b < hist_.size(); ++b) {
-            seen += hist_[b];
-            if (seen >= k_) {
-                tau_ = static_cast<int32_t>(b);
-                return;
-            }
-        }
+    /// Starts a fresh selection from a first run of codes whose k-th
+    /// smallest distance is tau (kth_distance): the codes of that run worth
+    /// pushing are then only those with d <= threshold().
+    void prime(int32_t tau) {
+        if (buf_.empty()) tau_ = tau;
     }
 
     /// The k-th smallest distance pushed so far, or INT32_MAX before k pushes.

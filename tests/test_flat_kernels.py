@@ -17,7 +17,7 @@ import pytest
 import hamsearch as hs
 from oracle import Reference, assert_knn_equal, assert_radius_equal, random_bits
 
-# Past the scan's priming run (1024 rows at small k) and across two blocks at
+# Past the scan's priming run (256 rows at small k) and across two blocks at
 # 256 bits (4096 rows a block); 5037 = 32 * 157 + 13: not a multiple of any step.
 N = 5037
 
