@@ -59,15 +59,19 @@ class MIHIndex(_Index):
     scan: it probes as the search would, and goes on with the tables if the
     codes it finds that near, weighed by how likely the peek was to find
     them, reach k (clustered codes' few near neighbours are invisible to a
-    sample). A peek stops at the end of a radius once the near codes it
-    found estimate a cluster of fewer than k, or the next radius is beyond
-    it and what it could count there falls short of k. A query predicted
-    cheaper probes within half a scan and gives up to the scan past it. Once half of the first ``nq // 16`` queries of a
-    batch that probed (at least 4, at most 16) have given up, a peek that
-    found no code near enough included, the rest go straight to the scan. Batches under 16 queries
-    probe on one thread. A radius query whose sampled codes within ``r`` predict
-    more than half a scan of probes and candidates goes to the scan before
-    any probe. So a wrong prediction costs at most 1/16 of a scan (the
+    sample). Where the codes have no local structure (the codes sharing a
+    substring with a sampled code are no nearer to it than uniform codes
+    would be), a peek that found no code nearer than predicted stops after
+    radius 0. A peek stops at the end of a radius, from radius 1 on, once
+    even the upper bound of what its near codes estimate is a cluster of
+    fewer than k, or where the next radius is beyond it and what it could
+    count there falls short of k. A query predicted cheaper probes within
+    half a scan and gives up to the scan past it. Once half of the first
+    ``nq // 16`` queries of a batch that probed (at least 4, at most 16)
+    have given up, a peek that found no code near enough included, the rest
+    go straight to the scan. Batches under 16 queries probe on one thread.
+    A radius query whose sampled codes within ``r`` predict more than half a
+    scan of probes and candidates goes to the scan before any probe. So a wrong prediction costs at most 1/16 of a scan (the
     peek) or 1/2 (the budget), and the answers are the same either way.
     ``last_fallbacks`` counts the queries of the calling thread's last
     ``query`` or ``radius`` call that the scan answered. Tables are (re)built
