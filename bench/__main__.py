@@ -13,7 +13,8 @@ minutes on the 2-core reference machine), writes the pytest-benchmark JSON to
 ``bench/README.md`` and the plots in ``bench/plots``. Arguments after ``--``
 go to pytest (``-- -k "hamsearch or faiss"``, ``-- --hs-n 1e5,1e6,1e7,1e8``).
 Exits with pytest's status when the suite fails (5, no benchmark collected,
-counts as a failure), else with the report's.
+counts as a failure), else with the report's. The suite runs with
+``OPENBLAS_NUM_THREADS=1`` unless the environment sets it.
 """
 from __future__ import annotations
 
@@ -61,7 +62,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cmd = pytest_command(args.profile, json_path, extra)
     print("bench: " + " ".join(cmd), file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    rc = subprocess.call(cmd, cwd=ROOT, env=dict(os.environ))
+    # numpy's OpenBLAS threads spin after its BLAS calls (the trained codes'
+    # training) and took the second core from the cases that followed: one
+    # BLAS thread, unless the caller chose.
+    env = dict(os.environ)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    rc = subprocess.call(cmd, cwd=ROOT, env=env)
     print(f"bench: the suite took {(time.perf_counter() - t0) / 60:.1f} minutes (pytest exit {rc})",
           file=sys.stderr, flush=True)
     if rc == 5:
