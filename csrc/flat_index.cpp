@@ -518,18 +518,9 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, UninitVecto
         const size_t rows = n, bins = nbins;
         const int64_t* ids = ip_;
         size_t* off = offset.data();
-        // Four counts per distance, a row of four at a time into each: a run
-        // of one distance does not chain its increments through memory.
         std::fill(offset.begin(), offset.end(), 0);
-        size_t* h = off + 1;
-        size_t i = 0;
-        for (; i + 4 <= rows; i += 4) {
-            ++h[static_cast<size_t>(dist[i])];
-            ++h[bins + static_cast<size_t>(dist[i + 1])];
-            ++h[2 * bins + static_cast<size_t>(dist[i + 2])];
-            ++h[3 * bins + static_cast<size_t>(dist[i + 3])];
-        }
-        for (; i < rows; ++i) ++h[static_cast<size_t>(dist[i])];
+        const size_t* h = off + 1;
+        count_distances(dist, rows, bins, off + 1);
         for (size_t b = 0; b < bins; ++b) off[b + 1] = off[b] + h[b] + h[bins + b] + h[2 * bins + b] + h[3 * bins + b];
         if (d_out) {
             for (size_t b = 0; b < bins; ++b) std::fill(d_out + off[b], d_out + off[b + 1], static_cast<int32_t>(b));

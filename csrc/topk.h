@@ -26,14 +26,13 @@ inline bool operator<(const Candidate& a, const Candidate& b) { return a.d < b.d
 /// at tau the smallest ids stay. From then on a candidate is admitted only if
 /// it beats (tau, tau_id), so a scan needs the exact pair only for the rare
 /// codes with distance <= tau (threshold()).
-/// The k-th smallest of d[0, len) (1 <= k <= len), every d in [0, max_d],
-/// by a histogram in hist (room made there): four counts per distance, a
-/// run of four rows at a time into each, so that rows of one distance do not
-/// chain their increments through memory.
-inline int32_t kth_distance(const int32_t* d, size_t len, size_t k, int32_t max_d, std::vector<uint32_t>& hist) {
-    const size_t bins = static_cast<size_t>(max_d) + 1;
-    hist.assign(4 * bins, 0);
-    uint32_t* h = hist.data();
+/// Counts d[0, len) (each d < bins) into h[0, 4 * bins), zeroed by the
+/// caller: four counts per distance, a run of four rows at a time into each,
+/// so that rows of one distance do not chain their increments through
+/// memory. Distance b's count is h[b] + h[bins + b] + h[2 bins + b] +
+/// h[3 bins + b].
+template <class Count>
+inline void count_distances(const int32_t* d, size_t len, size_t bins, Count* h) {
     size_t i = 0;
     for (; i + 4 <= len; i += 4) {
         ++h[static_cast<size_t>(d[i])];
@@ -42,6 +41,15 @@ inline int32_t kth_distance(const int32_t* d, size_t len, size_t k, int32_t max_
         ++h[3 * bins + static_cast<size_t>(d[i + 3])];
     }
     for (; i < len; ++i) ++h[static_cast<size_t>(d[i])];
+}
+
+/// The k-th smallest of d[0, len) (1 <= k <= len), every d in [0, max_d],
+/// by count_distances into hist (room made there).
+inline int32_t kth_distance(const int32_t* d, size_t len, size_t k, int32_t max_d, std::vector<uint32_t>& hist) {
+    const size_t bins = static_cast<size_t>(max_d) + 1;
+    hist.assign(4 * bins, 0);
+    const uint32_t* h = hist.data();
+    count_distances(d, len, bins, hist.data());
     size_t seen = 0;
     for (size_t b = 0; b < bins; ++b) {
         seen += size_t{h[b]} + h[bins + b] + h[2 * bins + b] + h[3 * bins + b];
