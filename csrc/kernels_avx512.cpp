@@ -172,8 +172,9 @@ HS_AVX512 HS_INLINE __m512i dist_sliced(const Slices<W>& s, const __m512i* qb) {
     return d;
 }
 
-// Lane l of a step's distances holds code kLaneCode[l] (slice's order); the
-// permutation that puts them in code order: code c from lane kCodeLane[c].
+// slice() leaves a step's codes in its lanes out of order; code_order<W>()
+// is the VPERMQ index that puts them back: lane c of the result takes the
+// lane that holds code c.
 template <size_t W>
 HS_AVX512 HS_INLINE __m512i code_order();
 template <>
