@@ -583,7 +583,8 @@ PYBIND11_MODULE(_core, m) {
             return hamsearch::mih_peek_may_reach(static_cast<int64_t>(s), static_cast<double>(near), evidence, work,
                                                  radius_cost, peek, static_cast<size_t>(k));
         },
-        py::arg("s"), py::arg("near"), py::arg("evidence"), py::arg("work"), py::arg("radius_cost"), py::arg("peek"), py::arg("k"),
+        py::arg("s"), py::arg("near"), py::arg("evidence"), py::arg("work"), py::arg("radius_cost"), py::arg("peek"),
+        py::arg("k"),
         "Whether a peek that finished a radius goes on to the next (mih_policy.h).");
     m.attr("MIH_WEIGHED_RADII") = hamsearch::kMihWeighedRadii;
     m.attr("MIH_EVIDENCE_MARGIN") = hamsearch::kMihEvidenceMargin;
