@@ -521,7 +521,7 @@ size_t FlatIndex::rank(const uint64_t* q, size_t nq, size_t threads, UninitVecto
         std::fill(offset.begin(), offset.end(), 0);
         const size_t* h = off + 1;
         count_distances(dist, rows, bins, off + 1);
-        for (size_t b = 0; b < bins; ++b) off[b + 1] = off[b] + h[b] + h[bins + b] + h[2 * bins + b] + h[3 * bins + b];
+        for (size_t b = 0; b < bins; ++b) off[b + 1] = off[b] + counted(h, bins, b);
         if (d_out) {
             for (size_t b = 0; b < bins; ++b) std::fill(d_out + off[b], d_out + off[b + 1], static_cast<int32_t>(b));
         }

@@ -29,8 +29,7 @@ inline bool operator<(const Candidate& a, const Candidate& b) { return a.d < b.d
 /// Counts d[0, len) (each d < bins) into h[0, 4 * bins), zeroed by the
 /// caller: four counts per distance, a run of four rows at a time into each,
 /// so that rows of one distance do not chain their increments through
-/// memory. Distance b's count is h[b] + h[bins + b] + h[2 bins + b] +
-/// h[3 bins + b].
+/// memory. Distance b's count is counted(h, bins, b).
 template <class Count>
 inline void count_distances(const int32_t* d, size_t len, size_t bins, Count* h) {
     size_t i = 0;
@@ -43,6 +42,12 @@ inline void count_distances(const int32_t* d, size_t len, size_t bins, Count* h)
     for (; i < len; ++i) ++h[static_cast<size_t>(d[i])];
 }
 
+/// Distance b's count in count_distances' four histograms.
+template <class Count>
+inline size_t counted(const Count* h, size_t bins, size_t b) {
+    return static_cast<size_t>(h[b]) + h[bins + b] + h[2 * bins + b] + h[3 * bins + b];
+}
+
 /// The k-th smallest of d[0, len) (1 <= k <= len), every d in [0, max_d],
 /// by count_distances into hist (room made there).
 inline int32_t kth_distance(const int32_t* d, size_t len, size_t k, int32_t max_d, std::vector<uint32_t>& hist) {
@@ -52,7 +57,7 @@ inline int32_t kth_distance(const int32_t* d, size_t len, size_t k, int32_t max_
     count_distances(d, len, bins, hist.data());
     size_t seen = 0;
     for (size_t b = 0; b < bins; ++b) {
-        seen += size_t{h[b]} + h[bins + b] + h[2 * bins + b] + h[3 * bins + b];
+        seen += counted(h, bins, b);
         if (seen >= k) return static_cast<int32_t>(b);
     }
     return max_d;
